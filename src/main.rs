@@ -1,1 +1,5 @@
-fn main() {}
+//! The `litestream` command-line program.
+
+fn main() -> std::process::ExitCode {
+    litestream::cli::main()
+}

@@ -1,0 +1,180 @@
+//! The `file` backend: `<root>/ltx/<level>/<min>-<max>.ltx` on a local filesystem.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{read_header, FileInfo, ReplicaClient};
+use crate::ltx::{self, Txid};
+use crate::{Error, Result};
+
+/// A replica in a local directory, laid out exactly as Litestream's file replica.
+#[derive(Debug, Clone)]
+pub struct FileClient {
+    root: PathBuf,
+}
+
+static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl FileClient {
+    /// A client for the replica rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        FileClient { root: root.into() }
+    }
+
+    /// The replica's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn level_dir(&self, level: u8) -> PathBuf {
+        self.root.join("ltx").join(level.to_string())
+    }
+
+    fn path(&self, level: u8, min: Txid, max: Txid) -> PathBuf {
+        self.level_dir(level).join(ltx::file_name(min, max))
+    }
+}
+
+/// fsyncs a directory so a rename in it is durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("fsync directory {}", dir.display()), e))
+}
+
+impl ReplicaClient for FileClient {
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+
+    fn ltx_files(&self, level: u8, seek: Txid, _accurate: bool) -> Result<Vec<FileInfo>> {
+        let dir = self.level_dir(level);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(format!("list {}", dir.display()), e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(format!("list {}", dir.display()), e))?;
+            let name = entry.file_name();
+            let Some((min, max)) = name.to_str().and_then(ltx::parse_file_name) else {
+                continue;
+            };
+            if min < seek {
+                continue;
+            }
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(format!("stat {}", entry.path().display()), e)),
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            out.push(FileInfo {
+                level,
+                min_txid: min,
+                max_txid: max,
+                size: meta.len(),
+                created_at: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+            });
+        }
+        out.sort_by_key(|f| (f.min_txid, f.max_txid));
+        Ok(out)
+    }
+
+    fn open_ltx_file(
+        &self,
+        level: u8,
+        min: Txid,
+        max: Txid,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<Box<dyn Read + Send>> {
+        let path = self.path(level, min, max);
+        let mut f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotFound {
+                    backend: "file",
+                    target: path.display().to_string(),
+                })
+            }
+            Err(e) => return Err(Error::io(format!("open {}", path.display()), e)),
+        };
+        if offset > 0 {
+            f.seek(SeekFrom::Start(offset))
+                .map_err(|e| Error::io(format!("seek {}", path.display()), e))?;
+        }
+        Ok(match len {
+            Some(n) => Box::new(f.take(n)),
+            None => Box::new(f),
+        })
+    }
+
+    fn write_ltx_file(&self, level: u8, min: Txid, max: Txid, src: &File) -> Result<FileInfo> {
+        let header = read_header(src)?;
+        let dir = self.level_dir(level);
+        fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        let path = self.path(level, min, max);
+        let tmp = dir.join(format!(
+            "{}.{}.{}.tmp",
+            ltx::file_name(min, max),
+            std::process::id(),
+            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = (|| {
+            let mut out = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
+            let mut reader = super::ReadAt::new(src);
+            let size = io::copy(&mut reader, &mut out)
+                .map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
+            let created = crate::time::from_millis(header.timestamp);
+            out.set_modified(created)
+                .map_err(|e| Error::io(format!("set mtime of {}", tmp.display()), e))?;
+            out.sync_all()
+                .map_err(|e| Error::io(format!("fsync {}", tmp.display()), e))?;
+            drop(out);
+            fs::rename(&tmp, &path)
+                .map_err(|e| Error::io(format!("rename to {}", path.display()), e))?;
+            sync_dir(&dir)?;
+            Ok(FileInfo {
+                level,
+                min_txid: min,
+                max_txid: max,
+                size,
+                created_at: created,
+            })
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {
+        for f in files {
+            let path = self.path(f.level, f.min_txid, f.max_txid);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(format!("delete {}", path.display()), e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn delete_all(&self) -> Result<()> {
+        match fs::remove_dir_all(&self.root) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("delete {}", self.root.display()), e)),
+        }
+    }
+}

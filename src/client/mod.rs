@@ -1,0 +1,238 @@
+//! Replica clients: where LTX files are stored.
+//!
+//! Every backend implements [`ReplicaClient`]. A replica is a set of LTX files, one
+//! namespace per level (0 = one file per sync, 1..=8 = compactions, 9 = snapshots); there
+//! is no manifest. [`from_url`] builds a client from a replica URL.
+
+mod file;
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+pub(crate) use file::sync_dir;
+pub use file::FileClient;
+
+use crate::ltx::Txid;
+use crate::url::ReplicaUrl;
+use crate::{Error, Result};
+
+/// The level that holds full snapshots.
+pub const SNAPSHOT_LEVEL: u8 = 9;
+
+/// One LTX file on a replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileInfo {
+    /// Level (0..=9).
+    pub level: u8,
+    /// First TXID in the file.
+    pub min_txid: Txid,
+    /// Last TXID in the file.
+    pub max_txid: Txid,
+    /// Size in bytes.
+    pub size: u64,
+    /// When the file was created (its header timestamp, where the backend stores it).
+    pub created_at: SystemTime,
+}
+
+impl FileInfo {
+    /// `%016x-%016x.ltx`.
+    pub fn name(&self) -> String {
+        crate::ltx::file_name(self.min_txid, self.max_txid)
+    }
+}
+
+impl fmt::Display for FileInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "level {} {}", self.level, self.name())
+    }
+}
+
+/// A place that stores LTX files: a directory, a bucket, a server.
+///
+/// Implementations must be safe to call from several threads at once.
+pub trait ReplicaClient: Send + Sync + fmt::Debug {
+    /// Short backend name: `"file"`, `"s3"`, ...
+    fn kind(&self) -> &'static str;
+
+    /// Lists the files of `level` whose min TXID is `>= seek`, ordered by (min, max).
+    /// A level that does not exist yet is empty. With `accurate_timestamps`, `created_at`
+    /// must be the header timestamp even where that costs extra requests.
+    fn ltx_files(&self, level: u8, seek: Txid, accurate_timestamps: bool) -> Result<Vec<FileInfo>>;
+
+    /// Opens bytes `[offset, offset + len)` of a file (`len == None`: to the end).
+    /// A missing file is [`Error::NotFound`].
+    fn open_ltx_file(
+        &self,
+        level: u8,
+        min: Txid,
+        max: Txid,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<Box<dyn Read + Send>>;
+
+    /// Stores the complete LTX file `src` (read from its start) atomically, so no partial
+    /// object is ever visible, recording its header timestamp as the creation time.
+    fn write_ltx_file(&self, level: u8, min: Txid, max: Txid, src: &File) -> Result<FileInfo>;
+
+    /// Deletes files; files already gone are not an error.
+    fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()>;
+
+    /// Deletes everything this replica stores.
+    fn delete_all(&self) -> Result<()>;
+}
+
+/// Builds a client from a replica URL: `file:///path`; other schemes are added by their
+/// modules.
+pub fn from_url(url: &str) -> Result<Arc<dyn ReplicaClient>> {
+    let u = ReplicaUrl::parse(url)?;
+    match u.scheme.as_str() {
+        "file" => {
+            let path = crate::url::clean_path(&u.path);
+            if path == "." || path.is_empty() {
+                return Err(Error::InvalidUrl {
+                    url: url.to_string(),
+                    reason: "file url has no path".into(),
+                });
+            }
+            Ok(Arc::new(FileClient::new(path)))
+        }
+        "s3" | "gs" | "abs" | "oss" | "sftp" | "nats" | "webdav" | "webdavs" => {
+            Err(Error::InvalidUrl {
+                url: url.to_string(),
+                reason: format!(
+                    "unsupported scheme {:?}: not built yet in this version",
+                    u.scheme
+                ),
+            })
+        }
+        other => Err(Error::InvalidUrl {
+            url: url.to_string(),
+            reason: format!("unsupported scheme {other:?}"),
+        }),
+    }
+}
+
+/// Reads the 100-byte LTX header at the start of `f`.
+pub(crate) fn read_header(f: &File) -> Result<crate::ltx::Header> {
+    use std::os::unix::fs::FileExt;
+    let mut b = [0u8; crate::ltx::HEADER_SIZE];
+    f.read_exact_at(&mut b, 0)
+        .map_err(|e| Error::io("read ltx header of upload", e))?;
+    crate::ltx::Header::from_bytes(&b)
+}
+
+/// Reads a file from its start with positioned reads, leaving the file's cursor alone, so
+/// several uploads can read one file at once.
+pub(crate) struct ReadAt<'a> {
+    f: &'a File,
+    pos: u64,
+}
+
+impl<'a> ReadAt<'a> {
+    pub(crate) fn new(f: &'a File) -> Self {
+        ReadAt { f, pos: 0 }
+    }
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.f.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// A reader over a replica file that reopens at the current offset when the stream breaks
+/// (up to 3 times, 250 ms doubling backoff), for long restores and compactions over networks.
+pub(crate) struct ResumableReader<'a> {
+    client: &'a dyn ReplicaClient,
+    info: FileInfo,
+    offset: u64,
+    inner: Option<Box<dyn Read + Send>>,
+    retries: u32,
+}
+
+impl<'a> ResumableReader<'a> {
+    pub(crate) fn new(client: &'a dyn ReplicaClient, info: FileInfo) -> Self {
+        ResumableReader {
+            client,
+            info,
+            offset: 0,
+            inner: None,
+            retries: 0,
+        }
+    }
+
+    fn open(&mut self) -> io::Result<()> {
+        let mut delay = Duration::from_millis(250);
+        loop {
+            match self.client.open_ltx_file(
+                self.info.level,
+                self.info.min_txid,
+                self.info.max_txid,
+                self.offset,
+                None,
+            ) {
+                Ok(r) => {
+                    self.inner = Some(r);
+                    return Ok(());
+                }
+                Err(e) if e.is_transient() && self.retries < 3 => {
+                    self.retries += 1;
+                    log::warn!(
+                        "reopening {} at offset {} after: {e}",
+                        self.info,
+                        self.offset
+                    );
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                }
+                Err(e) => return Err(io::Error::other(e)),
+            }
+        }
+    }
+}
+
+impl Read for ResumableReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut delay = Duration::from_millis(250);
+        loop {
+            if self.inner.is_none() {
+                self.open()?;
+            }
+            let r = match self.inner.as_mut() {
+                Some(r) => r,
+                None => return Err(io::Error::other("reader not open")),
+            };
+            match r.read(buf) {
+                Ok(n) => {
+                    self.offset += n as u64;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if self.retries < 3
+                        && !matches!(
+                            e.kind(),
+                            io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
+                        ) =>
+                {
+                    self.retries += 1;
+                    log::warn!(
+                        "read of {} failed at offset {}: {e}; reopening",
+                        self.info,
+                        self.offset
+                    );
+                    self.inner = None;
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

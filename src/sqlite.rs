@@ -1,0 +1,287 @@
+//! A minimal safe wrapper over the SQLite C API (`libsqlite3-sys`): just what replication
+//! needs. All `unsafe` code of the crate that talks to SQLite lives here.
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::path::Path;
+use std::ptr;
+
+use libsqlite3_sys as ffi;
+
+use crate::{Error, Result};
+
+/// One SQLite connection, used from one thread at a time.
+pub(crate) struct Conn {
+    db: *mut ffi::sqlite3,
+    path: String,
+}
+
+// SAFETY: the bundled SQLite is built with SQLITE_THREADSAFE=1 (serialized), so a connection
+// may be moved to and used from another thread; we never share one between threads.
+unsafe impl Send for Conn {}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn").field("path", &self.path).finish()
+    }
+}
+
+/// Checkpoint modes of `sqlite3_wal_checkpoint_v2`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CheckpointMode {
+    Passive,
+    Truncate,
+}
+
+/// The version of the linked SQLite library, e.g. `"3.54.1"`.
+pub fn sqlite_version() -> &'static str {
+    // SAFETY: sqlite3_libversion returns a pointer to a static NUL-terminated string.
+    unsafe { CStr::from_ptr(ffi::sqlite3_libversion()) }
+        .to_str()
+        .unwrap_or("unknown")
+}
+
+impl Conn {
+    /// Opens a read-write connection to an existing database (never creates one).
+    pub(crate) fn open(path: &Path) -> Result<Conn> {
+        Self::open_with(path, ffi::SQLITE_OPEN_READWRITE)
+    }
+
+    /// Opens a connection, creating the database file if needed.
+    pub(crate) fn open_create(path: &Path) -> Result<Conn> {
+        Self::open_with(path, ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_CREATE)
+    }
+
+    fn open_with(path: &Path, flags: c_int) -> Result<Conn> {
+        let display = path.display().to_string();
+        let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
+            Error::Invalid(format!("database path {display:?} contains a NUL byte"))
+        })?;
+        let mut db: *mut ffi::sqlite3 = ptr::null_mut();
+        // SAFETY: valid C string and out-pointer; flags include NOMUTEX-free defaults.
+        let rc = unsafe {
+            ffi::sqlite3_open_v2(
+                c.as_ptr(),
+                &mut db,
+                flags | ffi::SQLITE_OPEN_NOFOLLOW,
+                ptr::null(),
+            )
+        };
+        let conn = Conn { db, path: display };
+        if rc != ffi::SQLITE_OK {
+            let err = conn.error(rc, &format!("open {}", conn.path));
+            return Err(err);
+        }
+        // SAFETY: db is a valid open connection.
+        unsafe { ffi::sqlite3_extended_result_codes(db, 1) };
+        Ok(conn)
+    }
+
+    fn error(&self, rc: c_int, context: &str) -> Error {
+        let message = if self.db.is_null() {
+            // SAFETY: sqlite3_errstr returns a static string for any code.
+            unsafe { CStr::from_ptr(ffi::sqlite3_errstr(rc)) }
+                .to_string_lossy()
+                .into_owned()
+        } else {
+            // SAFETY: db is valid; errmsg returns a NUL-terminated string owned by SQLite.
+            unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(self.db)) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        Error::Sqlite {
+            context: context.to_string(),
+            code: rc,
+            message,
+        }
+    }
+
+    /// Sets the busy timeout.
+    pub(crate) fn busy_timeout(&self, ms: u32) {
+        // SAFETY: db is valid.
+        unsafe { ffi::sqlite3_busy_timeout(self.db, ms.min(i32::MAX as u32) as c_int) };
+    }
+
+    /// Runs one or more statements that return no rows we need.
+    pub(crate) fn exec(&self, sql: &str) -> Result<()> {
+        let c = CString::new(sql).map_err(|_| Error::Invalid("SQL contains a NUL byte".into()))?;
+        let mut errmsg: *mut c_char = ptr::null_mut();
+        // SAFETY: valid connection and C string; errmsg is freed with sqlite3_free.
+        let rc =
+            unsafe { ffi::sqlite3_exec(self.db, c.as_ptr(), None, ptr::null_mut(), &mut errmsg) };
+        if rc != ffi::SQLITE_OK {
+            let message = if errmsg.is_null() {
+                String::new()
+            } else {
+                // SAFETY: errmsg is a NUL-terminated string allocated by SQLite.
+                let m = unsafe { CStr::from_ptr(errmsg) }
+                    .to_string_lossy()
+                    .into_owned();
+                // SAFETY: allocated by sqlite3_malloc.
+                unsafe { ffi::sqlite3_free(errmsg as *mut c_void) };
+                m
+            };
+            return Err(Error::Sqlite {
+                context: format!("{sql} on {}", self.path),
+                code: rc,
+                message,
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs a query and returns the first column of every row as text.
+    pub(crate) fn query_column(&self, sql: &str) -> Result<Vec<String>> {
+        let c = CString::new(sql).map_err(|_| Error::Invalid("SQL contains a NUL byte".into()))?;
+        let mut stmt: *mut ffi::sqlite3_stmt = ptr::null_mut();
+        // SAFETY: valid connection and C string.
+        let rc =
+            unsafe { ffi::sqlite3_prepare_v2(self.db, c.as_ptr(), -1, &mut stmt, ptr::null_mut()) };
+        if rc != ffi::SQLITE_OK {
+            return Err(self.error(rc, &format!("prepare {sql} on {}", self.path)));
+        }
+        let mut out = Vec::new();
+        let result = loop {
+            // SAFETY: stmt is a valid prepared statement.
+            let rc = unsafe { ffi::sqlite3_step(stmt) };
+            match rc {
+                ffi::SQLITE_ROW => {
+                    // SAFETY: column 0 exists when the statement returns rows; the text
+                    // pointer is valid until the next step.
+                    let p = unsafe { ffi::sqlite3_column_text(stmt, 0) };
+                    let s = if p.is_null() {
+                        String::new()
+                    } else {
+                        // SAFETY: column_text returns a NUL-terminated string.
+                        unsafe { CStr::from_ptr(p as *const c_char) }
+                            .to_string_lossy()
+                            .into_owned()
+                    };
+                    out.push(s);
+                }
+                ffi::SQLITE_DONE => break Ok(out),
+                rc => break Err(self.error(rc, &format!("{sql} on {}", self.path))),
+            }
+        };
+        // SAFETY: stmt was prepared above and is finalized once.
+        unsafe { ffi::sqlite3_finalize(stmt) };
+        result
+    }
+
+    /// Runs a query returning one integer.
+    pub(crate) fn query_i64(&self, sql: &str) -> Result<i64> {
+        let rows = self.query_column(sql)?;
+        rows.first()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Error::Sqlite {
+                context: format!("{sql} on {}", self.path),
+                code: 0,
+                message: format!("expected an integer, got {rows:?}"),
+            })
+    }
+
+    /// Keeps the WAL file when this connection closes (`SQLITE_FCNTL_PERSIST_WAL`).
+    pub(crate) fn set_persist_wal(&self) -> Result<()> {
+        let mut on: c_int = 1;
+        // SAFETY: valid connection; the argument is a pointer to an int as documented.
+        let rc = unsafe {
+            ffi::sqlite3_file_control(
+                self.db,
+                c"main".as_ptr(),
+                ffi::SQLITE_FCNTL_PERSIST_WAL,
+                &mut on as *mut c_int as *mut c_void,
+            )
+        };
+        if rc != ffi::SQLITE_OK {
+            return Err(self.error(rc, "set persist-wal"));
+        }
+        Ok(())
+    }
+
+    /// Runs `sqlite3_wal_checkpoint_v2`; returns (busy, frames in log, frames checkpointed).
+    /// SQLITE_BUSY is reported as `busy == true`, not as an error.
+    pub(crate) fn checkpoint(&self, mode: CheckpointMode) -> Result<(bool, i32, i32)> {
+        let m = match mode {
+            CheckpointMode::Passive => ffi::SQLITE_CHECKPOINT_PASSIVE,
+            CheckpointMode::Truncate => ffi::SQLITE_CHECKPOINT_TRUNCATE,
+        };
+        let (mut log, mut ckpt): (c_int, c_int) = (-1, -1);
+        // SAFETY: valid connection and out-pointers.
+        let rc = unsafe {
+            ffi::sqlite3_wal_checkpoint_v2(self.db, c"main".as_ptr(), m, &mut log, &mut ckpt)
+        };
+        match rc & 0xff {
+            ffi::SQLITE_OK => Ok((false, log, ckpt)),
+            ffi::SQLITE_BUSY | ffi::SQLITE_LOCKED => Ok((true, log, ckpt)),
+            _ => Err(self.error(rc, &format!("checkpoint {mode:?} on {}", self.path))),
+        }
+    }
+
+    /// Reads `buf.len()` bytes of the main database file at `offset` through this
+    /// connection's own file handle (so no other descriptor on the database is ever opened
+    /// or closed by us: closing one would drop the process's POSIX locks). Bytes past the
+    /// end of the file read as zeros. Returns false if the read was short.
+    pub(crate) fn read_db_file(&self, buf: &mut [u8], offset: u64) -> Result<bool> {
+        let mut file: *mut ffi::sqlite3_file = ptr::null_mut();
+        // SAFETY: valid connection; FILE_POINTER writes a sqlite3_file* into the pointer.
+        let rc = unsafe {
+            ffi::sqlite3_file_control(
+                self.db,
+                c"main".as_ptr(),
+                ffi::SQLITE_FCNTL_FILE_POINTER,
+                &mut file as *mut *mut ffi::sqlite3_file as *mut c_void,
+            )
+        };
+        if rc != ffi::SQLITE_OK || file.is_null() {
+            return Err(self.error(rc, "get database file handle"));
+        }
+        // SAFETY: file is the open main-database handle owned by this connection; its
+        // methods table is set while it is open.
+        let rc = unsafe {
+            let methods = (*file).pMethods;
+            if methods.is_null() {
+                return Err(Error::State(format!(
+                    "database file {} is not open",
+                    self.path
+                )));
+            }
+            match (*methods).xRead {
+                Some(read) => read(
+                    file,
+                    buf.as_mut_ptr() as *mut c_void,
+                    buf.len() as c_int,
+                    offset as i64,
+                ),
+                None => ffi::SQLITE_MISUSE,
+            }
+        };
+        match rc {
+            ffi::SQLITE_OK => Ok(true),
+            ffi::SQLITE_IOERR_SHORT_READ => Ok(false),
+            rc => Err(Error::Sqlite {
+                context: format!(
+                    "read {} bytes at offset {offset} of {}",
+                    buf.len(),
+                    self.path
+                ),
+                code: rc,
+                message: "database file read failed".into(),
+            }),
+        }
+    }
+
+    /// True if the connection has an open transaction.
+    pub(crate) fn in_transaction(&self) -> bool {
+        // SAFETY: valid connection.
+        unsafe { ffi::sqlite3_get_autocommit(self.db) == 0 }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if !self.db.is_null() {
+            // SAFETY: db was opened by sqlite3_open_v2 and is closed exactly once;
+            // every statement is finalized before this point.
+            unsafe { ffi::sqlite3_close(self.db) };
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! A small parser for replica URLs (`scheme://[user[:pass]@]host[:port]/path?query`).
+
+use crate::{Error, Result};
+
+/// The parts of a replica URL.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ReplicaUrl {
+    pub scheme: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub host: String,
+    pub port: Option<u16>,
+    /// Percent-decoded path, with its leading `/` (empty when none).
+    pub path: String,
+    /// Percent-decoded query pairs in order.
+    pub query: Vec<(String, String)>,
+}
+
+/// True if `s` looks like a URL (`word://...`), as Litestream's `IsURL` decides.
+pub fn is_url(s: &str) -> bool {
+    match s.find("://") {
+        Some(i) if i > 0 => s[..i]
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_'),
+        _ => false,
+    }
+}
+
+pub(crate) fn percent_decode(s: &str) -> Result<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| Error::InvalidUrl {
+                    url: s.to_string(),
+                    reason: format!("bad percent escape at byte {i}"),
+                })?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| Error::InvalidUrl {
+        url: s.to_string(),
+        reason: "percent escapes do not decode to UTF-8".into(),
+    })
+}
+
+fn query_decode(s: &str) -> Result<String> {
+    percent_decode(&s.replace('+', " "))
+}
+
+/// Cleans a slash-separated path like Go's `path.Clean` (`""` becomes `"."`).
+pub(crate) fn clean_path(p: &str) -> String {
+    let rooted = p.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in p.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|l| *l != "..") {
+                    parts.pop();
+                } else if !rooted {
+                    parts.push("..");
+                }
+            }
+            s => parts.push(s),
+        }
+    }
+    let joined = parts.join("/");
+    match (rooted, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".to_string(),
+        (false, false) => joined,
+    }
+}
+
+impl ReplicaUrl {
+    pub(crate) fn parse(s: &str) -> Result<ReplicaUrl> {
+        let bad = |reason: &str| Error::InvalidUrl {
+            url: s.to_string(),
+            reason: reason.to_string(),
+        };
+        if !is_url(s) {
+            return Err(bad("want scheme://..."));
+        }
+        let i = s.find("://").unwrap_or(0);
+        let scheme = s[..i].to_ascii_lowercase();
+        let rest = &s[i + 3..];
+        let (rest, frag_free) = match rest.find('#') {
+            Some(j) => (&rest[..j], true),
+            None => (rest, false),
+        };
+        let _ = frag_free;
+        let (before_q, query_str) = match rest.find('?') {
+            Some(j) => (&rest[..j], Some(&rest[j + 1..])),
+            None => (rest, None),
+        };
+        let mut query = Vec::new();
+        if let Some(q) = query_str {
+            for pair in q.split('&').filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                query.push((query_decode(k)?, query_decode(v)?));
+            }
+        }
+        let mut url = ReplicaUrl {
+            scheme,
+            query,
+            ..ReplicaUrl::default()
+        };
+        if url.scheme == "file" {
+            url.path = percent_decode(before_q)?;
+            return Ok(url);
+        }
+        let (authority, path) = match before_q.find('/') {
+            Some(j) => (&before_q[..j], &before_q[j..]),
+            None => (before_q, ""),
+        };
+        url.path = percent_decode(path)?;
+        let hostport = match authority.rfind('@') {
+            Some(j) => {
+                let userinfo = &authority[..j];
+                match userinfo.split_once(':') {
+                    Some((u, p)) => {
+                        url.username = Some(percent_decode(u)?);
+                        url.password = Some(percent_decode(p)?);
+                    }
+                    None => url.username = Some(percent_decode(userinfo)?),
+                }
+                &authority[j + 1..]
+            }
+            None => authority,
+        };
+        // A bracketed IPv6 literal may hold colons.
+        let (host, port) = if let Some(end) = hostport.strip_prefix('[').and_then(|h| h.find(']')) {
+            let host = &hostport[1..end + 1];
+            let after = &hostport[end + 2..];
+            (host, after.strip_prefix(':'))
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            }
+        };
+        url.host = percent_decode(host)?;
+        if let Some(p) = port {
+            if !p.is_empty() {
+                url.port = Some(p.parse().map_err(|_| bad("invalid port"))?);
+            }
+        }
+        Ok(url)
+    }
+
+    /// The first value of a query parameter, trying each spelling in turn.
+    pub(crate) fn param(&self, names: &[&str]) -> Option<&str> {
+        names.iter().find_map(|n| {
+            self.query
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses() {
+        let u = ReplicaUrl::parse(
+            "s3://user:p%40ss@bkt.host:9000/a/b%20c?endpoint=http%3A%2F%2Fx&forcePathStyle=true",
+        )
+        .unwrap();
+        assert_eq!(u.scheme, "s3");
+        assert_eq!(u.username.as_deref(), Some("user"));
+        assert_eq!(u.password.as_deref(), Some("p@ss"));
+        assert_eq!(u.host, "bkt.host");
+        assert_eq!(u.port, Some(9000));
+        assert_eq!(u.path, "/a/b c");
+        assert_eq!(u.param(&["endpoint"]), Some("http://x"));
+        assert_eq!(
+            u.param(&["force-path-style", "forcePathStyle"]),
+            Some("true")
+        );
+        let f = ReplicaUrl::parse("file:///var/lib/backup?x=1").unwrap();
+        assert_eq!(f.path, "/var/lib/backup");
+        assert!(ReplicaUrl::parse("/plain/path").is_err());
+        let v6 = ReplicaUrl::parse("webdav://[::1]:8080/x").unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", Some(8080)));
+        assert!(is_url("s3://b"));
+        assert!(!is_url("/a/b"));
+        assert!(!is_url("://x"));
+    }
+
+    #[test]
+    fn clean() {
+        assert_eq!(clean_path(""), ".");
+        assert_eq!(clean_path("/"), "/");
+        assert_eq!(clean_path("a//b/./c/.."), "a/b");
+        assert_eq!(clean_path("/../a/"), "/a");
+    }
+}
