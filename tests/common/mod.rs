@@ -1,0 +1,312 @@
+//! Shared test support: temp dirs, the official binary, database dumps, waiting.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags};
+
+/// A directory removed when dropped (kept if `KEEP_TEST_DIRS` is set).
+pub struct TempDir(PathBuf);
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let base = std::env::var_os("LITESTREAM_TEST_TMP")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let p = base.join(format!(
+            "lsrs-{name}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, p: impl AsRef<Path>) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        } else {
+            eprintln!("kept {}", self.0.display());
+        }
+    }
+}
+
+/// True when running in CI, where a missing peer is a failure, not a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// An environment variable the harness (`scripts/test.sh`) provides. Outside CI a missing
+/// one skips the test (returns None); in CI it fails it.
+pub fn peer_env(name: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            if in_ci() {
+                panic!("{name} is not set: run the tests through scripts/test.sh, which installs and starts the peers");
+            }
+            eprintln!("SKIP: {name} not set (run scripts/test.sh for the full suite)");
+            None
+        }
+    }
+}
+
+/// The official `litestream` 0.5.17 binary, or None (skip) outside CI.
+pub fn official_bin() -> Option<PathBuf> {
+    peer_env("LITESTREAM_BIN").map(PathBuf::from)
+}
+
+/// Our `litestream` binary.
+pub fn our_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_litestream"))
+}
+
+/// A command for the official binary with a clean, loopback-only environment.
+pub fn official_cmd(bin: &Path) -> Command {
+    let mut c = Command::new(bin);
+    c.env_remove("AWS_CA_BUNDLE")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("GCE_METADATA_HOST", "127.0.0.1:9");
+    c
+}
+
+/// Runs a command to completion, returning (status ok, stdout, stderr).
+pub fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Sends SIGTERM and waits (bounded) for the child to exit; SIGKILL after the timeout.
+pub fn terminate(child: &mut Child, timeout: Duration) -> bool {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.success();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A canonical text dump of a database: every table's schema and rows in rowid order.
+pub fn dump(path: &Path) -> String {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    dump_conn(&conn)
+}
+
+pub fn dump_conn(conn: &Connection) -> String {
+    let mut out = String::new();
+    let mut stmt = conn
+        .prepare("SELECT name, sql FROM sqlite_master WHERE type IN ('table','index') AND sql IS NOT NULL ORDER BY name")
+        .unwrap();
+    let objs: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    for (name, sql) in objs {
+        out.push_str(&sql);
+        out.push('\n');
+        if !sql.starts_with("CREATE TABLE") {
+            continue;
+        }
+        let order = if sql.to_uppercase().contains("WITHOUT ROWID") {
+            ""
+        } else {
+            " ORDER BY rowid"
+        };
+        let mut s = conn
+            .prepare(&format!("SELECT * FROM \"{name}\"{order}"))
+            .unwrap();
+        let n = s.column_count();
+        let mut rows = s.query([]).unwrap();
+        while let Some(r) = rows.next().unwrap() {
+            for i in 0..n {
+                let v: rusqlite::types::Value = r.get(i).unwrap();
+                out.push_str(&format!("{v:?}|"));
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// `PRAGMA integrity_check` result.
+pub fn integrity(path: &Path) -> String {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    conn.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0))
+        .unwrap()
+}
+
+/// Highest TXID among `<dir>/*.ltx` (0 if none).
+pub fn max_txid_in(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    litestream::ltx::parse_file_name(e.file_name().to_str()?).map(|(_, max)| max.0)
+                })
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+/// The local L0 directory Litestream keeps beside a database.
+pub fn meta_l0_dir(db: &Path) -> PathBuf {
+    let name = db.file_name().unwrap().to_string_lossy();
+    db.with_file_name(format!(".{name}-litestream"))
+        .join("ltx/0")
+}
+
+/// A small deterministic PRNG (xorshift64*).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// Creates the workload schema.
+pub fn create_schema(conn: &Connection) {
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL;
+         CREATE TABLE IF NOT EXISTS accounts(id INTEGER PRIMARY KEY, name TEXT NOT NULL, balance INTEGER NOT NULL);
+         CREATE INDEX IF NOT EXISTS accounts_name ON accounts(name);
+         CREATE TABLE IF NOT EXISTS events(id INTEGER PRIMARY KEY, account INTEGER, kind TEXT, payload BLOB);
+         CREATE TABLE IF NOT EXISTS notes(k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID;",
+    )
+    .unwrap();
+}
+
+/// One step of a mixed workload (inserts, updates, deletes) in one transaction.
+pub fn workload_step(conn: &mut Connection, rng: &mut Rng, step: u64) {
+    let tx = conn.transaction().unwrap();
+    match rng.below(4) {
+        0 => {
+            for _ in 0..(1 + rng.below(50)) {
+                let name = format!("acct-{}", rng.below(100_000));
+                tx.execute(
+                    "INSERT INTO accounts(name, balance) VALUES (?1, ?2)",
+                    rusqlite::params![name, rng.below(10_000) as i64],
+                )
+                .unwrap();
+            }
+        }
+        1 => {
+            tx.execute(
+                "UPDATE accounts SET balance = balance + ?1 WHERE id % 7 = ?2",
+                rusqlite::params![rng.below(100) as i64, rng.below(7) as i64],
+            )
+            .unwrap();
+            tx.execute(
+                "INSERT OR REPLACE INTO notes(k, v) VALUES (?1, ?2)",
+                rusqlite::params![format!("k{}", rng.below(200)), format!("step {step}")],
+            )
+            .unwrap();
+        }
+        2 => {
+            tx.execute(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY random() LIMIT ?1)",
+                [rng.below(30) as i64],
+            )
+            .unwrap();
+            tx.execute(
+                "DELETE FROM accounts WHERE id % 11 = ?1",
+                [rng.below(11) as i64],
+            )
+            .unwrap();
+        }
+        _ => {
+            for _ in 0..(1 + rng.below(20)) {
+                let n = 100 + rng.below(3000) as usize;
+                let payload = rng.bytes(n);
+                tx.execute(
+                    "INSERT INTO events(account, kind, payload) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![rng.below(1000) as i64, "evt", payload],
+                )
+                .unwrap();
+            }
+        }
+    }
+    // Every step changes something, so every step produces WAL frames.
+    tx.execute(
+        "INSERT OR REPLACE INTO notes(k, v) VALUES ('step', ?1)",
+        [step.to_string()],
+    )
+    .unwrap();
+    tx.commit().unwrap();
+}
+
+/// One transaction of more than 1000 pages (about 6 MB of rows).
+pub fn big_transaction(conn: &mut Connection, rng: &mut Rng) {
+    let tx = conn.transaction().unwrap();
+    for _ in 0..6000 {
+        let payload = rng.bytes(1000);
+        tx.execute(
+            "INSERT INTO events(account, kind, payload) VALUES (?1, 'bulk', ?2)",
+            rusqlite::params![rng.below(1000) as i64, payload],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+}
