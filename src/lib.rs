@@ -22,19 +22,30 @@
 //! ```
 
 pub mod client;
+mod compaction;
+mod db;
 mod error;
 pub mod ltx;
+mod pool;
+mod replica;
 pub mod restore;
 mod sqlite;
+mod store;
 mod time;
+mod timer;
 mod url;
+mod wal;
 
 #[cfg(feature = "cli")]
 pub mod cli;
 
 pub use client::{FileClient, FileInfo, ReplicaClient};
+pub use compaction::{CompactionLevel, CompactionLevels};
+pub use db::Db;
 pub use error::{Error, Result};
 pub use ltx::Txid;
+pub use replica::Replica;
 pub use sqlite::sqlite_version;
+pub use store::{CloseReport, DbStatus, ReplicaStatus, Store};
 pub use time::{format_rfc3339, parse_rfc3339};
 pub use url::is_url;

@@ -5,6 +5,7 @@
 
 mod flags;
 mod logger;
+mod signal;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -82,6 +83,7 @@ fn run(args: &[String]) -> CliResult {
     let rest = &args[1..];
     match cmd.as_str() {
         "restore" => cmd_restore(rest),
+        "replicate" => cmd_replicate(rest),
         "ltx" | "wal" => cmd_ltx(rest),
         "version" => {
             println!(
@@ -235,6 +237,91 @@ fn cmd_restore(args: &[String]) -> CliResult {
             Err(Error::State(format!("no matching backup files available ({e})")).into())
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+fn cmd_replicate(args: &[String]) -> CliResult {
+    let spec = [
+        CONFIG_FLAGS[0].clone_flag(),
+        CONFIG_FLAGS[1].clone_flag(),
+        Flag {
+            name: "log-level",
+            value: Some("LEVEL"),
+            help: "Log level: debug, info, warn or error.",
+        },
+    ];
+    let usage = "The replicate command starts a server to monitor & replicate databases.\n\nUsage:\n\n\tlitestream replicate [arguments] DB_PATH REPLICA_URL [REPLICA_URL...]\n";
+    let Some(p) = parse_or_usage(args, &spec, usage)? else {
+        return Ok(());
+    };
+    if let Some(l) = p.get("log-level") {
+        let level =
+            logger::parse_level(l).ok_or_else(|| Usage(format!("invalid -log-level {l:?}")))?;
+        log::set_max_level(level);
+    }
+    if p.get("config").is_some() {
+        return Err(Error::Invalid(
+            "replicate: -config is not supported yet; pass DB_PATH REPLICA_URL".into(),
+        )
+        .into());
+    }
+    let [db_path, urls @ ..] = p.positional.as_slice() else {
+        return Err(Usage("replicate: want DB_PATH REPLICA_URL".into()).into());
+    };
+    if urls.is_empty() {
+        return Err(Usage("replicate: want DB_PATH REPLICA_URL".into()).into());
+    }
+    let mut db = crate::Db::new(db_path);
+    for u in urls {
+        db = db.replica(crate::Replica::from_url(u)?);
+    }
+    let store = crate::Store::new(vec![db], crate::CompactionLevels::default())?;
+    run_store(store)
+}
+
+/// Runs a store until SIGINT/SIGTERM, then closes it gracefully; a second signal aborts
+/// the shutdown.
+fn run_store(mut store: crate::Store) -> CliResult {
+    signal::install();
+    log::info!("litestream-rs {}", env!("CARGO_PKG_VERSION"));
+    store.open()?;
+    for p in store.paths() {
+        log::info!("replicating {}", p.display());
+    }
+    while signal::count() == 0 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    log::info!(
+        "signal received ({}), litestream shutting down",
+        signal::last_name()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(store.close());
+    });
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_millis(50)) {
+            Ok(r) => {
+                let report = r?;
+                if report.is_complete() {
+                    log::info!("litestream shut down");
+                    return Ok(());
+                }
+                return Err(Error::Shutdown(format!(
+                    "shut down with changes not replicated: {}",
+                    report.missing().join("; ")
+                ))
+                .into());
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if signal::count() >= 2 {
+                    return Err(
+                        Error::Shutdown("second signal received, shutdown aborted".into()).into(),
+                    );
+                }
+            }
+            Err(_) => return Err(Error::Shutdown("shutdown thread failed".into()).into()),
+        }
     }
 }
 

@@ -1,0 +1,43 @@
+//! SIGINT/SIGTERM counting without extra crates: the handler only bumps an atomic.
+
+use std::ffi::c_int;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static RECEIVED: AtomicUsize = AtomicUsize::new(0);
+static LAST: AtomicUsize = AtomicUsize::new(0);
+
+const SIGINT: c_int = 2;
+const SIGTERM: c_int = 15;
+
+extern "C" {
+    fn signal(signum: c_int, handler: usize) -> usize;
+}
+
+extern "C" fn on_signal(sig: c_int) {
+    LAST.store(sig as usize, Ordering::SeqCst);
+    RECEIVED.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Installs the handler for SIGINT and SIGTERM.
+pub(crate) fn install() {
+    // SAFETY: `signal` is the C library function; the handler is async-signal-safe (it
+    // only touches atomics) and has the C ABI.
+    unsafe {
+        signal(SIGINT, on_signal as extern "C" fn(c_int) as usize);
+        signal(SIGTERM, on_signal as extern "C" fn(c_int) as usize);
+    }
+}
+
+/// Number of signals received so far.
+pub(crate) fn count() -> usize {
+    RECEIVED.load(Ordering::SeqCst)
+}
+
+/// Name of the last signal received.
+pub(crate) fn last_name() -> &'static str {
+    match LAST.load(Ordering::SeqCst) as c_int {
+        SIGINT => "interrupt",
+        SIGTERM => "terminated",
+        _ => "signal",
+    }
+}

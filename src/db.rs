@@ -1,0 +1,1217 @@
+//! A database being replicated: its options, and the per-database thread that turns WAL
+//! frames into local L0 files and keeps the WAL checkpointed.
+//!
+//! # How no committed page is ever lost
+//!
+//! The thread holds a long-lived read transaction (`R`) on its own connection. While it is
+//! held, SQLite cannot restart the WAL past frames `R` might need, so frames are never
+//! overwritten before they are copied — with one exception: if `R` began when the WAL was
+//! fully checkpointed it reads from the database file alone ("read mark 0") and does not
+//! block a restart. So `R` is only ever (re)acquired under a short *barrier* (a `BEGIN
+//! IMMEDIATE` on a second connection, `W`, that stops writers) right after copying every
+//! committed frame. Then a WAL restart can happen only after everything was copied, and at
+//! most once (a read-mark-0 reader also blocks every later backfill, hence every later
+//! restart) until `R` is refreshed. A salt change is therefore a clean continuation when
+//! `R` was acquired that way, and a full snapshot is taken otherwise.
+//!
+//! The barrier never covers I/O that scales with the WAL: a checkpoint first refreshes `R`
+//! (barrier: copy the few frames since the last sync), backfills the bulk with a PASSIVE
+//! checkpoint while writers run, then takes the barrier again to copy and backfill the
+//! frames written meanwhile and re-acquire `R`.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, BufWriter};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::client::sync_dir;
+use crate::ltx::{self, Encoder, Header, PageEncoding, Txid, HEADER_FLAG_NO_CHECKSUM};
+use crate::replica::{Replica, ReplicaShared};
+use crate::sqlite::{CheckpointMode, Conn};
+use crate::wal::{self, Start, WalHeader, WAL_HEADER_SIZE};
+use crate::{Error, Result};
+
+/// Options of one database, with Litestream's defaults.
+#[derive(Clone, Debug)]
+pub(crate) struct DbOptions {
+    pub monitor_interval: Duration,
+    pub checkpoint_interval: Duration,
+    pub min_checkpoint_pages: u32,
+    pub truncate_pages: Option<u32>,
+    pub busy_timeout: Duration,
+    pub max_sync_wal_bytes: u64,
+    pub encoding: PageEncoding,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            monitor_interval: Duration::from_secs(1),
+            checkpoint_interval: Duration::from_secs(60),
+            min_checkpoint_pages: 1000,
+            truncate_pages: Some(121_359),
+            busy_timeout: Duration::from_secs(1),
+            max_sync_wal_bytes: 64 << 20,
+            encoding: PageEncoding::Frame,
+        }
+    }
+}
+
+/// A SQLite database to replicate, with its options and replicas. Hand it to
+/// [`Store::new`](crate::Store::new).
+///
+/// ```no_run
+/// use litestream::{Db, Replica};
+/// let db = Db::new("/data/app.db")
+///     .monitor_interval(std::time::Duration::from_millis(500))
+///     .replica(Replica::new(litestream::client::from_url("file:///backups/app")?));
+/// # Ok::<(), litestream::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Db {
+    pub(crate) path: PathBuf,
+    pub(crate) meta_path: Option<PathBuf>,
+    pub(crate) opts: DbOptions,
+    pub(crate) replicas: Vec<Replica>,
+}
+
+impl Db {
+    /// A database at `path` with Litestream's defaults: monitor every 1 s, PASSIVE
+    /// checkpoint at 1000 WAL pages or every minute, emergency TRUNCATE at 121359 pages,
+    /// busy timeout 1 s, at most 64 MiB of WAL per L0 file.
+    pub fn new(path: impl Into<PathBuf>) -> Db {
+        Db {
+            path: path.into(),
+            meta_path: None,
+            opts: DbOptions::default(),
+            replicas: Vec::new(),
+        }
+    }
+
+    /// The database path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How often the WAL is checked for changes (default 1 s).
+    pub fn monitor_interval(mut self, d: Duration) -> Self {
+        self.opts.monitor_interval = d;
+        self
+    }
+
+    /// Time-based PASSIVE checkpoint interval (default 1 min; zero disables).
+    pub fn checkpoint_interval(mut self, d: Duration) -> Self {
+        self.opts.checkpoint_interval = d;
+        self
+    }
+
+    /// WAL size in pages that triggers a PASSIVE checkpoint (default 1000).
+    pub fn min_checkpoint_pages(mut self, n: u32) -> Self {
+        self.opts.min_checkpoint_pages = n.max(1);
+        self
+    }
+
+    /// WAL file size in pages that triggers an emergency TRUNCATE checkpoint (default
+    /// 121359, about 500 MB with 4 KiB pages); `None` disables it.
+    pub fn truncate_pages(mut self, n: Option<u32>) -> Self {
+        self.opts.truncate_pages = n;
+        self
+    }
+
+    /// Busy timeout of litestream's own connections (default 1 s).
+    pub fn busy_timeout(mut self, d: Duration) -> Self {
+        self.opts.busy_timeout = d;
+        self
+    }
+
+    /// Most WAL bytes copied into one L0 file (default 64 MiB; 0 = no limit).
+    pub fn max_sync_wal_bytes(mut self, n: u64) -> Self {
+        self.opts.max_sync_wal_bytes = n;
+        self
+    }
+
+    /// Where local state lives (default `<dir>/.<name>-litestream`).
+    pub fn meta_path(mut self, p: impl Into<PathBuf>) -> Self {
+        self.meta_path = Some(p.into());
+        self
+    }
+
+    /// Page encoding of the LTX files written (default: legacy LZ4 frames, readable by
+    /// every Litestream v0.5.x).
+    pub fn page_encoding(mut self, e: PageEncoding) -> Self {
+        self.opts.encoding = e;
+        self
+    }
+
+    /// Adds a replica.
+    pub fn replica(mut self, r: Replica) -> Self {
+        self.replicas.push(r);
+        self
+    }
+
+    /// The local state directory for this database.
+    pub(crate) fn resolved_meta_path(&self) -> PathBuf {
+        self.meta_path
+            .clone()
+            .unwrap_or_else(|| default_meta_path(&self.path))
+    }
+}
+
+/// `<dir>/.<name>-litestream`.
+pub(crate) fn default_meta_path(db: &Path) -> PathBuf {
+    let name = db
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    db.with_file_name(format!(".{name}-litestream"))
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// What other threads can see of a database.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct DbStatus {
+    pub txid: Txid,
+    pub page_size: u32,
+    pub last_sync: Option<SystemTime>,
+    pub wal_size: u64,
+    pub error: Option<String>,
+    pub initialized: bool,
+}
+
+/// Requests to a database's thread.
+pub(crate) enum Cmd {
+    /// Sync now; reply with the local TXID.
+    Sync(Sender<Result<Txid>>),
+    /// Write a full snapshot file (`1-<pos>`) of the current state; reply with its path and
+    /// header. The caller deletes the file.
+    Snapshot(Sender<Result<(PathBuf, Header)>>),
+    /// The replica holds TXIDs up to `after` from another lineage: make the next L0 file a
+    /// full snapshot numbered after it. Replies with that TXID.
+    Renumber(Txid, Sender<Result<Txid>>),
+    /// Final sync, then stop.
+    Close(Sender<Result<Txid>>),
+}
+
+/// State shared between a database's thread, its uploaders and the compactor.
+#[derive(Debug)]
+pub(crate) struct DbShared {
+    pub path: PathBuf,
+    pub meta_path: PathBuf,
+    pub opts: DbOptions,
+    pub status: Mutex<DbStatus>,
+    pub changed: Condvar,
+    pub replicas: Vec<Arc<ReplicaShared>>,
+    pub cmd: Mutex<Option<Sender<Cmd>>>,
+}
+
+impl DbShared {
+    pub(crate) fn new(db: Db) -> Arc<DbShared> {
+        let meta_path = db.resolved_meta_path();
+        let replicas = db
+            .replicas
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| Arc::new(ReplicaShared::new(r, i)))
+            .collect();
+        Arc::new(DbShared {
+            path: db.path,
+            meta_path,
+            opts: db.opts,
+            status: Mutex::new(DbStatus::default()),
+            changed: Condvar::new(),
+            replicas,
+            cmd: Mutex::new(None),
+        })
+    }
+
+    pub(crate) fn l0_dir(&self) -> PathBuf {
+        self.meta_path.join("ltx").join("0")
+    }
+
+    pub(crate) fn l0_path(&self, txid: Txid) -> PathBuf {
+        self.l0_dir().join(ltx::file_name(txid, txid))
+    }
+
+    pub(crate) fn status(&self) -> DbStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub(crate) fn txid(&self) -> Txid {
+        self.status().txid
+    }
+
+    /// Sends a request to the database thread and waits for the reply.
+    pub(crate) fn request<T>(&self, make: impl FnOnce(Sender<Result<T>>) -> Cmd) -> Result<T> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let guard = self
+                .cmd
+                .lock()
+                .map_err(|_| Error::State("database thread state poisoned".into()))?;
+            let Some(sender) = guard.as_ref() else {
+                return Err(Error::Shutdown(format!(
+                    "{}: database is not open",
+                    self.path.display()
+                )));
+            };
+            sender.send(make(tx)).map_err(|_| {
+                Error::Shutdown(format!(
+                    "{}: database thread has stopped",
+                    self.path.display()
+                ))
+            })?;
+        }
+        rx.recv().map_err(|_| {
+            Error::Shutdown(format!(
+                "{}: database thread has stopped",
+                self.path.display()
+            ))
+        })?
+    }
+
+    fn publish(&self, f: impl FnOnce(&mut DbStatus)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+        self.changed.notify_all();
+    }
+}
+
+/// Position of the last L0 file written: where in the WAL it ended.
+#[derive(Clone, Debug)]
+struct Position {
+    txid: Txid,
+    /// WAL offset just past the last frame copied.
+    end: u64,
+    salts: (u32, u32),
+    commit: u32,
+    /// Running WAL checksum at `end`, when known (not after a restart of the process).
+    checksum: Option<(u32, u32)>,
+}
+
+/// A WAL file's identity and size, to detect changes with one `stat`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct StatKey {
+    ino: u64,
+    size: u64,
+    mtime: i64,
+    mtime_ns: i64,
+}
+
+fn stat_key(path: &Path) -> Option<StatKey> {
+    fs::metadata(path).ok().map(|m| StatKey {
+        ino: m.ino(),
+        size: m.len(),
+        mtime: m.mtime(),
+        mtime_ns: m.mtime_nsec(),
+    })
+}
+
+/// Why a sync under the barrier gave up.
+enum SyncOutcome {
+    /// Nothing new, or files written up to the WAL end.
+    Done,
+    /// Continuity could not be proven and a snapshot is not allowed here.
+    NeedSnapshot,
+}
+
+/// The engine owned by a database's thread.
+pub(crate) struct Syncer {
+    shared: Arc<DbShared>,
+    wal_path: PathBuf,
+    l0_dir: PathBuf,
+    r: Conn,
+    w: Conn,
+    page_size: u32,
+    pos: Option<Position>,
+    /// True while `R` is held and was acquired under the barrier right after a complete
+    /// sync: a WAL restart seen now lost nothing.
+    restart_ok: bool,
+    /// `R` is held.
+    reading: bool,
+    /// Next L0 must be a full snapshot numbered after this TXID.
+    renumber_after: Option<Txid>,
+    last_stat: Option<StatKey>,
+    /// Sync on the next tick even if the WAL looks unchanged (a write may share the
+    /// mtime seen last time).
+    recheck: bool,
+    synced_since_checkpoint: bool,
+    last_checkpoint: Instant,
+    /// Last PASSIVE attempt made no progress (skip it before a TRUNCATE).
+    futile_passive: bool,
+    buf: Vec<u8>,
+}
+
+impl Syncer {
+    /// Opens connections, puts the database in WAL mode and loads the local position.
+    /// The database file must exist.
+    pub(crate) fn open(shared: Arc<DbShared>) -> Result<Syncer> {
+        let path = shared.path.clone();
+        if !path.exists() {
+            return Err(Error::State(format!(
+                "database {} does not exist yet",
+                path.display()
+            )));
+        }
+        let busy = shared.opts.busy_timeout.as_millis() as u32;
+        let r = Conn::open(&path)?;
+        let w = Conn::open(&path)?;
+        for c in [&r, &w] {
+            c.busy_timeout(busy);
+            c.exec("PRAGMA wal_autocheckpoint = 0")?;
+            c.set_persist_wal()?;
+        }
+        let mode = w.query_column("PRAGMA journal_mode = wal")?;
+        if mode.first().map(|s| s.as_str()) != Some("wal") {
+            return Err(Error::State(format!(
+                "{}: could not enable WAL mode (journal_mode is {mode:?})",
+                path.display()
+            )));
+        }
+        w.exec(
+            "CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER);
+             CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER);",
+        )?;
+        let page_size = w.query_i64("PRAGMA page_size")? as u32;
+        if !ltx::is_valid_page_size(page_size) {
+            return Err(Error::State(format!(
+                "{}: invalid page size {page_size}",
+                path.display()
+            )));
+        }
+        let l0_dir = shared.l0_dir();
+        fs::create_dir_all(&l0_dir)
+            .map_err(|e| Error::io(format!("create {}", l0_dir.display()), e))?;
+        remove_temp_files(&l0_dir);
+        let wal_path = sibling(&path, "-wal");
+        let wal_ok = fs::metadata(&wal_path)
+            .map(|m| m.len() >= WAL_HEADER_SIZE)
+            .unwrap_or(false);
+        if !wal_ok {
+            w.exec("INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET seq = seq + 1")?;
+        }
+        let mut s = Syncer {
+            wal_path,
+            l0_dir,
+            r,
+            w,
+            page_size,
+            pos: None,
+            restart_ok: false,
+            reading: false,
+            renumber_after: None,
+            last_stat: None,
+            recheck: true,
+            synced_since_checkpoint: false,
+            last_checkpoint: Instant::now(),
+            futile_passive: false,
+            buf: vec![0u8; page_size as usize],
+            shared,
+        };
+        s.begin_read()?;
+        s.pos = s.load_position()?;
+        let txid = s.pos.as_ref().map(|p| p.txid).unwrap_or_default();
+        s.shared.publish(|st| {
+            st.page_size = page_size;
+            st.txid = txid;
+            st.initialized = true;
+            st.error = None;
+        });
+        Ok(s)
+    }
+
+    fn begin_read(&mut self) -> Result<()> {
+        if self.reading {
+            return Ok(());
+        }
+        self.r.exec("BEGIN")?;
+        if let Err(e) = self.r.query_i64("SELECT COUNT(1) FROM _litestream_seq") {
+            let _ = self.r.exec("ROLLBACK");
+            return Err(e);
+        }
+        self.reading = true;
+        Ok(())
+    }
+
+    fn end_read(&mut self) -> Result<()> {
+        self.restart_ok = false;
+        if self.reading {
+            self.reading = false;
+            if self.r.in_transaction() {
+                self.r.exec("ROLLBACK")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The highest local L0 file, fully verified; a damaged one resets local state (the
+    /// next sync is then a snapshot numbered after it).
+    fn load_position(&mut self) -> Result<Option<Position>> {
+        let max = max_local_txid(&self.l0_dir)?;
+        if max == Txid::ZERO {
+            return Ok(None);
+        }
+        let path = self.shared.l0_path(max);
+        match read_verified_header(&path) {
+            Ok(h) => {
+                if h.page_size != self.page_size {
+                    log::warn!(
+                        "{}: last local L0 file has page size {}, database has {}; taking a new snapshot",
+                        self.shared.path.display(),
+                        h.page_size,
+                        self.page_size
+                    );
+                    self.renumber_after = Some(max);
+                }
+                Ok(Some(Position {
+                    txid: max,
+                    end: (h.wal_offset + h.wal_size) as u64,
+                    salts: (h.wal_salt1, h.wal_salt2),
+                    commit: h.commit,
+                    checksum: None,
+                }))
+            }
+            Err(e) => {
+                log::warn!(
+                    "{}: local L0 file {} is unreadable ({e}); taking a new snapshot",
+                    self.shared.path.display(),
+                    path.display()
+                );
+                self.renumber_after = Some(max);
+                Ok(Some(Position {
+                    txid: max,
+                    end: 0,
+                    salts: (0, 0),
+                    commit: 0,
+                    checksum: None,
+                }))
+            }
+        }
+    }
+
+    /// One monitor tick: a `stat`, and a sync plus checkpoint policy when the WAL changed.
+    pub(crate) fn tick(&mut self, force: bool) -> Result<bool> {
+        let key = stat_key(&self.wal_path);
+        if !force && !self.recheck && key.is_some() && key == self.last_stat {
+            return Ok(false);
+        }
+        let changed = key != self.last_stat;
+        self.last_stat = key;
+        let before = self.pos.as_ref().map(|p| p.txid);
+        self.sync(true)?;
+        let wrote = self.pos.as_ref().map(|p| p.txid) != before;
+        // A write may land with the same mtime as the stat above: look once more.
+        self.recheck = changed || wrote;
+        self.checkpoint_policy()?;
+        Ok(wrote)
+    }
+
+    /// Copies every committed frame not yet copied into L0 files.
+    fn sync(&mut self, allow_snapshot: bool) -> Result<SyncOutcome> {
+        loop {
+            match self.sync_once(allow_snapshot)? {
+                (SyncOutcome::Done, true) => continue,
+                (o, _) => return Ok(o),
+            }
+        }
+    }
+
+    /// Writes at most one L0 file. Returns the outcome and whether more may follow.
+    fn sync_once(&mut self, allow_snapshot: bool) -> Result<(SyncOutcome, bool)> {
+        let wal = match File::open(&self.wal_path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(format!("open {}", self.wal_path.display()), e)),
+        };
+        let hdr = match &wal {
+            Some(f) => wal::read_header(f)?,
+            None => None,
+        };
+        let wal_size = match &wal {
+            Some(f) => f
+                .metadata()
+                .map_err(|e| Error::io(format!("stat {}", self.wal_path.display()), e))?
+                .len(),
+            None => 0,
+        };
+        if let Some(h) = &hdr {
+            if h.page_size != self.page_size {
+                return Err(Error::State(format!(
+                    "{}: WAL page size {} differs from database page size {}",
+                    self.shared.path.display(),
+                    h.page_size,
+                    self.page_size
+                )));
+            }
+        }
+
+        // Decide where to start and whether continuity is proven.
+        let mut start: Option<Start> = None;
+        let mut why_snapshot = None;
+        let mut new_generation = false;
+        let pos = self.pos.clone();
+        match (&pos, &hdr) {
+            (None, _) => why_snapshot = Some("first sync"),
+            _ if self.renumber_after.is_some() => why_snapshot = Some("new lineage"),
+            (Some(_), None) => {
+                if self.restart_ok {
+                    return Ok((SyncOutcome::Done, false));
+                }
+                why_snapshot = Some("WAL was reset while it was not watched");
+            }
+            (Some(p), Some(h)) if h.salts() == p.salts && p.end >= WAL_HEADER_SIZE => {
+                if p.end > wal_size {
+                    why_snapshot = Some("WAL truncated by another process");
+                } else if let Some(sum) = p.checksum {
+                    start = Some(Start {
+                        offset: p.end,
+                        checksum: sum,
+                    });
+                } else {
+                    match wal::seed_at(
+                        wal.as_ref()
+                            .ok_or_else(|| Error::State("wal vanished".into()))?,
+                        h,
+                        p.end,
+                    )? {
+                        Some(s) if self.last_frame_matches(wal.as_ref(), h, p)? => start = Some(s),
+                        _ => why_snapshot = Some("WAL overwritten while it was not watched"),
+                    }
+                }
+            }
+            (Some(_), Some(h)) => {
+                if self.restart_ok {
+                    start = Some(Start::beginning(h));
+                    new_generation = true;
+                } else {
+                    why_snapshot = Some("WAL restarted while continuity could not be proven");
+                }
+            }
+        }
+        if why_snapshot.is_some() && !allow_snapshot {
+            return Ok((SyncOutcome::NeedSnapshot, false));
+        }
+
+        let limit = if why_snapshot.is_some() {
+            0
+        } else {
+            self.shared.opts.max_sync_wal_bytes
+        };
+        let (scan, scan_start) = match (&wal, &hdr) {
+            (Some(f), Some(h)) => {
+                let s = start.unwrap_or_else(|| Start::beginning(h));
+                (wal::scan(f, h, s, limit)?, s)
+            }
+            _ => (
+                wal::Scan {
+                    end: WAL_HEADER_SIZE,
+                    ..wal::Scan::default()
+                },
+                Start {
+                    offset: WAL_HEADER_SIZE,
+                    checksum: (0, 0),
+                },
+            ),
+        };
+        if why_snapshot.is_none() && scan.end == scan_start.offset {
+            // Nothing committed since the last sync. After a restart, move to the new
+            // generation only once it has a committed frame.
+            return Ok((SyncOutcome::Done, false));
+        }
+        let commit = if scan.commit > 0 {
+            scan.commit
+        } else {
+            let len = fs::metadata(&self.shared.path)
+                .map_err(|e| Error::io(format!("stat {}", self.shared.path.display()), e))?
+                .len();
+            (len / self.page_size as u64) as u32
+        };
+        if commit == 0 {
+            return Err(Error::State(format!(
+                "{}: database is empty",
+                self.shared.path.display()
+            )));
+        }
+        let prev_txid = self.pos.as_ref().map(|p| p.txid).unwrap_or_default();
+        let txid = match self.renumber_after {
+            Some(after) if after > prev_txid => after.next(),
+            _ => prev_txid.next(),
+        };
+        if let Some(reason) = why_snapshot {
+            log::info!(
+                "{}: writing full snapshot as transaction {txid} ({reason})",
+                self.shared.path.display()
+            );
+        }
+        let (salts, wal_end) = match &hdr {
+            Some(h) => (h.salts(), scan.end),
+            None => ((0, 0), WAL_HEADER_SIZE),
+        };
+        let header = Header {
+            flags: HEADER_FLAG_NO_CHECKSUM,
+            page_size: self.page_size,
+            commit,
+            min_txid: txid,
+            max_txid: txid,
+            timestamp: crate::time::to_millis(SystemTime::now()),
+            wal_offset: scan_start.offset as i64,
+            wal_size: (wal_end - scan_start.offset) as i64,
+            wal_salt1: salts.0,
+            wal_salt2: salts.1,
+            ..Header::default()
+        };
+        let pages: Vec<u32> = if why_snapshot.is_some() {
+            Vec::new()
+        } else {
+            let prev_commit = self.pos.as_ref().map(|p| p.commit).unwrap_or(0);
+            let mut v: Vec<u32> = scan.pages.keys().copied().collect();
+            v.extend((prev_commit + 1..=commit).filter(|p| !scan.pages.contains_key(p)));
+            v.sort_unstable();
+            v
+        };
+        self.write_l0(
+            &header,
+            why_snapshot.is_some(),
+            &pages,
+            &scan.pages,
+            wal.as_ref(),
+        )?;
+        if why_snapshot.is_some() {
+            self.renumber_after = None;
+            // Older local files belong to another lineage or are superseded.
+            self.remove_local_below(txid);
+        }
+        self.pos = Some(Position {
+            txid,
+            end: wal_end,
+            salts,
+            commit,
+            checksum: hdr.map(|_| scan.checksum),
+        });
+        if new_generation {
+            // Only one restart can follow an R taken under the barrier; the next one
+            // needs a fresh R.
+            self.restart_ok = false;
+        }
+        self.synced_since_checkpoint = true;
+        let now = SystemTime::now();
+        self.shared.publish(|st| {
+            st.txid = txid;
+            st.last_sync = Some(now);
+            st.wal_size = wal_size;
+            st.error = None;
+        });
+        Ok((SyncOutcome::Done, scan.limited))
+    }
+
+    /// Checks the frame before `p.end` still holds the page our last L0 file recorded for
+    /// it (the WAL was not rewritten with the same salts while we were away).
+    fn last_frame_matches(&self, wal: Option<&File>, h: &WalHeader, p: &Position) -> Result<bool> {
+        let Some(f) = wal else { return Ok(false) };
+        if p.end < WAL_HEADER_SIZE + h.frame_size() {
+            return Ok(p.end == WAL_HEADER_SIZE);
+        }
+        let off = p.end - h.frame_size();
+        let mut fh = [0u8; 24];
+        if std::os::unix::fs::FileExt::read_exact_at(f, &mut fh, off).is_err() {
+            return Ok(false);
+        }
+        let pgno = u32::from_be_bytes([fh[0], fh[1], fh[2], fh[3]]);
+        let mut frame_page = vec![0u8; self.page_size as usize];
+        if wal::read_frame_page(f, off, &mut frame_page).is_err() {
+            return Ok(false);
+        }
+        Ok(
+            find_page_in_ltx(&self.shared.l0_path(p.txid), pgno)?.as_deref()
+                == Some(&frame_page[..]),
+        )
+    }
+
+    /// Writes an L0 file (temp file, fsync, rename, directory fsync).
+    fn write_l0(
+        &mut self,
+        header: &Header,
+        snapshot: bool,
+        pages: &[u32],
+        map: &HashMap<u32, u64>,
+        wal: Option<&File>,
+    ) -> Result<()> {
+        let final_path = self.shared.l0_path(header.max_txid);
+        let tmp = sibling(&final_path, ".tmp");
+        let result = (|| -> Result<()> {
+            let f = File::create(&tmp)
+                .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
+            let mut enc = Encoder::new(
+                BufWriter::with_capacity(1 << 20, f),
+                header,
+                self.shared.opts.encoding,
+            )
+            .map_err(|e| e.in_file(&tmp.display().to_string()))?;
+            let lock = ltx::lock_pgno(self.page_size);
+            let mut emit = |s: &mut Syncer, pgno: u32| -> Result<()> {
+                if pgno == lock {
+                    return Ok(());
+                }
+                s.read_page(pgno, map, wal)?;
+                enc.write_page(pgno, &s.buf)
+            };
+            if snapshot {
+                for pgno in 1..=header.commit {
+                    emit(self, pgno)?;
+                }
+            } else {
+                for &pgno in pages {
+                    emit(self, pgno)?;
+                }
+            }
+            let (w, _) = enc.finish().map_err(|e| match e {
+                Error::Io { context, source } => Error::Io {
+                    context: format!("{context} {}", tmp.display()),
+                    source,
+                },
+                e => e,
+            })?;
+            let f = w
+                .into_inner()
+                .map_err(|e| Error::io(format!("write {}", tmp.display()), e.into_error()))?;
+            f.sync_all()
+                .map_err(|e| Error::io(format!("fsync {}", tmp.display()), e))?;
+            drop(f);
+            fs::rename(&tmp, &final_path)
+                .map_err(|e| Error::io(format!("rename {}", tmp.display()), e))?;
+            sync_dir(&self.l0_dir)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Reads page `pgno` of the current state into `self.buf`: from its latest WAL frame,
+    /// else from the database file through SQLite's own file handle.
+    fn read_page(&mut self, pgno: u32, map: &HashMap<u32, u64>, wal: Option<&File>) -> Result<()> {
+        match (map.get(&pgno), wal) {
+            (Some(&off), Some(f)) => wal::read_frame_page(f, off, &mut self.buf),
+            _ => {
+                let off = (pgno as u64 - 1) * self.page_size as u64;
+                if !self.r.read_db_file(&mut self.buf, off)? {
+                    // Past the end of the file (a page the database grew into but never
+                    // wrote): zeros, as SQLite would read it.
+                    log::debug!("{}: page {pgno} reads short", self.shared.path.display());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn remove_local_below(&self, txid: Txid) {
+        if let Ok(rd) = fs::read_dir(&self.l0_dir) {
+            for e in rd.flatten() {
+                if let Some((_, max)) = e.file_name().to_str().and_then(ltx::parse_file_name) {
+                    if max < txid {
+                        let _ = fs::remove_file(e.path());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `f` while holding the write barrier. `Ok(None)` if the barrier could not be
+    /// taken within the busy timeout (writers busy): try again later.
+    fn with_barrier<T>(&mut self, f: impl FnOnce(&mut Syncer) -> Result<T>) -> Result<Option<T>> {
+        match self.w.exec("BEGIN IMMEDIATE") {
+            Ok(()) => {}
+            Err(Error::Sqlite { code, .. }) if code & 0xff == 5 || code & 0xff == 6 => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        }
+        let r = f(self);
+        let rb = self.w.exec("ROLLBACK");
+        let v = r?;
+        rb?;
+        Ok(Some(v))
+    }
+
+    /// Re-acquires `R` at the WAL end under the barrier, after a sync to the end.
+    /// Returns false if a snapshot was needed first (the caller syncs and retries).
+    fn refresh_read(&mut self) -> Result<bool> {
+        let outcome = self.with_barrier(|s| {
+            if let SyncOutcome::NeedSnapshot = s.sync(false)? {
+                return Ok(false);
+            }
+            s.end_read()?;
+            s.begin_read()?;
+            s.restart_ok = true;
+            Ok(true)
+        })?;
+        Ok(outcome.unwrap_or(false))
+    }
+
+    fn wal_bytes(&self, pages: u64) -> u64 {
+        WAL_HEADER_SIZE + pages * (24 + self.page_size as u64)
+    }
+
+    fn checkpoint_policy(&mut self) -> Result<()> {
+        let Some(end) = self.pos.as_ref().map(|p| p.end) else {
+            return Ok(());
+        };
+        if !self.synced_since_checkpoint {
+            return Ok(());
+        }
+        let file_size = fs::metadata(&self.wal_path).map(|m| m.len()).unwrap_or(0);
+        let opts = &self.shared.opts;
+        if let Some(n) = opts.truncate_pages {
+            if file_size >= self.wal_bytes(n as u64) {
+                log::info!(
+                    "{}: WAL is {file_size} bytes, over the truncate threshold: checkpointing with TRUNCATE",
+                    self.shared.path.display()
+                );
+                return self.checkpoint(true);
+            }
+        }
+        if end >= self.wal_bytes(opts.min_checkpoint_pages as u64) {
+            return self.checkpoint(false);
+        }
+        if !opts.checkpoint_interval.is_zero()
+            && self.last_checkpoint.elapsed() >= opts.checkpoint_interval
+            && end > self.wal_bytes(1)
+        {
+            return self.checkpoint(false);
+        }
+        Ok(())
+    }
+
+    /// Checkpoints without stalling writers for longer than it takes to copy the frames
+    /// written since the previous step (see the module docs).
+    pub(crate) fn checkpoint(&mut self, truncate: bool) -> Result<()> {
+        self.sync(true)?;
+        // 1. Move R to the WAL end so the bulk backfill below can go that far.
+        if !self.refresh_read()? {
+            self.sync(true)?;
+            if !self.refresh_read()? {
+                return Ok(());
+            }
+        }
+        // 2. Bulk backfill, writers running.
+        if !(truncate && self.futile_passive) {
+            self.w.checkpoint(CheckpointMode::Passive)?;
+        }
+        self.sync(true)?;
+        // 3. Copy and backfill what was written meanwhile, re-take R, release writers.
+        let full = self.with_barrier(|s| {
+            if let SyncOutcome::NeedSnapshot = s.sync(false)? {
+                return Ok(None);
+            }
+            s.end_read()?;
+            let ck = s.r.checkpoint(CheckpointMode::Passive);
+            let br = s.begin_read();
+            let (busy, log, ckpt) = ck?;
+            br?;
+            s.restart_ok = true;
+            Ok(Some(!busy && log >= 0 && log == ckpt))
+        })?;
+        let Some(Some(full)) = full else {
+            return Ok(());
+        };
+        self.futile_passive = !full;
+        self.last_checkpoint = Instant::now();
+        self.synced_since_checkpoint = false;
+        if truncate && full {
+            // 4. Everything is copied and backfilled and R reads the database file only:
+            // a TRUNCATE that does not wait succeeds iff no writer came in between, and
+            // cannot lose a frame (a newer frame could not be backfilled past R).
+            self.w.busy_timeout(0);
+            let r = self.w.checkpoint(CheckpointMode::Truncate);
+            self.w
+                .busy_timeout(self.shared.opts.busy_timeout.as_millis() as u32);
+            let (busy, _, _) = r?;
+            log::debug!(
+                "{}: truncate checkpoint busy={busy}",
+                self.shared.path.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Writes a full snapshot of the current state as `1-<pos>` into a temp file.
+    pub(crate) fn snapshot_file(&mut self) -> Result<(PathBuf, Header)> {
+        self.sync(true)?;
+        let pos = self
+            .pos
+            .clone()
+            .ok_or_else(|| Error::State("no position yet".into()))?;
+        let wal = File::open(&self.wal_path).ok();
+        let hdr = match &wal {
+            Some(f) => wal::read_header(f)?,
+            None => None,
+        };
+        // The state at pos: the current WAL generation up to our position, over the
+        // database file (earlier generations were fully backfilled before they ended).
+        // Our position is a commit boundary, so a scan limited to it stops exactly there.
+        let map = match (&wal, &hdr) {
+            (Some(f), Some(h)) if h.salts() == pos.salts && pos.end > WAL_HEADER_SIZE => {
+                let scan = wal::scan(f, h, Start::beginning(h), pos.end - WAL_HEADER_SIZE)?;
+                if scan.end != pos.end {
+                    return Err(Error::State(format!(
+                        "{}: WAL changed under the snapshot (ends at {}, expected {}); will retry",
+                        self.shared.path.display(),
+                        scan.end,
+                        pos.end
+                    )));
+                }
+                scan.pages
+            }
+            _ => HashMap::new(),
+        };
+        let header = Header {
+            flags: HEADER_FLAG_NO_CHECKSUM,
+            page_size: self.page_size,
+            commit: pos.commit,
+            min_txid: Txid(1),
+            max_txid: pos.txid,
+            timestamp: crate::time::to_millis(SystemTime::now()),
+            ..Header::default()
+        };
+        let path = self
+            .shared
+            .meta_path
+            .join(format!("snapshot-{}.ltx.tmp", pos.txid));
+        let result = (|| -> Result<()> {
+            let f = File::create(&path)
+                .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
+            let mut enc = Encoder::new(
+                BufWriter::with_capacity(1 << 20, f),
+                &header,
+                self.shared.opts.encoding,
+            )?;
+            let lock = ltx::lock_pgno(self.page_size);
+            for pgno in 1..=header.commit {
+                if pgno == lock {
+                    continue;
+                }
+                self.read_page(pgno, &map, wal.as_ref())?;
+                enc.write_page(pgno, &self.buf)?;
+            }
+            let (w, _) = enc.finish()?;
+            let f = w
+                .into_inner()
+                .map_err(|e| Error::io(format!("write {}", path.display()), e.into_error()))?;
+            f.sync_all()
+                .map_err(|e| Error::io(format!("fsync {}", path.display()), e))
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
+        Ok((path, header))
+    }
+
+    /// Closes: final sync, release the read transaction.
+    pub(crate) fn close(mut self) -> Result<Txid> {
+        let r = self.sync(true);
+        let _ = self.end_read();
+        r?;
+        Ok(self.pos.as_ref().map(|p| p.txid).unwrap_or_default())
+    }
+}
+
+/// Removes leftover `*.tmp` files of an interrupted write.
+fn remove_temp_files(dir: &Path) {
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().ends_with(".tmp") {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// Highest TXID of the L0 files in `dir`.
+pub(crate) fn max_local_txid(dir: &Path) -> Result<Txid> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Txid::ZERO),
+        Err(e) => return Err(Error::io(format!("list {}", dir.display()), e)),
+    };
+    Ok(rd
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(ltx::parse_file_name)
+                .map(|(_, max)| max)
+        })
+        .max()
+        .unwrap_or_default())
+}
+
+/// Reads and fully verifies an LTX file, returning its header.
+pub(crate) fn read_verified_header(path: &Path) -> Result<Header> {
+    let f = File::open(path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+    let d = ltx::Decoder::new(io::BufReader::new(f))
+        .map_err(|e| e.in_file(&path.display().to_string()))?;
+    let h = d.header().clone();
+    d.finish()
+        .map_err(|e| e.in_file(&path.display().to_string()))?;
+    Ok(h)
+}
+
+/// The copy of `pgno` stored in an LTX file, if it holds one.
+fn find_page_in_ltx(path: &Path, pgno: u32) -> Result<Option<Vec<u8>>> {
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(_) => return Ok(None),
+    };
+    let mut d = match ltx::Decoder::new(io::BufReader::new(f)) {
+        Ok(d) => d,
+        Err(_) => return Ok(None),
+    };
+    let mut buf = vec![0u8; d.header().page_size as usize];
+    loop {
+        match d.next_page(&mut buf) {
+            Ok(Some(p)) if p == pgno => return Ok(Some(buf)),
+            Ok(Some(p)) if p > pgno => return Ok(None),
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => return Ok(None),
+        }
+    }
+}
+
+/// The body of a database's thread: tick every monitor interval, serve requests, and kick
+/// the replicas' uploads.
+pub(crate) fn run(shared: Arc<DbShared>, rx: Receiver<Cmd>, pool: crate::pool::Pool) {
+    let mut syncer: Option<Syncer> = None;
+    let mut failures = 0u32;
+    let mut last_error_log: Option<Instant> = None;
+    let interval = shared.opts.monitor_interval;
+    loop {
+        let wait = if failures == 0 {
+            interval
+        } else {
+            (interval * 2u32.saturating_pow(failures.min(16))).min(Duration::from_secs(300))
+        };
+        let cmd = match rx.recv_timeout(wait) {
+            Ok(c) => Some(c),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        if syncer.is_none() && shared.path.exists() {
+            match Syncer::open(shared.clone()) {
+                Ok(s) => {
+                    log::info!("{}: replicating", shared.path.display());
+                    syncer = Some(s);
+                }
+                Err(e) => {
+                    shared.publish(|st| st.error = Some(e.to_string()));
+                    log_rate_limited(&mut last_error_log, || {
+                        format!("{}: open: {e}", shared.path.display())
+                    });
+                }
+            }
+        }
+        let result: Result<()> = match (cmd, syncer.as_mut()) {
+            (Some(Cmd::Close(reply)), s) => {
+                let r = match s {
+                    Some(_) => syncer.take().map(|s| s.close()).unwrap_or(Ok(Txid::ZERO)),
+                    None => Ok(shared.txid()),
+                };
+                let _ = reply.send(r);
+                break;
+            }
+            (Some(Cmd::Sync(reply)), Some(s)) => {
+                let r = s
+                    .tick(true)
+                    .map(|_| s.pos.as_ref().map(|p| p.txid).unwrap_or_default());
+                let e = r.as_ref().err().map(|e| e.to_string());
+                let _ = reply.send(r);
+                e.map_or(Ok(()), |m| Err(Error::State(m)))
+            }
+            (Some(Cmd::Snapshot(reply)), Some(s)) => {
+                let _ = reply.send(s.snapshot_file());
+                Ok(())
+            }
+            (Some(Cmd::Renumber(after, reply)), Some(s)) => {
+                let cur = s.pos.as_ref().map(|p| p.txid).unwrap_or_default();
+                s.renumber_after = Some(after.max(cur));
+                let r = s
+                    .tick(true)
+                    .map(|_| s.pos.as_ref().map(|p| p.txid).unwrap_or_default());
+                let _ = reply.send(r);
+                Ok(())
+            }
+            (Some(Cmd::Sync(reply)), None) => {
+                let _ = reply.send(Err(not_ready(&shared)));
+                Ok(())
+            }
+            (Some(Cmd::Snapshot(reply)), None) => {
+                let _ = reply.send(Err(not_ready(&shared)));
+                Ok(())
+            }
+            (Some(Cmd::Renumber(_, reply)), None) => {
+                let _ = reply.send(Err(not_ready(&shared)));
+                Ok(())
+            }
+            (None, Some(s)) => s.tick(false).map(|_| ()),
+            (None, None) => Ok(()),
+        };
+        match result {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                shared.publish(|st| st.error = Some(e.to_string()));
+                log_rate_limited(&mut last_error_log, || {
+                    format!("{}: sync: {e}", shared.path.display())
+                });
+                if let Some(s) = syncer.as_mut() {
+                    // Reopen from scratch after repeated failures (e.g. the file was replaced).
+                    if failures >= 3 {
+                        remove_temp_files(&s.l0_dir);
+                    }
+                }
+            }
+        }
+        if syncer.is_some() {
+            for r in &shared.replicas {
+                r.kick(&shared, &pool);
+            }
+        }
+    }
+    // Dropping the syncer rolls back R and closes our connections.
+    drop(syncer);
+}
+
+fn not_ready(shared: &DbShared) -> Error {
+    let status = shared.status();
+    Error::State(format!(
+        "{} is not ready: {}",
+        shared.path.display(),
+        status
+            .error
+            .unwrap_or_else(|| "the database file does not exist yet".into())
+    ))
+}
+
+/// Logs at most once per 30 s.
+pub(crate) fn log_rate_limited(last: &mut Option<Instant>, msg: impl FnOnce() -> String) {
+    if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+        log::error!("{}", msg());
+        *last = Some(Instant::now());
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        // Release R; the connections close when their fields drop.
+        let _ = self.end_read();
+    }
+}

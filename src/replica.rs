@@ -1,0 +1,351 @@
+//! A replica: one destination for a database's L0 files, with its own position, backoff
+//! and upload state. Uploads run on the store's worker pool, one replica at a time in TXID
+//! order.
+//!
+//! Before continuing a replica the uploader proves it belongs to this database's lineage
+//! (the replica's newest L0 file has the same checksum as our local copy). When it cannot
+//! (a new, wiped, diverged or far-behind replica, or local files already removed), it
+//! uploads a full snapshot to level 9 and continues after it; when the replica is ahead of
+//! the database (it was restored, or its local state was lost), the database numbers its
+//! next file after the replica's newest, as a full snapshot. Lineages are never mixed.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::client::{ReplicaClient, SNAPSHOT_LEVEL};
+use crate::db::{Cmd, DbShared};
+use crate::ltx::Txid;
+use crate::pool::Pool;
+use crate::{Error, Result};
+
+/// Longest wait between upload retries.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// A destination for a database's changes. Add it to a [`Db`](crate::Db).
+#[derive(Debug, Clone)]
+pub struct Replica {
+    pub(crate) client: Arc<dyn ReplicaClient>,
+    pub(crate) sync_interval: Duration,
+}
+
+impl Replica {
+    /// A replica stored by `client`, synced every second.
+    pub fn new(client: Arc<dyn ReplicaClient>) -> Replica {
+        Replica {
+            client,
+            sync_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// A replica from a URL (`file:///backups/app`, `s3://bucket/path`, ...).
+    pub fn from_url(url: &str) -> Result<Replica> {
+        Ok(Replica::new(crate::client::from_url(url)?))
+    }
+
+    /// Shortest time between upload batches (default 1 s).
+    pub fn sync_interval(mut self, d: Duration) -> Self {
+        self.sync_interval = d;
+        self
+    }
+
+    /// The replica's client.
+    pub fn client(&self) -> &Arc<dyn ReplicaClient> {
+        &self.client
+    }
+}
+
+/// Upload state of one replica.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ReplicaState {
+    /// Highest TXID known to be on the replica (None: unknown, list it).
+    pub remote: Option<Txid>,
+    pub in_flight: bool,
+    pub next_attempt: Option<Instant>,
+    pub backoff: Duration,
+    pub last_batch: Option<Instant>,
+    pub last_upload: Option<SystemTime>,
+    pub last_error: Option<String>,
+    pub last_error_log: Option<Instant>,
+    pub uploaded_files: u64,
+    pub uploaded_bytes: u64,
+    pub errors: u64,
+    /// Highest TXID whose L0 copy L0 retention has deleted from this replica.
+    pub l0_deleted_through: Txid,
+}
+
+/// A replica inside a running store.
+#[derive(Debug)]
+pub(crate) struct ReplicaShared {
+    pub client: Arc<dyn ReplicaClient>,
+    pub sync_interval: Duration,
+    pub index: usize,
+    pub state: Mutex<ReplicaState>,
+    pub changed: Condvar,
+}
+
+impl ReplicaShared {
+    pub(crate) fn new(r: Replica, index: usize) -> ReplicaShared {
+        ReplicaShared {
+            client: r.client,
+            sync_interval: r.sync_interval,
+            index,
+            state: Mutex::new(ReplicaState::default()),
+            changed: Condvar::new(),
+        }
+    }
+
+    pub(crate) fn state(&self) -> ReplicaState {
+        self.state.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub(crate) fn remote_txid(&self) -> Option<Txid> {
+        self.state.lock().ok().and_then(|s| s.remote)
+    }
+
+    fn update(&self, f: impl FnOnce(&mut ReplicaState)) {
+        if let Ok(mut s) = self.state.lock() {
+            f(&mut s);
+        }
+        self.changed.notify_all();
+    }
+
+    /// Starts an upload batch on the pool if there is work, none is running, the backoff
+    /// has passed and the sync interval allows. Costs no I/O.
+    pub(crate) fn kick(self: &Arc<Self>, db: &Arc<DbShared>, pool: &Pool) {
+        self.kick_with(db, pool, false)
+    }
+
+    /// Like [`kick`](Self::kick); `urgent` ignores backoff and sync interval (shutdown).
+    pub(crate) fn kick_with(self: &Arc<Self>, db: &Arc<DbShared>, pool: &Pool, urgent: bool) {
+        let local = db.txid();
+        if local == Txid::ZERO {
+            return;
+        }
+        {
+            let Ok(mut s) = self.state.lock() else { return };
+            if s.in_flight || s.remote.is_some_and(|r| r >= local) {
+                return;
+            }
+            let now = Instant::now();
+            if !urgent {
+                if s.next_attempt.is_some_and(|t| now < t) {
+                    return;
+                }
+                if s.last_batch.is_some_and(|t| now < t + self.sync_interval) {
+                    return;
+                }
+            }
+            s.in_flight = true;
+            s.last_batch = Some(now);
+        }
+        let me = self.clone();
+        let db = db.clone();
+        let submitted = pool.execute(move || {
+            let r = me.upload(&db);
+            me.update(|s| {
+                s.in_flight = false;
+                match &r {
+                    Ok(()) => {
+                        s.backoff = Duration::ZERO;
+                        s.next_attempt = None;
+                        s.last_error = None;
+                    }
+                    Err(e) => {
+                        s.errors += 1;
+                        s.remote = None; // re-list before the next attempt
+                        s.backoff = if s.backoff.is_zero() {
+                            me.sync_interval.max(Duration::from_secs(1))
+                        } else {
+                            (s.backoff * 2).min(MAX_BACKOFF)
+                        };
+                        s.next_attempt = Some(Instant::now() + s.backoff);
+                        s.last_error = Some(e.to_string());
+                        crate::db::log_rate_limited(&mut s.last_error_log, || {
+                            format!(
+                                "{}: replica {} ({}): {e}; retrying in {:?}",
+                                db.path.display(),
+                                me.index,
+                                me.client.kind(),
+                                s.backoff
+                            )
+                        });
+                    }
+                }
+            });
+        });
+        if !submitted {
+            self.update(|s| s.in_flight = false);
+        }
+    }
+
+    /// Uploads local L0 files until the replica has the database's current TXID.
+    fn upload(&self, db: &Arc<DbShared>) -> Result<()> {
+        let mut remote = match self.remote_txid() {
+            Some(r) => r,
+            None => {
+                let r = self.establish(db)?;
+                self.update(|s| s.remote = Some(r));
+                r
+            }
+        };
+        loop {
+            let local = db.txid();
+            if remote >= local {
+                return Ok(());
+            }
+            let t = remote.next();
+            let path = db.l0_path(t);
+            let file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    log::warn!(
+                        "{}: replica {} needs transaction {t}, which is no longer kept locally; uploading a snapshot",
+                        db.path.display(),
+                        self.index
+                    );
+                    remote = self.rebase_with_snapshot(db)?;
+                    self.update(|s| s.remote = Some(remote));
+                    continue;
+                }
+                Err(e) => return Err(Error::io(format!("open {}", path.display()), e)),
+            };
+            let info = self
+                .client
+                .write_ltx_file(0, t, t, &file)
+                .map_err(|e| annotate(e, &format!("upload L0 {t}")))?;
+            remote = t;
+            self.update(|s| {
+                s.remote = Some(t);
+                s.uploaded_files += 1;
+                s.uploaded_bytes += info.size;
+                s.last_upload = Some(SystemTime::now());
+            });
+            log::debug!(
+                "{}: uploaded L0 {t} to replica {}",
+                db.path.display(),
+                self.index
+            );
+        }
+    }
+
+    /// Finds where the replica stands and proves it continues this database's lineage.
+    /// Returns the TXID to upload after.
+    fn establish(&self, db: &Arc<DbShared>) -> Result<Txid> {
+        let l0 = self.client.ltx_files(0, Txid::ZERO, false)?;
+        let l9 = self.client.ltx_files(SNAPSHOT_LEVEL, Txid::ZERO, false)?;
+        let l0_max = l0.last().map(|f| f.max_txid).unwrap_or_default();
+        let l9_max = l9.iter().map(|f| f.max_txid).max().unwrap_or_default();
+        let remote_max = l0_max.max(l9_max);
+        let local = db.txid();
+        if remote_max == Txid::ZERO {
+            log::info!("{}: replica {} is empty", db.path.display(), self.index);
+            return Ok(Txid::ZERO);
+        }
+        if remote_max > local {
+            log::warn!(
+                "{}: replica {} is ahead of the database ({remote_max} > {local}); continuing after it with a full snapshot",
+                db.path.display(),
+                self.index
+            );
+            let s = db.request(|tx| Cmd::Renumber(remote_max, tx))?;
+            if s == remote_max.next() {
+                // Only the new snapshot file (and later ones) go to this replica.
+                return Ok(remote_max);
+            }
+            return self.rebase_with_snapshot(db);
+        }
+        if l0_max == remote_max && self.same_file(db, remote_max)? {
+            return Ok(remote_max);
+        }
+        log::warn!(
+            "{}: replica {} ends at {remote_max}, which does not match the local copy; uploading a snapshot",
+            db.path.display(),
+            self.index
+        );
+        self.rebase_with_snapshot(db)
+    }
+
+    /// True if the replica's L0 file `t` is byte-identical in its checksum to ours.
+    fn same_file(&self, db: &DbShared, t: Txid) -> Result<bool> {
+        let path = db.l0_path(t);
+        let Ok(local) = File::open(&path) else {
+            return Ok(false);
+        };
+        let len = local
+            .metadata()
+            .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
+            .len();
+        if len < 8 {
+            return Ok(false);
+        }
+        let mut ours = [0u8; 8];
+        local
+            .read_exact_at(&mut ours, len - 8)
+            .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+        let mut theirs = [0u8; 8];
+        let mut r = match self.client.open_ltx_file(0, t, t, len - 8, Some(8)) {
+            Ok(r) => r,
+            Err(Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if r.read_exact(&mut theirs).is_err() {
+            return Ok(false);
+        }
+        Ok(ours == theirs)
+    }
+
+    /// Uploads a full snapshot of the current state to level 9; returns its TXID.
+    fn rebase_with_snapshot(&self, db: &Arc<DbShared>) -> Result<Txid> {
+        let (path, header) = db.request(Cmd::Snapshot)?;
+        let result = (|| {
+            let f =
+                File::open(&path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+            self.client
+                .write_ltx_file(SNAPSHOT_LEVEL, Txid(1), header.max_txid, &f)
+                .map_err(|e| annotate(e, "upload snapshot"))
+        })();
+        let _ = std::fs::remove_file(&path);
+        let info = result?;
+        log::info!(
+            "{}: uploaded snapshot 1-{} ({} bytes) to replica {}",
+            db.path.display(),
+            header.max_txid,
+            info.size,
+            self.index
+        );
+        Ok(header.max_txid)
+    }
+
+    /// Waits until the replica holds `txid` (true) or the deadline passes (false).
+    pub(crate) fn wait_for(&self, txid: Txid, deadline: Instant) -> bool {
+        let Ok(mut s) = self.state.lock() else {
+            return false;
+        };
+        loop {
+            if s.remote.is_some_and(|r| r >= txid) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            match self.changed.wait_timeout(s, deadline - now) {
+                Ok((g, _)) => s = g,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+fn annotate(e: Error, what: &str) -> Error {
+    match e {
+        Error::Io { context, source } => Error::Io {
+            context: format!("{what}: {context}"),
+            source,
+        },
+        e => e,
+    }
+}
