@@ -124,6 +124,55 @@ fn newest(client: &dyn ReplicaClient, level: u8) -> Result<Option<FileInfo>> {
         .max_by_key(|f| (f.max_txid, f.min_txid)))
 }
 
+/// What the compactor knows about one replica's levels, so that an idle pass makes no
+/// requests at all. Only this process writes the replica, so the cache stays true; it is
+/// dropped after any error.
+#[derive(Debug, Default)]
+pub(crate) struct Known {
+    /// Newest file per level 0..=9: `None` = not known (list it), `Some(None)` = empty.
+    newest: [Option<Option<FileInfo>>; 10],
+    /// A new L1 file exists since L0 retention last ran.
+    pub l0_dirty: bool,
+    /// When L0 retention next has a file old enough to delete.
+    pub l0_due: Option<SystemTime>,
+    /// A new snapshot exists since snapshot retention last ran.
+    pub snapshots_dirty: bool,
+    /// When snapshot retention next has a snapshot old enough to delete.
+    pub snapshots_due: Option<SystemTime>,
+    /// The replica's rebase count this cache reflects.
+    pub rebases: u64,
+}
+
+impl Known {
+    /// The newest file of `level`, from the cache or by listing.
+    pub(crate) fn newest(
+        &mut self,
+        client: &dyn ReplicaClient,
+        level: u8,
+    ) -> Result<Option<FileInfo>> {
+        if let Some(n) = &self.newest[level as usize] {
+            return Ok(n.clone());
+        }
+        let n = newest(client, level)?;
+        self.newest[level as usize] = Some(n.clone());
+        Ok(n)
+    }
+
+    pub(crate) fn set(&mut self, level: u8, info: FileInfo) {
+        self.newest[level as usize] = Some(Some(info));
+    }
+
+    /// Forgets everything (after an error, or when another component changed the replica).
+    pub(crate) fn forget(&mut self) {
+        *self = Known {
+            rebases: self.rebases,
+            l0_dirty: true,
+            snapshots_dirty: true,
+            ..Known::default()
+        };
+    }
+}
+
 /// Removes a temp file when dropped.
 struct TempFile(PathBuf);
 
@@ -140,14 +189,29 @@ impl Drop for TempFile {
 pub(crate) fn compact_level(
     db: &DbShared,
     replica: &ReplicaShared,
+    known: &mut Known,
     level: u8,
     window_start: SystemTime,
     encoding: PageEncoding,
 ) -> Result<Option<FileInfo>> {
     let client = replica.client.as_ref();
-    let dst = newest(client, level)?;
+    let dst = known.newest(client, level)?;
     if let Some(d) = &dst {
         if d.created_at > window_start {
+            return Ok(None);
+        }
+    }
+    // Nothing new below: no request at all.
+    let src_max = if level == 1 {
+        replica.remote_txid()
+    } else {
+        known
+            .newest(client, level - 1)?
+            .map(|f| f.max_txid)
+            .or(Some(Txid::ZERO))
+    };
+    if let Some(sm) = src_max {
+        if sm <= dst.as_ref().map(|d| d.max_txid).unwrap_or_default() {
             return Ok(None);
         }
     }
@@ -221,6 +285,10 @@ pub(crate) fn compact_level(
     }
     let f = File::open(&tmp.0).map_err(|e| Error::io(format!("open {}", tmp.0.display()), e))?;
     let info = client.write_ltx_file(level, min, max, &f)?;
+    known.set(level, info.clone());
+    if level == 1 {
+        known.l0_dirty = true;
+    }
     log::debug!(
         "{}: compacted {} files into level {level} {min}-{max} ({} bytes)",
         db.path.display(),
@@ -235,10 +303,11 @@ pub(crate) fn compact_level(
 pub(crate) fn snapshot(
     db: &DbShared,
     replica: &ReplicaShared,
+    known: &mut Known,
     window_start: SystemTime,
 ) -> Result<Option<FileInfo>> {
     let client = replica.client.as_ref();
-    let dst = newest(client, SNAPSHOT_LEVEL)?;
+    let dst = known.newest(client, SNAPSHOT_LEVEL)?;
     let pos = db.txid();
     if let Some(d) = &dst {
         if d.created_at > window_start || d.max_txid >= pos {
@@ -252,6 +321,8 @@ pub(crate) fn snapshot(
     let tmp = TempFile(path);
     let f = File::open(&tmp.0).map_err(|e| Error::io(format!("open {}", tmp.0.display()), e))?;
     let info = client.write_ltx_file(SNAPSHOT_LEVEL, Txid(1), header.max_txid, &f)?;
+    known.set(SNAPSHOT_LEVEL, info.clone());
+    known.snapshots_dirty = true;
     log::info!(
         "{}: snapshot 1-{} uploaded ({} bytes)",
         db.path.display(),
@@ -267,10 +338,16 @@ pub(crate) fn snapshot(
 pub(crate) fn enforce_snapshot_retention(
     db: &DbShared,
     replica: &ReplicaShared,
+    known: &mut Known,
     retention: Duration,
     max_level: u8,
     now: SystemTime,
 ) -> Result<()> {
+    if !known.snapshots_dirty && known.snapshots_due.is_none_or(|d| now < d) {
+        return Ok(());
+    }
+    known.snapshots_dirty = false;
+    known.snapshots_due = None;
     let client = replica.client.as_ref();
     let mut snaps = client.ltx_files(SNAPSHOT_LEVEL, Txid::ZERO, false)?;
     snaps.sort_by_key(|f| (f.max_txid, f.created_at));
@@ -285,6 +362,9 @@ pub(crate) fn enforce_snapshot_retention(
         .unwrap_or(last)
         .min(last);
     let delete: Vec<FileInfo> = snaps[..keep_from].to_vec();
+    if keep_from < last {
+        known.snapshots_due = Some(snaps[keep_from].created_at + retention);
+    }
     // One snapshot older than needed stays the floor, so in-flight restores keep their files.
     let floor = if keep_from == 0 {
         Txid::ZERO
@@ -325,18 +405,30 @@ pub(crate) fn enforce_snapshot_retention(
 pub(crate) fn enforce_l0_retention(
     db: &DbShared,
     replica: &ReplicaShared,
+    known: &mut Known,
     retention: Duration,
     now: SystemTime,
 ) -> Result<()> {
+    if !known.l0_dirty && known.l0_due.is_none_or(|d| now < d) {
+        return Ok(());
+    }
+    known.l0_dirty = false;
+    known.l0_due = None;
     let client = replica.client.as_ref();
-    let Some(max_l1) = newest(client, 1)?.map(|f| f.max_txid) else {
+    let Some(max_l1) = known.newest(client, 1)?.map(|f| f.max_txid) else {
         return Ok(());
     };
     let l0 = client.ltx_files(0, Txid::ZERO, false)?;
     let cutoff = now.checked_sub(retention).unwrap_or(std::time::UNIX_EPOCH);
     let mut doomed = Vec::new();
     for (i, f) in l0.iter().enumerate() {
-        if f.created_at > cutoff || i + 1 == l0.len() {
+        if i + 1 == l0.len() {
+            break;
+        }
+        if f.created_at > cutoff {
+            if f.max_txid <= max_l1 {
+                known.l0_due = Some(f.created_at + retention);
+            }
             break;
         }
         if f.max_txid <= max_l1 {

@@ -84,6 +84,9 @@ pub(crate) struct ReplicaShared {
     pub index: usize,
     pub state: Mutex<ReplicaState>,
     pub changed: Condvar,
+    /// Bumped when something other than the compactor writes a compaction level (a
+    /// snapshot uploaded by a rebase), so the compactor's cache is dropped.
+    pub rebases: std::sync::atomic::AtomicU64,
 }
 
 impl ReplicaShared {
@@ -94,6 +97,7 @@ impl ReplicaShared {
             index,
             state: Mutex::new(ReplicaState::default()),
             changed: Condvar::new(),
+            rebases: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -309,6 +313,8 @@ impl ReplicaShared {
         })();
         let _ = std::fs::remove_file(&path);
         let info = result?;
+        self.rebases
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         log::info!(
             "{}: uploaded snapshot 1-{} ({} bytes) to replica {}",
             db.path.display(),

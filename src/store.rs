@@ -289,6 +289,7 @@ impl Store {
         let ctl = Arc::new(Ctl::default());
         let compactor = if self.config.compaction {
             let c = Compactor {
+                known: Default::default(),
                 dbs: self.dbs.clone(),
                 levels: self.levels.clone(),
                 config: self.config.clone(),
@@ -493,6 +494,7 @@ enum Job {
 }
 
 struct Compactor {
+    known: std::collections::HashMap<(usize, usize), compaction::Known>,
     dbs: Vec<Arc<DbShared>>,
     levels: CompactionLevels,
     config: StoreConfig,
@@ -501,7 +503,7 @@ struct Compactor {
 }
 
 impl Compactor {
-    fn run(self) {
+    fn run(mut self) {
         let mut wheel: TimerWheel<Job> = TimerWheel::new(self.clock.now());
         let now = self.clock.now();
         for (di, d) in self.dbs.iter().enumerate() {
@@ -565,7 +567,7 @@ impl Compactor {
     }
 
     /// Runs a job; returns how long until it runs again.
-    fn run_job(&self, job: Job) -> Duration {
+    fn run_job(&mut self, job: Job) -> Duration {
         let wall = self.clock.wall();
         let until = |interval: Duration| {
             timer::next_aligned(wall, interval)
@@ -574,6 +576,36 @@ impl Compactor {
                 .max(Duration::from_millis(1))
         };
         let retry = |interval: Duration| interval.min(Duration::from_secs(60));
+        let (db_i, rep_i) = match job {
+            Job::Compact { db, replica, .. }
+            | Job::Snapshot { db, replica }
+            | Job::L0Retention { db, replica } => (db, replica),
+        };
+        let mut known = self.known.remove(&(db_i, rep_i)).unwrap_or_else(|| {
+            let mut k = compaction::Known::default();
+            k.forget();
+            k
+        });
+        let rebases = self.dbs[db_i].replicas[rep_i]
+            .rebases
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if rebases != known.rebases {
+            known.forget();
+            known.rebases = rebases;
+        }
+        let next = self.run_job_with(job, &mut known, wall, &until, &retry);
+        self.known.insert((db_i, rep_i), known);
+        next
+    }
+
+    fn run_job_with(
+        &self,
+        job: Job,
+        known: &mut compaction::Known,
+        wall: SystemTime,
+        until: &dyn Fn(Duration) -> Duration,
+        retry: &dyn Fn(Duration) -> Duration,
+    ) -> Duration {
         match job {
             Job::Compact { db, replica, level } => {
                 let d = &self.dbs[db];
@@ -583,20 +615,26 @@ impl Compactor {
                 }
                 let r = &d.replicas[replica];
                 let window = timer::prev_aligned(wall, interval);
-                match compaction::compact_level(d, r, level, window, d.opts.encoding) {
+                match compaction::compact_level(d, r, known, level, window, d.opts.encoding) {
                     Ok(Some(_))
                         if level == 1
                             && self.config.retention
                             && !self.config.l0_retention.is_zero() =>
                     {
-                        if let Err(e) =
-                            compaction::enforce_l0_retention(d, r, self.config.l0_retention, wall)
-                        {
+                        if let Err(e) = compaction::enforce_l0_retention(
+                            d,
+                            r,
+                            known,
+                            self.config.l0_retention,
+                            wall,
+                        ) {
+                            known.forget();
                             log::warn!("{}: L0 retention: {e}", d.path.display());
                         }
                     }
                     Ok(_) => {}
                     Err(e) => {
+                        known.forget();
                         log::warn!("{}: compaction of level {level}: {e}", d.path.display());
                         return retry(interval);
                     }
@@ -611,7 +649,8 @@ impl Compactor {
                 }
                 let r = &d.replicas[replica];
                 let window = timer::prev_aligned(wall, interval);
-                if let Err(e) = compaction::snapshot(d, r, window) {
+                if let Err(e) = compaction::snapshot(d, r, known, window) {
+                    known.forget();
                     log::warn!("{}: snapshot: {e}", d.path.display());
                     return retry(interval);
                 }
@@ -619,10 +658,12 @@ impl Compactor {
                     if let Err(e) = compaction::enforce_snapshot_retention(
                         d,
                         r,
+                        known,
                         self.config.snapshot_retention,
                         self.levels.max_level(),
                         self.clock.wall(),
                     ) {
+                        known.forget();
                         log::warn!("{}: snapshot retention: {e}", d.path.display());
                     }
                 }
@@ -634,9 +675,11 @@ impl Compactor {
                     if let Err(e) = compaction::enforce_l0_retention(
                         d,
                         &d.replicas[replica],
+                        known,
                         self.config.l0_retention,
                         wall,
                     ) {
+                        known.forget();
                         log::warn!("{}: L0 retention: {e}", d.path.display());
                     }
                 }

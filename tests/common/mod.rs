@@ -310,3 +310,79 @@ pub fn big_transaction(conn: &mut Connection, rng: &mut Rng) {
     }
     tx.commit().unwrap();
 }
+
+/// The Python application writer (`tests/support/writer.py`), another process with its own
+/// SQLite library.
+pub struct Writer {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+pub fn python() -> String {
+    std::env::var("LITESTREAM_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+impl Writer {
+    pub fn spawn(db: &Path, busy_ms: u32) -> Writer {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/writer.py");
+        let mut child = Command::new(python())
+            .arg(script)
+            .arg(db)
+            .arg(busy_ms.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn python3 writer");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        Writer {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// Sends one command and returns the words after "ok"; panics on "err".
+    pub fn cmd(&mut self, line: &str) -> Vec<String> {
+        use std::io::{BufRead, Write};
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+        let mut reply = String::new();
+        self.stdout.read_line(&mut reply).unwrap();
+        let words: Vec<String> = reply.split_whitespace().map(String::from).collect();
+        assert_eq!(
+            words.first().map(|s| s.as_str()),
+            Some("ok"),
+            "writer: {line} -> {reply}"
+        );
+        words[1..].to_vec()
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _ = self.cmd_quiet("quit");
+        let _ = self.child.wait();
+    }
+}
+
+impl Writer {
+    fn cmd_quiet(&mut self, line: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        writeln!(self.stdin, "{line}")?;
+        self.stdin.flush()
+    }
+}
+
+/// Restores `url` with the official binary into `out`, with a full integrity check.
+pub fn official_restore(bin: &Path, url: &str, out: &Path, extra: &[&str]) {
+    let (ok, _, err) = run(official_cmd(bin)
+        .arg("restore")
+        .args(extra)
+        .args(["-integrity-check", "full", "-o"])
+        .arg(out)
+        .arg(url));
+    assert!(ok, "official restore of {url} {extra:?} failed: {err}");
+}

@@ -1,0 +1,306 @@
+//! Live replication through the public API, with the application writing from another
+//! process (Python's own SQLite), checked by the official Litestream restore and ours.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use common::*;
+use litestream::client::FileClient;
+use litestream::restore::{restore, IntegrityCheck, RestoreOptions};
+use litestream::{CompactionLevels, Db, Replica, ReplicaClient, Store, Txid};
+
+fn file_url(p: &Path) -> String {
+    format!("file://{}", p.display())
+}
+
+fn levels(secs: &[u64]) -> CompactionLevels {
+    CompactionLevels::from_intervals(
+        &secs
+            .iter()
+            .map(|s| Duration::from_secs(*s))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap()
+}
+
+struct Point {
+    txid: Txid,
+    at: SystemTime,
+    dump: String,
+}
+
+fn record(store: &Store, db: &Path) -> Point {
+    let txid = store.sync(db).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    let p = Point {
+        txid,
+        at: SystemTime::now(),
+        dump: dump(db),
+    };
+    std::thread::sleep(Duration::from_millis(5));
+    p
+}
+
+#[test]
+fn external_writer_checkpoints_compaction_and_point_in_time() {
+    let dir = TempDir::new("replicate-ext");
+    let db = dir.join("app.db");
+    let replica = dir.join("replica");
+    let mut w = Writer::spawn(&db, 5000);
+    w.cmd("mixed 1 3");
+
+    let d = Db::new(&db)
+        .monitor_interval(Duration::from_millis(100))
+        .min_checkpoint_pages(300)
+        .truncate_pages(Some(1200))
+        .checkpoint_interval(Duration::from_secs(2))
+        .replica(
+            Replica::from_url(&file_url(&replica))
+                .unwrap()
+                .sync_interval(Duration::from_millis(100)),
+        );
+    let mut store = Store::new(vec![d], levels(&[1, 3]))
+        .unwrap()
+        .snapshot_interval(Duration::from_secs(4));
+    store.open().unwrap();
+
+    let mut points = vec![record(&store, &db)];
+    let mut max_wal = 0u64;
+    for round in 0..12u64 {
+        match round {
+            3 => {
+                w.cmd("big 5");
+            }
+            7 => {
+                w.cmd("vacuum");
+            }
+            _ => {
+                w.cmd(&format!("mixed {} 10", 100 + round));
+            }
+        }
+        points.push(record(&store, &db));
+        max_wal = max_wal.max(
+            std::fs::metadata(dir.join("app.db-wal"))
+                .map(|m| m.len())
+                .unwrap_or(0),
+        );
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    // The >1000-page transaction appended about 6 MB of frames, past the truncate
+    // threshold; only a TRUNCATE checkpoint shrinks the WAL file back below it (a PASSIVE
+    // checkpoint and restart reuse the file at its size).
+    let threshold = 32 + 1200 * (24 + 4096);
+    eprintln!("largest WAL seen after a sync: {max_wal} bytes");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            w.cmd("mixed 7 1");
+            store.sync(&db).unwrap();
+            std::fs::metadata(dir.join("app.db-wal"))
+                .map(|m| m.len())
+                .unwrap_or(0)
+                < threshold
+        }),
+        "WAL was never truncated"
+    );
+    points.push(record(&store, &db));
+    store
+        .wait_replicated(&db, None, Duration::from_secs(30))
+        .unwrap();
+    // Let L1/L2 compactions and a snapshot run.
+    std::thread::sleep(Duration::from_secs(5));
+    let final_dump = dump(&db);
+    let report = store.close().unwrap();
+    assert!(report.is_complete(), "{:?}", report.missing());
+    drop(w);
+
+    let client = FileClient::new(&replica);
+    for level in [1u8, 2, 9] {
+        assert!(
+            !client
+                .ltx_files(level, Txid::ZERO, false)
+                .unwrap()
+                .is_empty(),
+            "no files in level {level}"
+        );
+    }
+    // Ours, latest.
+    let out = dir.join("ours.db");
+    restore(
+        &client,
+        &RestoreOptions::new(&out).integrity_check(IntegrityCheck::Full),
+    )
+    .unwrap();
+    assert_eq!(dump(&out), final_dump);
+    // Every recorded point, by TXID and by timestamp.
+    for (i, p) in points.iter().enumerate() {
+        let out = dir.join(format!("t{i}.db"));
+        restore(&client, &RestoreOptions::new(&out).txid(p.txid)).unwrap();
+        assert_eq!(dump(&out), p.dump, "txid {} (point {i})", p.txid);
+        let out = dir.join(format!("s{i}.db"));
+        restore(&client, &RestoreOptions::new(&out).timestamp(p.at)).unwrap();
+        assert_eq!(dump(&out), p.dump, "timestamp of point {i}");
+    }
+    // The official binary, latest and a few TXIDs.
+    if let Some(bin) = official_bin() {
+        let out = dir.join("official.db");
+        official_restore(&bin, &file_url(&replica), &out, &[]);
+        assert_eq!(dump(&out), final_dump);
+        for (i, p) in points.iter().enumerate().step_by(3) {
+            let out = dir.join(format!("official-{i}.db"));
+            official_restore(
+                &bin,
+                &file_url(&replica),
+                &out,
+                &["-txid", &p.txid.to_string()],
+            );
+            assert_eq!(dump(&out), p.dump, "official restore at txid {}", p.txid);
+        }
+    }
+}
+
+#[test]
+fn restart_after_the_app_truncates_the_wal_loses_nothing() {
+    let dir = TempDir::new("replicate-restart");
+    let db = dir.join("app.db");
+    let replica = dir.join("replica");
+    let mut w = Writer::spawn(&db, 5000);
+    w.cmd("mixed 1 5");
+    let open = || {
+        let d = Db::new(&db)
+            .monitor_interval(Duration::from_millis(100))
+            .replica(Replica::from_url(&file_url(&replica)).unwrap());
+        let mut s = Store::new(vec![d], CompactionLevels::default()).unwrap();
+        s.open().unwrap();
+        s
+    };
+    let mut store = open();
+    w.cmd("mixed 2 20");
+    store.sync(&db).unwrap();
+    assert!(store.close().unwrap().is_complete());
+    // While nothing watches: the app checkpoints with TRUNCATE and writes more.
+    let r = w.cmd("checkpoint TRUNCATE");
+    assert_eq!(r[0], "0", "TRUNCATE checkpoint was busy: {r:?}");
+    w.cmd("mixed 3 20");
+    w.cmd("big 4");
+    let mut store = open();
+    w.cmd("mixed 4 10");
+    store.sync(&db).unwrap();
+    store
+        .wait_replicated(&db, None, Duration::from_secs(30))
+        .unwrap();
+    let want = dump(&db);
+    assert!(store.close().unwrap().is_complete());
+    let out = dir.join("out.db");
+    restore(
+        &FileClient::new(&replica),
+        &RestoreOptions::new(&out).integrity_check(IntegrityCheck::Full),
+    )
+    .unwrap();
+    assert_eq!(dump(&out), want);
+    if let Some(bin) = official_bin() {
+        let out = dir.join("official.db");
+        official_restore(&bin, &file_url(&replica), &out, &[]);
+        assert_eq!(dump(&out), want);
+    }
+}
+
+#[test]
+fn embedded_app_connection_and_store_in_one_process() {
+    let dir = TempDir::new("replicate-embedded");
+    let db = dir.join("app.db");
+    let replica = dir.join("replica");
+    let mut conn = rusqlite::Connection::open(&db).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    create_schema(&conn);
+    let d = Db::new(&db)
+        .monitor_interval(Duration::from_millis(50))
+        .min_checkpoint_pages(100)
+        .truncate_pages(Some(800))
+        .replica(
+            Replica::from_url(&file_url(&replica))
+                .unwrap()
+                .sync_interval(Duration::from_millis(50)),
+        );
+    let mut store = Store::new(vec![d], levels(&[1])).unwrap();
+    store.open().unwrap();
+    // The app writes from two threads of its own (two connections) while the store syncs
+    // and checkpoints underneath; every statement must succeed.
+    let db2 = db.clone();
+    let other = std::thread::spawn(move || {
+        let mut c = rusqlite::Connection::open(&db2).unwrap();
+        c.busy_timeout(Duration::from_secs(5)).unwrap();
+        let mut rng = Rng::new(77);
+        for step in 0..300 {
+            workload_step(&mut c, &mut rng, 10_000 + step);
+        }
+    });
+    let mut rng = Rng::new(5);
+    let started = Instant::now();
+    let mut step = 0;
+    while started.elapsed() < Duration::from_secs(6) {
+        if step == 50 {
+            big_transaction(&mut conn, &mut rng);
+        }
+        workload_step(&mut conn, &mut rng, step);
+        step += 1;
+    }
+    other.join().unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    store.sync(&db).unwrap();
+    let want = dump_conn(&conn);
+    store
+        .wait_replicated(&db, None, Duration::from_secs(30))
+        .unwrap();
+    assert!(store.close().unwrap().is_complete());
+    // The app keeps working after the store is gone (its locks were never dropped).
+    workload_step(&mut conn, &mut rng, 99_999);
+    let out = dir.join("out.db");
+    restore(
+        &FileClient::new(&replica),
+        &RestoreOptions::new(&out).integrity_check(IntegrityCheck::Full),
+    )
+    .unwrap();
+    assert_eq!(dump(&out), want);
+}
+
+#[test]
+fn saturating_writer_never_gets_busy() {
+    let dir = TempDir::new("replicate-saturate");
+    let db = dir.join("app.db");
+    let replica = dir.join("replica");
+    let mut w = Writer::spawn(&db, 5000);
+    w.cmd("mixed 1 2");
+    let d = Db::new(&db)
+        .monitor_interval(Duration::from_millis(200))
+        .truncate_pages(Some(5000))
+        .replica(Replica::from_url(&file_url(&replica)).unwrap());
+    let mut store = Store::new(vec![d], levels(&[2])).unwrap();
+    store.open().unwrap();
+    let r = w.cmd("saturate 8");
+    let (txns, busy, worst_ms) = (
+        r[0].parse::<u64>().unwrap(),
+        r[1].parse::<u64>().unwrap(),
+        &r[2],
+    );
+    eprintln!("saturating writer: {txns} transactions of 100 rows, {busy} busy errors, longest commit {worst_ms} ms");
+    assert_eq!(busy, 0, "the writer saw SQLITE_BUSY");
+    assert!(txns > 100);
+    store.sync(&db).unwrap();
+    let want = dump(&db);
+    store
+        .wait_replicated(&db, None, Duration::from_secs(60))
+        .unwrap();
+    assert!(store.close().unwrap().is_complete());
+    let out = dir.join("out.db");
+    restore(
+        &FileClient::new(&replica),
+        &RestoreOptions::new(&out).integrity_check(IntegrityCheck::Quick),
+    )
+    .unwrap();
+    assert_eq!(dump(&out), want);
+}
