@@ -180,6 +180,9 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct DbStatus {
     pub txid: Txid,
+    /// First TXID of the current numbering: earlier local TXIDs were abandoned when the
+    /// database continued after a replica's newer files.
+    pub lineage_start: Txid,
     pub page_size: u32,
     pub last_sync: Option<SystemTime>,
     pub wal_size: u64,
@@ -194,8 +197,10 @@ pub(crate) enum Cmd {
     /// Write a full snapshot file (`1-<pos>`) of the current state; reply with its path and
     /// header. The caller deletes the file.
     Snapshot(Sender<Result<(PathBuf, Header)>>),
-    /// The replica holds TXIDs up to `after` from another lineage: make the next L0 file a
-    /// full snapshot numbered after it. Replies with that TXID.
+    /// A replica's lineage could not be proven to be ours, up to `after`: make the next L0
+    /// file a full snapshot numbered after `after` (and after the local position), so that
+    /// whatever precedes it on the replica, applying it gives this database. Replies with
+    /// that TXID.
     Renumber(Txid, Sender<Result<Txid>>),
     /// Final sync, then stop.
     Close(Sender<Result<Txid>>),
@@ -502,6 +507,11 @@ impl Syncer {
     pub(crate) fn tick(&mut self, force: bool) -> Result<bool> {
         let key = stat_key(&self.wal_path);
         if !force && !self.recheck && key.is_some() && key == self.last_stat {
+            // Unchanged: only a time-based checkpoint may be due after writes stopped.
+            if self.time_checkpoint_due() {
+                self.checkpoint(false)?;
+                self.last_stat = stat_key(&self.wal_path);
+            }
             return Ok(false);
         }
         let changed = key != self.last_stat;
@@ -685,11 +695,7 @@ impl Syncer {
             &scan.pages,
             wal.as_ref(),
         )?;
-        if why_snapshot.is_some() {
-            self.renumber_after = None;
-            // Older local files belong to another lineage or are superseded.
-            self.remove_local_below(txid);
-        }
+        let new_lineage = self.renumber_after.take().is_some() || self.pos.is_none();
         self.pos = Some(Position {
             txid,
             end: wal_end,
@@ -706,6 +712,9 @@ impl Syncer {
         let now = SystemTime::now();
         self.shared.publish(|st| {
             st.txid = txid;
+            if new_lineage {
+                st.lineage_start = txid;
+            }
             st.last_sync = Some(now);
             st.wal_size = wal_size;
             st.error = None;
@@ -813,18 +822,6 @@ impl Syncer {
         }
     }
 
-    fn remove_local_below(&self, txid: Txid) {
-        if let Ok(rd) = fs::read_dir(&self.l0_dir) {
-            for e in rd.flatten() {
-                if let Some((_, max)) = e.file_name().to_str().and_then(ltx::parse_file_name) {
-                    if max < txid {
-                        let _ = fs::remove_file(e.path());
-                    }
-                }
-            }
-        }
-    }
-
     /// Runs `f` while holding the write barrier. `Ok(None)` if the barrier could not be
     /// taken within the busy timeout (writers busy): try again later.
     fn with_barrier<T>(&mut self, f: impl FnOnce(&mut Syncer) -> Result<T>) -> Result<Option<T>> {
@@ -882,13 +879,23 @@ impl Syncer {
         if end >= self.wal_bytes(opts.min_checkpoint_pages as u64) {
             return self.checkpoint(false);
         }
-        if !opts.checkpoint_interval.is_zero()
-            && self.last_checkpoint.elapsed() >= opts.checkpoint_interval
-            && end > self.wal_bytes(1)
-        {
+        if self.time_checkpoint_due() {
             return self.checkpoint(false);
         }
         Ok(())
+    }
+
+    /// A time-based PASSIVE checkpoint is due: something was synced since the last one,
+    /// the interval passed and the WAL holds more than one frame.
+    fn time_checkpoint_due(&self) -> bool {
+        let Some(end) = self.pos.as_ref().map(|p| p.end) else {
+            return false;
+        };
+        let opts = &self.shared.opts;
+        !opts.checkpoint_interval.is_zero()
+            && self.synced_since_checkpoint
+            && self.last_checkpoint.elapsed() >= opts.checkpoint_interval
+            && end > self.wal_bytes(1)
     }
 
     /// Checkpoints without stalling writers for longer than it takes to copy the frames

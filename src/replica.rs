@@ -243,33 +243,33 @@ impl ReplicaShared {
         let l0_max = l0.last().map(|f| f.max_txid).unwrap_or_default();
         let l9_max = l9.iter().map(|f| f.max_txid).max().unwrap_or_default();
         let remote_max = l0_max.max(l9_max);
-        let local = db.txid();
         if remote_max == Txid::ZERO {
             log::info!("{}: replica {} is empty", db.path.display(), self.index);
             return Ok(Txid::ZERO);
         }
-        if remote_max > local {
-            log::warn!(
-                "{}: replica {} is ahead of the database ({remote_max} > {local}); continuing after it with a full snapshot",
-                db.path.display(),
-                self.index
-            );
-            let s = db.request(|tx| Cmd::Renumber(remote_max, tx))?;
-            if s == remote_max.next() {
-                // Only the new snapshot file (and later ones) go to this replica.
-                return Ok(remote_max);
-            }
-            return self.rebase_with_snapshot(db);
-        }
-        if l0_max == remote_max && self.same_file(db, remote_max)? {
+        if remote_max <= db.txid() && l0_max == remote_max && self.same_file(db, remote_max)? {
             return Ok(remote_max);
         }
         log::warn!(
-            "{}: replica {} ends at {remote_max}, which does not match the local copy; uploading a snapshot",
+            "{}: replica {} ends at {remote_max}, which is not provably this database's (local position {}); continuing after it with a full snapshot",
             db.path.display(),
-            self.index
+            self.index,
+            db.txid()
         );
-        self.rebase_with_snapshot(db)
+        self.rebase(db, remote_max)
+    }
+
+    /// Continues a replica whose lineage is not ours (or not provable): the next L0 file is
+    /// a full snapshot numbered after everything on the replica and everything local, so
+    /// applying it over anything gives this database and a compaction merging across the
+    /// boundary stays correct; if that leaves a gap after the replica's files, an L9
+    /// snapshot keeps the replica restorable. Returns the TXID to upload after.
+    fn rebase(&self, db: &Arc<DbShared>, remote_max: Txid) -> Result<Txid> {
+        let s = db.request(|tx| Cmd::Renumber(remote_max.max(db.txid()), tx))?;
+        if s != remote_max.next() {
+            self.rebase_with_snapshot(db)?;
+        }
+        Ok(Txid(s.0 - 1))
     }
 
     /// True if the replica's L0 file `t` is byte-identical in its checksum to ours.
@@ -325,13 +325,15 @@ impl ReplicaShared {
         Ok(header.max_txid)
     }
 
-    /// Waits until the replica holds `txid` (true) or the deadline passes (false).
-    pub(crate) fn wait_for(&self, txid: Txid, deadline: Instant) -> bool {
+    /// Waits until the replica holds `txid` (true) or the deadline passes (false). A TXID
+    /// from before the database's current numbering means the start of that numbering.
+    pub(crate) fn wait_for(&self, db: &DbShared, txid: Txid, deadline: Instant) -> bool {
         let Ok(mut s) = self.state.lock() else {
             return false;
         };
         loop {
-            if s.remote.is_some_and(|r| r >= txid) {
+            let need = txid.max(db.status().lineage_start);
+            if s.remote.is_some_and(|r| r >= need) {
                 return true;
             }
             let now = Instant::now();

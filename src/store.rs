@@ -345,7 +345,7 @@ impl Store {
         let target = txid.unwrap_or_else(|| d.txid());
         let deadline = Instant::now() + timeout;
         for (i, r) in d.replicas.iter().enumerate() {
-            if !r.wait_for(target, deadline) {
+            if !r.wait_for(d, target, deadline) {
                 return Err(Error::Shutdown(format!(
                     "{}: replica {i} ({}) did not reach {target} within {timeout:?}{}",
                     d.path.display(),
@@ -401,6 +401,7 @@ impl Store {
         loop {
             let mut done = true;
             for (d, &t) in self.dbs.iter().zip(&targets) {
+                let t = t.max(d.status().lineage_start);
                 for r in &d.replicas {
                     if !r.remote_txid().is_some_and(|x| x >= t) {
                         done = false;
@@ -414,7 +415,7 @@ impl Store {
             let step = Instant::now() + Duration::from_millis(500);
             for (d, &t) in self.dbs.iter().zip(&targets) {
                 for r in &d.replicas {
-                    r.wait_for(t, step.min(deadline));
+                    r.wait_for(d, t, step.min(deadline));
                 }
             }
         }

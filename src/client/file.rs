@@ -10,9 +10,11 @@ use crate::ltx::{self, Txid};
 use crate::{Error, Result};
 
 /// A replica in a local directory, laid out exactly as Litestream's file replica.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct FileClient {
     root: PathBuf,
+    /// Levels whose leftover temp files (from a crash mid-write) were already removed.
+    swept: std::sync::Mutex<[bool; 10]>,
 }
 
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -20,7 +22,10 @@ static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 impl FileClient {
     /// A client for the replica rooted at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        FileClient { root: root.into() }
+        FileClient {
+            root: root.into(),
+            swept: std::sync::Mutex::new([false; 10]),
+        }
     }
 
     /// The replica's root directory.
@@ -30,6 +35,30 @@ impl FileClient {
 
     fn level_dir(&self, level: u8) -> PathBuf {
         self.root.join("ltx").join(level.to_string())
+    }
+
+    /// Once per level and process: removes temp files older than ten minutes, left by a
+    /// writer that crashed mid-write.
+    fn sweep(&self, level: u8, dir: &Path) {
+        let first = match self.swept.lock() {
+            Ok(mut s) => !std::mem::replace(&mut s[(level as usize).min(9)], true),
+            Err(_) => false,
+        };
+        if !first {
+            return;
+        }
+        let Ok(rd) = fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            let old = e
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > std::time::Duration::from_secs(600));
+            if old && e.file_name().to_string_lossy().ends_with(".tmp") {
+                let _ = fs::remove_file(e.path());
+            }
+        }
     }
 
     fn path(&self, level: u8, min: Txid, max: Txid) -> PathBuf {
@@ -119,6 +148,7 @@ impl ReplicaClient for FileClient {
         let header = read_header(src)?;
         let dir = self.level_dir(level);
         fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        self.sweep(level, &dir);
         let path = self.path(level, min, max);
         let tmp = dir.join(format!(
             "{}.{}.{}.tmp",
