@@ -143,8 +143,7 @@ pub fn plan_files(
     let mut cur = Txid::ZERO;
     if let Some(s) = levels[SNAPSHOT_LEVEL as usize]
         .iter()
-        .filter(|f| eligible(f) && f.min_txid == Txid(1))
-        .last()
+        .rfind(|f| eligible(f) && f.min_txid == Txid(1))
     {
         plan.push((*s).clone());
         cur = s.max_txid;

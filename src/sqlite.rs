@@ -46,11 +46,6 @@ impl Conn {
         Self::open_with(path, ffi::SQLITE_OPEN_READWRITE)
     }
 
-    /// Opens a connection, creating the database file if needed.
-    pub(crate) fn open_create(path: &Path) -> Result<Conn> {
-        Self::open_with(path, ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_CREATE)
-    }
-
     fn open_with(path: &Path, flags: c_int) -> Result<Conn> {
         let display = path.display().to_string();
         let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {

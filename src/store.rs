@@ -106,7 +106,7 @@ impl CloseReport {
         let mut out = Vec::new();
         for d in &self.dbs {
             for (i, r) in d.replicas.iter().enumerate() {
-                if !r.remote_txid.is_some_and(|t| t >= d.local_txid) {
+                if r.remote_txid.is_none_or(|t| t < d.local_txid) {
                     out.push(format!(
                         "{}: replica {i} ({}) has {} of {}{}",
                         d.path.display(),
@@ -316,14 +316,15 @@ impl Store {
     }
 
     fn find(&self, path: &Path) -> Result<&Arc<DbShared>> {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         self.dbs.iter().find(|d| d.path == path).ok_or_else(|| {
             Error::Invalid(format!("{}: not a database of this store", path.display()))
         })
     }
 
     /// Syncs a database now (instead of at its next tick) and returns its local TXID.
-    pub fn sync(&self, path: &Path) -> Result<Txid> {
-        let d = self.find(path)?;
+    pub fn sync(&self, path: impl AsRef<Path>) -> Result<Txid> {
+        let d = self.find(path.as_ref())?;
         let t = d.request(Cmd::Sync)?;
         if let Some(r) = &self.running {
             for rep in &d.replicas {
@@ -403,7 +404,7 @@ impl Store {
             for (d, &t) in self.dbs.iter().zip(&targets) {
                 let t = t.max(d.status().lineage_start);
                 for r in &d.replicas {
-                    if !r.remote_txid().is_some_and(|x| x >= t) {
+                    if r.remote_txid().is_none_or(|x| x < t) {
                         done = false;
                         r.kick_with(d, &running.pool, true);
                     }

@@ -156,16 +156,6 @@ impl ReplicaUrl {
         }
         Ok(url)
     }
-
-    /// The first value of a query parameter, trying each spelling in turn.
-    pub(crate) fn param(&self, names: &[&str]) -> Option<&str> {
-        names.iter().find_map(|n| {
-            self.query
-                .iter()
-                .find(|(k, _)| k == n)
-                .map(|(_, v)| v.as_str())
-        })
-    }
 }
 
 #[cfg(test)]
@@ -184,10 +174,10 @@ mod tests {
         assert_eq!(u.host, "bkt.host");
         assert_eq!(u.port, Some(9000));
         assert_eq!(u.path, "/a/b c");
-        assert_eq!(u.param(&["endpoint"]), Some("http://x"));
+        assert_eq!(u.query[0], ("endpoint".to_string(), "http://x".to_string()));
         assert_eq!(
-            u.param(&["force-path-style", "forcePathStyle"]),
-            Some("true")
+            u.query[1],
+            ("forcePathStyle".to_string(), "true".to_string())
         );
         let f = ReplicaUrl::parse("file:///var/lib/backup?x=1").unwrap();
         assert_eq!(f.path, "/var/lib/backup");

@@ -61,7 +61,7 @@ pub fn main() -> ExitCode {
         .ok()
         .and_then(|l| logger::parse_level(&l))
         .unwrap_or(log::LevelFilter::Info);
-    logger::init(level, logger::Format::Text);
+    logger::init(level);
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Usage(Usage(m))) => {

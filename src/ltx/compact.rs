@@ -78,11 +78,7 @@ pub fn compact<R: Read, W: Write>(
                 .map_err(|e| e.in_file(&names[i]))?,
         );
     }
-    loop {
-        let min = match heads.iter().flatten().min() {
-            Some(&m) => m,
-            None => break,
-        };
+    while let Some(&min) = heads.iter().flatten().min() {
         // The latest input holding this page wins.
         let winner = (0..n).rev().find(|&i| heads[i] == Some(min)).unwrap_or(0);
         if min <= header.commit {

@@ -359,7 +359,9 @@ mod codec_tests {
         }
     }
 
-    fn decode_all(data: &[u8]) -> crate::Result<(Header, Vec<(u32, Vec<u8>)>, u64)> {
+    type Decoded = (Header, Vec<(u32, Vec<u8>)>, u64);
+
+    fn decode_all(data: &[u8]) -> crate::Result<Decoded> {
         let mut d = Decoder::new(data)?;
         let h = d.header().clone();
         let mut pages = Vec::new();
@@ -497,7 +499,7 @@ mod codec_tests {
         e.write_page(2, &page).unwrap();
         assert!(e.write_page(2, &page).is_err());
         assert!(e.write_page(4, &page).is_err());
-        assert!(e.write_page(3, &vec![0u8; 100]).is_err());
+        assert!(e.write_page(3, &[0u8; 100]).is_err());
         // Lock page.
         let mut h2 = h.clone();
         h2.commit = lock_pgno(512) + 5;

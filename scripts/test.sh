@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The project's one test command: installs what the tests need (cached under .cache/),
+# starts the test servers on 127.0.0.1, runs the whole test suite, stops the servers.
+# Extra arguments go to `cargo test` (e.g. scripts/test.sh --test replicate).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PEERS_NEEDED=(litestream)
+
+command -v cargo >/dev/null || { echo "cargo is required (install a Rust toolchain)" >&2; exit 1; }
+command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
+
+scripts/peers.sh install "${PEERS_NEEDED[@]}"
+trap 'scripts/peers.sh stop >/dev/null 2>&1 || true' EXIT
+scripts/peers.sh start "${PEERS_NEEDED[@]}"
+# shellcheck disable=SC1091
+source .cache/peers/env
+# The official binary's S3 client fails when AWS_CA_BUNDLE is set; tests never leave
+# loopback and never use instance metadata.
+unset AWS_CA_BUNDLE
+export AWS_EC2_METADATA_DISABLED=true GCE_METADATA_HOST=127.0.0.1:9
+
+cargo test --all-features "$@"
