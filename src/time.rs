@@ -79,6 +79,7 @@ pub fn format_rfc3339(t: SystemTime) -> String {
 }
 
 /// Formats as RFC 3339 in UTC with exactly three fractional digits (log lines).
+#[cfg(feature = "cli")]
 pub(crate) fn format_rfc3339_millis(t: SystemTime) -> String {
     let ms = to_millis(t);
     let secs = ms.div_euclid(1000);
@@ -87,6 +88,7 @@ pub(crate) fn format_rfc3339_millis(t: SystemTime) -> String {
 }
 
 /// Formats as RFC 3339 in UTC with whole seconds (`ltx` listings).
+#[cfg(feature = "cli")]
 pub(crate) fn format_rfc3339_secs(t: SystemTime) -> String {
     let ms = to_millis(t);
     format_rfc3339(from_millis(ms.div_euclid(1000) * 1000))
