@@ -39,6 +39,38 @@ mod wal;
 #[cfg(feature = "cli")]
 pub mod cli;
 
+/// Entry points for the fuzz targets in `fuzz/` (compiled only with `--cfg fuzzing`).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzz_api {
+    /// Parses `data` as a WAL file and scans it from the start and from every frame
+    /// boundary; must never panic.
+    pub fn wal_scan(data: &[u8]) {
+        use std::io::Write;
+        let path = std::env::temp_dir().join(format!("litestream-fuzz-wal-{}", std::process::id()));
+        let Ok(mut f) = std::fs::File::create(&path) else {
+            return;
+        };
+        if f.write_all(data).is_err() {
+            return;
+        }
+        let Ok(f) = std::fs::File::open(&path) else {
+            return;
+        };
+        if let Ok(Some(h)) = crate::wal::read_header(&f) {
+            let _ = crate::wal::scan(&f, &h, crate::wal::Start::beginning(&h), 0);
+            let mut off = crate::wal::WAL_HEADER_SIZE + h.frame_size();
+            while off <= data.len() as u64 {
+                if let Ok(Some(start)) = crate::wal::seed_at(&f, &h, off) {
+                    let _ = crate::wal::scan(&f, &h, start, 4096);
+                }
+                off += h.frame_size();
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
 pub use client::{FileClient, FileInfo, ReplicaClient};
 pub use compaction::{CompactionLevel, CompactionLevels};
 pub use db::Db;

@@ -304,3 +304,82 @@ fn saturating_writer_never_gets_busy() {
     .unwrap();
     assert_eq!(dump(&out), want);
 }
+
+#[test]
+fn snapshots_and_retention_keep_the_replica_small_and_restorable() {
+    let dir = TempDir::new("retention");
+    let db = dir.join("app.db");
+    let replica = dir.join("replica");
+    let mut w = Writer::spawn(&db, 5000);
+    w.cmd("mixed 1 5");
+    let d = Db::new(&db)
+        .monitor_interval(Duration::from_millis(100))
+        .replica(
+            Replica::from_url(&file_url(&replica))
+                .unwrap()
+                .sync_interval(Duration::from_millis(100)),
+        );
+    let mut store = Store::new(vec![d], levels(&[1, 2]))
+        .unwrap()
+        .snapshot_interval(Duration::from_secs(2))
+        .snapshot_retention(Duration::from_secs(3))
+        .l0_retention(Duration::from_secs(1))
+        .l0_retention_check_interval(Duration::from_millis(500));
+    store.open().unwrap();
+    let started = Instant::now();
+    let mut round = 0;
+    while started.elapsed() < Duration::from_secs(12) {
+        w.cmd(&format!("mixed {} 5", 10 + round));
+        round += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    store.sync(&db).unwrap();
+    store
+        .wait_replicated(&db, None, Duration::from_secs(30))
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let want = dump(&db);
+    assert!(store.close().unwrap().is_complete());
+    drop(w);
+
+    let client = FileClient::new(&replica);
+    let l0 = client.ltx_files(0, Txid::ZERO, false).unwrap();
+    let l9 = client.ltx_files(9, Txid::ZERO, false).unwrap();
+    let local = std::fs::read_dir(dir.join(".app.db-litestream/ltx/0"))
+        .unwrap()
+        .count();
+    let last = l0.last().unwrap().max_txid.0;
+    eprintln!(
+        "after retention: {} L0 files (of {last}), {} snapshots, {local} local L0 files",
+        l0.len(),
+        l9.len()
+    );
+    // Several snapshots were taken (one every 2 s) but only those younger than 3 s (plus
+    // the one before them) survive; old L0 files were retired once compacted.
+    assert!(l9.len() <= 3, "snapshots not expired: {l9:?}");
+    assert!(
+        l9.last().unwrap().max_txid.0 > 10,
+        "snapshots were not refreshed"
+    );
+    assert!(
+        (l0.len() as u64) < last / 2,
+        "L0 not trimmed: {} files for {last} txids",
+        l0.len()
+    );
+    assert!(
+        (local as u64) < last / 2,
+        "local L0 files not cleaned: {local} for {last} txids"
+    );
+    let out = dir.join("out.db");
+    restore(
+        &client,
+        &RestoreOptions::new(&out).integrity_check(IntegrityCheck::Full),
+    )
+    .unwrap();
+    assert_eq!(dump(&out), want);
+    if let Some(bin) = official_bin() {
+        let out = dir.join("official.db");
+        official_restore(&bin, &file_url(&replica), &out, &[]);
+        assert_eq!(dump(&out), want);
+    }
+}

@@ -341,6 +341,43 @@ fn kill_9_many_rounds() {
 }
 
 #[test]
+fn second_signal_aborts_a_shutdown_that_cannot_finish() {
+    let dir = TempDir::new("signals2");
+    let db = dir.join("app.db");
+    let mut w = Writer::spawn(&db, 5000);
+    w.cmd("mixed 1 3");
+    // A replica that can never be written: the graceful shutdown would wait 30 s.
+    let blocker = dir.join("not-a-dir");
+    std::fs::write(&blocker, b"x").unwrap();
+    let log = dir.join("log");
+    let mut child = spawn_replicate(&db, &file_url(&blocker.join("replica")), &log);
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "exited before the second signal"
+    );
+    let t0 = Instant::now();
+    let _ = Command::new("kill").args(["-INT", &pid]).status();
+    assert!(
+        wait_until(Duration::from_secs(5), || child
+            .try_wait()
+            .unwrap()
+            .is_some()),
+        "second signal did not abort"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert!(
+        !child.wait().unwrap().success(),
+        "an aborted shutdown must not exit 0"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("shutting down"), "{text}");
+}
+
+#[test]
 fn second_signal_aborts_and_first_one_flushes() {
     let dir = TempDir::new("signals");
     let db = dir.join("app.db");
