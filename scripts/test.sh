@@ -5,13 +5,13 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-PEERS_NEEDED=(litestream)
+PEERS_NEEDED=(litestream weed)
 
 command -v cargo >/dev/null || { echo "cargo is required (install a Rust toolchain)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
 
 scripts/peers.sh install "${PEERS_NEEDED[@]}"
-trap 'scripts/peers.sh stop >/dev/null 2>&1 || true' EXIT
+trap 'scripts/peers.sh stop "${PEERS_NEEDED[@]}" >/dev/null 2>&1 || true' EXIT
 scripts/peers.sh start "${PEERS_NEEDED[@]}"
 # shellcheck disable=SC1091
 source .cache/peers/env

@@ -5,6 +5,7 @@
 //! is no manifest. [`from_url`] builds a client from a replica URL.
 
 mod file;
+pub mod s3;
 
 use std::fmt;
 use std::fs::File;
@@ -99,15 +100,14 @@ pub fn from_url(url: &str) -> Result<Arc<dyn ReplicaClient>> {
             }
             Ok(Arc::new(FileClient::new(path)))
         }
-        "s3" | "gs" | "abs" | "oss" | "sftp" | "nats" | "webdav" | "webdavs" => {
-            Err(Error::InvalidUrl {
-                url: url.to_string(),
-                reason: format!(
-                    "unsupported scheme {:?}: not built yet in this version",
-                    u.scheme
-                ),
-            })
-        }
+        "s3" | "oss" | "gs" => Ok(Arc::new(s3::S3Client::from_url(url)?)),
+        "abs" | "sftp" | "nats" | "webdav" | "webdavs" => Err(Error::InvalidUrl {
+            url: url.to_string(),
+            reason: format!(
+                "unsupported scheme {:?}: not built yet in this version",
+                u.scheme
+            ),
+        }),
         other => Err(Error::InvalidUrl {
             url: url.to_string(),
             reason: format!("unsupported scheme {other:?}"),
