@@ -188,6 +188,11 @@ pub(crate) struct DbStatus {
     pub wal_size: u64,
     pub error: Option<String>,
     pub initialized: bool,
+    pub db_size: u64,
+    pub sync_count: u64,
+    pub sync_errors: u64,
+    pub sync_seconds: f64,
+    pub checkpoint_count: u64,
 }
 
 /// Requests to a database's thread.
@@ -517,7 +522,17 @@ impl Syncer {
         let changed = key != self.last_stat;
         self.last_stat = key;
         let before = self.pos.as_ref().map(|p| p.txid);
+        let started = Instant::now();
         self.sync(true)?;
+        let db_size = fs::metadata(&self.shared.path)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let secs = started.elapsed().as_secs_f64();
+        self.shared.publish(|st| {
+            st.sync_count += 1;
+            st.sync_seconds += secs;
+            st.db_size = db_size;
+        });
         let wrote = self.pos.as_ref().map(|p| p.txid) != before;
         // A write may land with the same mtime as the stat above: look once more.
         self.recheck = changed || wrote;
@@ -932,6 +947,7 @@ impl Syncer {
         };
         self.futile_passive = !full;
         self.last_checkpoint = Instant::now();
+        self.shared.publish(|st| st.checkpoint_count += 1);
         self.synced_since_checkpoint = false;
         if truncate && full {
             // 4. Everything is copied and backfilled and R reads the database file only:
@@ -1175,7 +1191,10 @@ pub(crate) fn run(shared: Arc<DbShared>, rx: Receiver<Cmd>, pool: crate::pool::P
             Ok(()) => failures = 0,
             Err(e) => {
                 failures += 1;
-                shared.publish(|st| st.error = Some(e.to_string()));
+                shared.publish(|st| {
+                    st.error = Some(e.to_string());
+                    st.sync_errors += 1;
+                });
                 log_rate_limited(&mut last_error_log, || {
                     format!("{}: sync: {e}", shared.path.display())
                 });

@@ -78,6 +78,6 @@ pub use error::{Error, Result};
 pub use ltx::Txid;
 pub use replica::Replica;
 pub use sqlite::sqlite_version;
-pub use store::{CloseReport, DbStatus, ReplicaStatus, Store};
+pub use store::{CloseReport, DbStatus, ReplicaStatus, Store, StoreMonitor};
 pub use time::{format_rfc3339, parse_rfc3339};
 pub use url::is_url;

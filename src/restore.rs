@@ -42,8 +42,24 @@ impl std::str::FromStr for IntegrityCheck {
     }
 }
 
+/// How far a restore has come, for progress displays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestoreProgress {
+    /// Files fully applied.
+    pub files_done: usize,
+    /// Files in the plan.
+    pub files_total: usize,
+    /// Bytes read from the replica so far.
+    pub bytes_done: u64,
+    /// Bytes of all planned files.
+    pub bytes_total: u64,
+}
+
+/// A progress callback.
+pub type ProgressFn = std::sync::Arc<dyn Fn(&RestoreProgress) + Send + Sync>;
+
 /// What to restore and where.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RestoreOptions {
     /// Where to write the database. Must not exist.
     pub output: PathBuf,
@@ -53,6 +69,20 @@ pub struct RestoreOptions {
     pub timestamp: Option<SystemTime>,
     /// Check to run on the result.
     pub integrity_check: IntegrityCheck,
+    /// Called after each file and every few thousand pages.
+    pub progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for RestoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestoreOptions")
+            .field("output", &self.output)
+            .field("txid", &self.txid)
+            .field("timestamp", &self.timestamp)
+            .field("integrity_check", &self.integrity_check)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
 }
 
 impl RestoreOptions {
@@ -63,7 +93,14 @@ impl RestoreOptions {
             txid: None,
             timestamp: None,
             integrity_check: IntegrityCheck::None,
+            progress: None,
         }
+    }
+
+    /// Reports progress to `f`.
+    pub fn progress(mut self, f: ProgressFn) -> Self {
+        self.progress = Some(f);
+        self
     }
 
     /// Restores up to `txid`.
@@ -315,7 +352,7 @@ pub fn restore(client: &dyn ReplicaClient, opts: &RestoreOptions) -> Result<Rest
         .create_new(true)
         .open(&tmp)
         .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
-    let report = apply(client, &files, &out, &tmp)?;
+    let report = apply(client, &files, &out, &tmp, opts.progress.as_ref())?;
     out.sync_all()
         .map_err(|e| Error::io(format!("fsync {}", tmp.display()), e))?;
     drop(out);
@@ -397,7 +434,20 @@ fn apply(
     files: &[FileInfo],
     out: &File,
     out_path: &Path,
+    progress: Option<&ProgressFn>,
 ) -> Result<RestoreReport> {
+    let bytes_total: u64 = files.iter().map(|f| f.size).sum();
+    let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let report = |files_done: usize| {
+        if let Some(p) = progress {
+            p(&RestoreProgress {
+                files_done,
+                files_total: files.len(),
+                bytes_done: read.load(std::sync::atomic::Ordering::Relaxed),
+                bytes_total,
+            });
+        }
+    };
     let mut page_size = 0u32;
     let mut commit = 0u32;
     let mut have: Vec<u64> = Vec::new(); // bitmap of pages written
@@ -406,7 +456,10 @@ fn apply(
     let mut buf = Vec::new();
     for (i, info) in files.iter().enumerate() {
         let name = info.to_string();
-        let reader = ResumableReader::new(client, info.clone());
+        let reader = Counted {
+            inner: ResumableReader::new(client, info.clone()),
+            n: read.clone(),
+        };
         let mut dec = Decoder::new(reader).map_err(|e| e.in_file(&name))?;
         let h = dec.header().clone();
         if (h.min_txid, h.max_txid) != (info.min_txid, info.max_txid) {
@@ -444,7 +497,12 @@ fn apply(
         }
         prev_max = h.max_txid;
         commit = h.commit;
+        let mut pages = 0u64;
         while let Some(pgno) = dec.next_page(&mut buf).map_err(|e| e.in_file(&name))? {
+            pages += 1;
+            if pages % 4096 == 0 {
+                report(i);
+            }
             let off = (pgno as u64 - 1) * page_size as u64;
             out.write_all_at(&buf, off)
                 .map_err(|e| Error::io(format!("write {}", out_path.display()), e))?;
@@ -456,6 +514,7 @@ fn apply(
         }
         dec.finish().map_err(|e| e.in_file(&name))?;
         bytes_read += info.size;
+        report(i + 1);
     }
     let lock = ltx::lock_pgno(page_size);
     for pgno in 1..=commit {
@@ -488,6 +547,21 @@ fn apply(
         page_size,
         page_count: commit,
     })
+}
+
+/// Counts the bytes read through it into a shared counter.
+struct Counted<R> {
+    inner: R,
+    n: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.n
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
 }
 
 /// Restores the latest state to `path` if no database exists there yet: the

@@ -22,15 +22,15 @@ use crate::{Error, Result};
 
 /// Store-wide settings, with Litestream's defaults.
 #[derive(Clone, Debug)]
-struct StoreConfig {
-    snapshot_interval: Duration,
-    snapshot_retention: Duration,
-    l0_retention: Duration,
-    l0_retention_check_interval: Duration,
-    shutdown_timeout: Duration,
-    upload_workers: usize,
-    compaction: bool,
-    retention: bool,
+pub(crate) struct StoreConfig {
+    pub snapshot_interval: Duration,
+    pub snapshot_retention: Duration,
+    pub l0_retention: Duration,
+    pub l0_retention_check_interval: Duration,
+    pub shutdown_timeout: Duration,
+    pub upload_workers: usize,
+    pub compaction: bool,
+    pub retention: bool,
 }
 
 impl Default for StoreConfig {
@@ -61,6 +61,16 @@ pub struct DbStatus {
     pub last_sync: Option<SystemTime>,
     /// The last error of the database thread, if it is failing.
     pub error: Option<String>,
+    /// Size of the database file at the last sync.
+    pub db_size: u64,
+    /// Syncs run (ticks that found the WAL changed, and forced syncs).
+    pub sync_count: u64,
+    /// Syncs that failed.
+    pub sync_errors: u64,
+    /// Seconds spent syncing.
+    pub sync_seconds: f64,
+    /// Checkpoints completed.
+    pub checkpoint_count: u64,
     /// One entry per replica.
     pub replicas: Vec<ReplicaStatus>,
 }
@@ -82,6 +92,19 @@ pub struct ReplicaStatus {
     pub errors: u64,
     /// The last upload error, while it is failing.
     pub error: Option<String>,
+}
+
+/// Reads a running store's status from any thread.
+#[derive(Clone, Debug)]
+pub struct StoreMonitor {
+    dbs: Vec<Arc<DbShared>>,
+}
+
+impl StoreMonitor {
+    /// The replication state of every database.
+    pub fn status(&self) -> Vec<DbStatus> {
+        self.dbs.iter().map(|d| db_status(d)).collect()
+    }
 }
 
 /// What [`Store::close`] managed to replicate.
@@ -158,8 +181,8 @@ struct Running {
 #[derive(Debug)]
 pub struct Store {
     dbs: Vec<Arc<DbShared>>,
-    levels: CompactionLevels,
-    config: StoreConfig,
+    pub(crate) levels: CompactionLevels,
+    pub(crate) config: StoreConfig,
     running: Option<Running>,
 }
 
@@ -366,6 +389,13 @@ impl Store {
         self.dbs.iter().map(|d| db_status(d)).collect()
     }
 
+    /// A cheap handle that reads the store's status from another thread (metrics).
+    pub fn monitor(&self) -> StoreMonitor {
+        StoreMonitor {
+            dbs: self.dbs.clone(),
+        }
+    }
+
     /// Final sync of every database, then waits (up to the shutdown timeout) until every
     /// replica has everything, and stops all threads. The report says exactly what was not
     /// replicated.
@@ -458,6 +488,11 @@ fn db_status(d: &DbShared) -> DbStatus {
         wal_size: s.wal_size,
         last_sync: s.last_sync,
         error: s.error,
+        db_size: s.db_size,
+        sync_count: s.sync_count,
+        sync_errors: s.sync_errors,
+        sync_seconds: s.sync_seconds,
+        checkpoint_count: s.checkpoint_count,
         replicas: d
             .replicas
             .iter()

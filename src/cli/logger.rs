@@ -1,17 +1,35 @@
-//! A small `log` backend for the binary: one `time= level= msg=` line per record on stderr.
+//! A small `log` backend for the binary: one line per record, `time= level= msg=` text or
+//! JSON, on stderr (or stdout), reconfigurable after start-up (the config file may set the
+//! level and format).
 
 use std::io::Write;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-struct Logger {
-    level: log::LevelFilter,
+struct Logger;
+
+static JSON: AtomicBool = AtomicBool::new(false);
+static STDOUT: AtomicBool = AtomicBool::new(false);
+static LOGGER: Logger = Logger;
+
+fn json_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            '\t' => o.push_str("\\t"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o
 }
-
-static LOGGER: OnceLock<Logger> = OnceLock::new();
 
 impl log::Log for Logger {
     fn enabled(&self, m: &log::Metadata) -> bool {
-        m.level() <= self.level
+        m.level() <= log::max_level()
     }
 
     fn log(&self, r: &log::Record) {
@@ -25,8 +43,20 @@ impl log::Log for Logger {
             log::Level::Info => "INFO",
             log::Level::Debug | log::Level::Trace => "DEBUG",
         };
-        let line = format!("time={now} level={level} msg={:?}\n", r.args().to_string());
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        let msg = r.args().to_string();
+        let line = if JSON.load(Ordering::Relaxed) {
+            format!(
+                "{{\"time\":\"{now}\",\"level\":\"{level}\",\"msg\":\"{}\"}}\n",
+                json_escape(&msg)
+            )
+        } else {
+            format!("time={now} level={level} msg={msg:?}\n")
+        };
+        if STDOUT.load(Ordering::Relaxed) {
+            let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        } else {
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        }
     }
 
     fn flush(&self) {}
@@ -43,10 +73,26 @@ pub(crate) fn parse_level(s: &str) -> Option<log::LevelFilter> {
     }
 }
 
-/// Installs the logger (once; later calls only change nothing).
+/// Installs the logger.
 pub(crate) fn init(level: log::LevelFilter) {
-    let logger = LOGGER.get_or_init(|| Logger { level });
-    if log::set_logger(logger).is_ok() {
-        log::set_max_level(logger.level);
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+/// Switches between text and JSON lines, stderr and stdout.
+pub(crate) fn set_format(json: bool, stdout: bool) {
+    JSON.store(json, Ordering::Relaxed);
+    STDOUT.store(stdout, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_escaping() {
+        assert_eq!(
+            super::json_escape("a\"b\\c\nd\u{1}"),
+            "a\\\"b\\\\c\\nd\\u0001"
+        );
     }
 }

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub(crate) use config::normalize_endpoint;
 pub use config::{parse_size, Flavor, S3Config};
 pub use sigv4::Credentials;
 

@@ -1,4 +1,6 @@
-//! SIGINT/SIGTERM counting without extra crates: the handler only bumps an atomic.
+//! The few C library calls the binary needs, without extra crates: SIGINT/SIGTERM counting
+//! (the handler only bumps an atomic), `kill` to forward signals to an `-exec` child, and
+//! `isatty`.
 
 use std::ffi::c_int;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,6 +13,26 @@ const SIGTERM: c_int = 15;
 
 extern "C" {
     fn signal(signum: c_int, handler: usize) -> usize;
+    fn kill(pid: c_int, sig: c_int) -> c_int;
+    fn isatty(fd: c_int) -> c_int;
+}
+
+/// Sends the last received signal (or SIGTERM) to process `pid`.
+pub(crate) fn forward_signal(pid: u32) {
+    let sig = match LAST.load(Ordering::SeqCst) as c_int {
+        0 => SIGTERM,
+        s => s,
+    };
+    // SAFETY: kill(2) with a child's pid and a valid signal number.
+    unsafe {
+        kill(pid as c_int, sig);
+    }
+}
+
+/// True if standard error is a terminal.
+pub(crate) fn stderr_is_terminal() -> bool {
+    // SAFETY: isatty(3) on a file descriptor number has no memory effects.
+    unsafe { isatty(2) == 1 }
 }
 
 extern "C" fn on_signal(sig: c_int) {
