@@ -69,6 +69,14 @@ pub mod fuzz_api {
         }
         let _ = std::fs::remove_file(&path);
     }
+
+    /// Parses `data` as a `litestream.yml`; must never panic.
+    #[cfg(feature = "cli")]
+    pub fn config_parse(data: &[u8]) {
+        if let Ok(s) = std::str::from_utf8(data) {
+            crate::cli::fuzz_config(s);
+        }
+    }
 }
 
 pub use client::{FileClient, FileInfo, ReplicaClient};

@@ -386,10 +386,10 @@ fn run_store(
             }
             if sys::count() > 0 && !forwarded {
                 log::info!(
-                    "signal received ({}), forwarding to the subprocess",
+                    "signal received ({}), forwarding SIGTERM to the subprocess",
                     sys::last_name()
                 );
-                sys::forward_signal(c.id());
+                sys::terminate(c.id());
                 forwarded = true;
             }
         } else if sys::count() > 0 {
@@ -915,6 +915,13 @@ fn cmd_status(args: &[String]) -> CliResult {
         );
     }
     Ok(0)
+}
+
+/// Fuzz entry: parse a config document (errors are fine, panics are not).
+#[cfg(fuzzing)]
+pub(crate) fn fuzz_config(doc: &str) {
+    let _ = config::parse(doc);
+    let _ = yaml::expand_env(doc, &|_| Some("x".into()));
 }
 
 #[cfg(test)]

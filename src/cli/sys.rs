@@ -17,15 +17,11 @@ extern "C" {
     fn isatty(fd: c_int) -> c_int;
 }
 
-/// Sends the last received signal (or SIGTERM) to process `pid`.
-pub(crate) fn forward_signal(pid: u32) {
-    let sig = match LAST.load(Ordering::SeqCst) as c_int {
-        0 => SIGTERM,
-        s => s,
-    };
+/// Asks process `pid` to stop with SIGTERM (whichever signal we received).
+pub(crate) fn terminate(pid: u32) {
     // SAFETY: kill(2) with a child's pid and a valid signal number.
     unsafe {
-        kill(pid as c_int, sig);
+        kill(pid as c_int, SIGTERM);
     }
 }
 

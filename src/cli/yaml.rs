@@ -576,6 +576,38 @@ nothing: ~
     }
 
     #[test]
+    fn mutated_documents_never_panic() {
+        let base = "dbs:\n  - path: /a\n    replicas:\n      - url: 's3://b/p'\n        sync-interval: \"1s\"\n      - {type: file, path: [x, y]}\nlevels:\n- interval: 1s\n";
+        let bytes = base.as_bytes();
+        let mut x: u64 = 88172645463325252;
+        for _ in 0..20_000 {
+            let mut doc = bytes.to_vec();
+            for _ in 0..(1 + x % 4) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let i = (x % doc.len().max(1) as u64) as usize;
+                match x % 3 {
+                    0 => {
+                        let pool = b" -:{}[]'\"#\n\tab";
+                        doc[i] = pool[(x >> 8) as usize % pool.len()];
+                    }
+                    1 => {
+                        doc.remove(i);
+                    }
+                    _ => doc.insert(i, b" -:\n"[(x >> 8) as usize % 4]),
+                }
+                if doc.is_empty() {
+                    break;
+                }
+            }
+            if let Ok(s) = std::str::from_utf8(&doc) {
+                let _ = parse(s);
+            }
+        }
+    }
+
+    #[test]
     fn env_expansion() {
         let env = |k: &str| match k {
             "HOME" => Some("/root".to_string()),
