@@ -789,8 +789,10 @@ impl Syncer {
                 enc.write_page(pgno, &s.buf)
             };
             if snapshot {
+                let mut progress = Progress::new(self.shared.path.clone(), header.commit, self.page_size);
                 for pgno in 1..=header.commit {
                     emit(self, pgno)?;
+                    progress.tick(pgno);
                 }
             } else {
                 for &pgno in pages {
@@ -1018,12 +1020,14 @@ impl Syncer {
                 self.shared.opts.encoding,
             )?;
             let lock = ltx::lock_pgno(self.page_size);
+            let mut progress = Progress::new(self.shared.path.clone(), header.commit, self.page_size);
             for pgno in 1..=header.commit {
                 if pgno == lock {
                     continue;
                 }
                 self.read_page(pgno, &map, wal.as_ref())?;
                 enc.write_page(pgno, &self.buf)?;
+                progress.tick(pgno);
             }
             let (w, _) = enc.finish()?;
             let f = w
@@ -1045,6 +1049,47 @@ impl Syncer {
         let _ = self.end_read();
         r?;
         Ok(self.pos.as_ref().map(|p| p.txid).unwrap_or_default())
+    }
+}
+
+/// Progress lines for long snapshots: one every few seconds with pages, bytes, rate and
+/// an estimate of the time left.
+struct Progress {
+    path: PathBuf,
+    total: u32,
+    page_size: u32,
+    started: Instant,
+    last: Instant,
+}
+
+impl Progress {
+    fn new(path: PathBuf, total: u32, page_size: u32) -> Self {
+        let now = Instant::now();
+        Progress {
+            path,
+            total,
+            page_size,
+            started: now,
+            last: now,
+        }
+    }
+
+    fn tick(&mut self, done: u32) {
+        if done % 1024 != 0 || self.last.elapsed() < Duration::from_secs(3) {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let mib = |pages: u32| pages as f64 * self.page_size as f64 / (1 << 20) as f64;
+        let rate = mib(done) / secs;
+        let eta = if rate > 0.0 { (mib(self.total) - mib(done)) / rate } else { 0.0 };
+        log::info!(
+            "{}: snapshot {:.0}% ({:.0}/{:.0} MiB, {rate:.0} MiB/s, about {eta:.0}s left)",
+            self.path.display(),
+            done as f64 * 100.0 / self.total.max(1) as f64,
+            mib(done),
+            mib(self.total)
+        );
     }
 }
 
