@@ -35,6 +35,10 @@ use crate::sqlite::{CheckpointMode, Conn};
 use crate::wal::{self, Start, WalHeader, WAL_HEADER_SIZE};
 use crate::{Error, Result};
 
+/// Most WAL bytes a checkpoint backfills while writers wait at the barrier; more than
+/// that is backfilled with writers running first.
+const MAX_BARRIER_BACKFILL: u64 = 4 << 20;
+
 /// Options of one database, with Litestream's defaults.
 #[derive(Clone, Debug)]
 pub(crate) struct DbOptions {
@@ -789,7 +793,8 @@ impl Syncer {
                 enc.write_page(pgno, &s.buf)
             };
             if snapshot {
-                let mut progress = Progress::new(self.shared.path.clone(), header.commit, self.page_size);
+                let mut progress =
+                    Progress::new(self.shared.path.clone(), header.commit, self.page_size);
                 for pgno in 1..=header.commit {
                     emit(self, pgno)?;
                     progress.tick(pgno);
@@ -919,18 +924,39 @@ impl Syncer {
     /// written since the previous step (see the module docs).
     pub(crate) fn checkpoint(&mut self, truncate: bool) -> Result<()> {
         self.sync(true)?;
-        // 1. Move R to the WAL end so the bulk backfill below can go that far.
-        if !self.refresh_read()? {
-            self.sync(true)?;
+        // 1 and 2, repeated while writers outpace the backfill: move R to the WAL end under
+        // a short barrier, then backfill up to it with writers running. The final barrier
+        // below only ever covers a small remainder.
+        let mut round = 0;
+        loop {
             if !self.refresh_read()? {
+                self.sync(true)?;
+                if !self.refresh_read()? {
+                    return Ok(());
+                }
+            }
+            let mark = self.pos.as_ref().map(|p| (p.end, p.salts));
+            if !(truncate && self.futile_passive) {
+                self.w.checkpoint(CheckpointMode::Passive)?;
+            }
+            self.sync(true)?;
+            let now = self.pos.as_ref().map(|p| (p.end, p.salts));
+            let behind = match (mark, now) {
+                (Some((m, ms)), Some((n, ns))) if ms == ns => n.saturating_sub(m),
+                _ => 0,
+            };
+            if behind <= MAX_BARRIER_BACKFILL {
+                break;
+            }
+            round += 1;
+            if round >= 4 {
+                log::debug!(
+                    "{}: writers outpace the checkpoint ({behind} WAL bytes behind); trying again later",
+                    self.shared.path.display()
+                );
                 return Ok(());
             }
         }
-        // 2. Bulk backfill, writers running.
-        if !(truncate && self.futile_passive) {
-            self.w.checkpoint(CheckpointMode::Passive)?;
-        }
-        self.sync(true)?;
         // 3. Copy and backfill what was written meanwhile, re-take R, release writers.
         let full = self.with_barrier(|s| {
             if let SyncOutcome::NeedSnapshot = s.sync(false)? {
@@ -1020,7 +1046,8 @@ impl Syncer {
                 self.shared.opts.encoding,
             )?;
             let lock = ltx::lock_pgno(self.page_size);
-            let mut progress = Progress::new(self.shared.path.clone(), header.commit, self.page_size);
+            let mut progress =
+                Progress::new(self.shared.path.clone(), header.commit, self.page_size);
             for pgno in 1..=header.commit {
                 if pgno == lock {
                     continue;
@@ -1082,7 +1109,11 @@ impl Progress {
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
         let mib = |pages: u32| pages as f64 * self.page_size as f64 / (1 << 20) as f64;
         let rate = mib(done) / secs;
-        let eta = if rate > 0.0 { (mib(self.total) - mib(done)) / rate } else { 0.0 };
+        let eta = if rate > 0.0 {
+            (mib(self.total) - mib(done)) / rate
+        } else {
+            0.0
+        };
         log::info!(
             "{}: snapshot {:.0}% ({:.0}/{:.0} MiB, {rate:.0} MiB/s, about {eta:.0}s left)",
             self.path.display(),
