@@ -36,8 +36,12 @@ use crate::wal::{self, Start, WalHeader, WAL_HEADER_SIZE};
 use crate::{Error, Result};
 
 /// Most WAL bytes a checkpoint backfills while writers wait at the barrier; more than
-/// that is backfilled with writers running first.
-const MAX_BARRIER_BACKFILL: u64 = 4 << 20;
+/// that is backfilled with writers running first, in rounds that shrink while the
+/// checkpoint outpaces the writers.
+const MAX_BARRIER_BACKFILL: u64 = 8 << 20;
+/// Rounds of backfilling with writers running before giving up until the next tick (an
+/// emergency truncation takes the barrier after the last round whatever is left).
+const BACKFILL_ROUNDS: u32 = 10;
 
 /// Options of one database, with Litestream's defaults.
 #[derive(Clone, Debug)]
@@ -85,7 +89,7 @@ pub struct Db {
 
 impl Db {
     /// A database at `path` with Litestream's defaults: monitor every 1 s, PASSIVE
-    /// checkpoint at 1000 WAL pages or every minute, emergency TRUNCATE at 121359 pages,
+    /// checkpoint at 1000 WAL pages or every minute, emergency truncation at 121359 pages,
     /// busy timeout 1 s, at most 64 MiB of WAL per L0 file.
     pub fn new(path: impl Into<PathBuf>) -> Db {
         Db {
@@ -119,7 +123,8 @@ impl Db {
         self
     }
 
-    /// WAL file size in pages that triggers an emergency TRUNCATE checkpoint (default
+    /// WAL file size in pages that triggers an emergency truncation (a full checkpoint,
+    /// then a WAL restart that shrinks the file; default
     /// 121359, about 500 MB with 4 KiB pages); `None` disables it.
     pub fn truncate_pages(mut self, n: Option<u32>) -> Self {
         self.opts.truncate_pages = n;
@@ -360,7 +365,7 @@ pub(crate) struct Syncer {
     recheck: bool,
     synced_since_checkpoint: bool,
     last_checkpoint: Instant,
-    /// Last PASSIVE attempt made no progress (skip it before a TRUNCATE).
+    /// Last PASSIVE attempt made no progress (skip the bulk pass before a truncation).
     futile_passive: bool,
     buf: Vec<u8>,
 }
@@ -384,6 +389,10 @@ impl Syncer {
             c.exec("PRAGMA wal_autocheckpoint = 0")?;
             c.set_persist_wal()?;
         }
+        // The barrier must find the gaps between a saturating writer's transactions.
+        w.eager_busy_handler(shared.opts.busy_timeout.max(Duration::from_secs(1)) * 5);
+        // When our own write restarts the WAL (emergency truncation), shrink the file.
+        w.exec("PRAGMA journal_size_limit = 0")?;
         let mode = w.query_column("PRAGMA journal_mode = wal")?;
         if mode.first().map(|s| s.as_str()) != Some("wal") {
             return Err(Error::State(format!(
@@ -892,7 +901,7 @@ impl Syncer {
         if let Some(n) = opts.truncate_pages {
             if file_size >= self.wal_bytes(n as u64) {
                 log::info!(
-                    "{}: WAL is {file_size} bytes, over the truncate threshold: checkpointing with TRUNCATE",
+                    "{}: WAL is {file_size} bytes, over the truncate threshold: checkpointing and truncating it",
                     self.shared.path.display()
                 );
                 return self.checkpoint(true);
@@ -949,7 +958,14 @@ impl Syncer {
                 break;
             }
             round += 1;
-            if round >= 4 {
+            if round >= BACKFILL_ROUNDS {
+                if truncate {
+                    log::warn!(
+                        "{}: writers outpace the checkpoint; holding them for the last {behind} WAL bytes to bound the WAL",
+                        self.shared.path.display()
+                    );
+                    break;
+                }
                 log::debug!(
                     "{}: writers outpace the checkpoint ({behind} WAL bytes behind); trying again later",
                     self.shared.path.display()
@@ -978,16 +994,25 @@ impl Syncer {
         self.shared.publish(|st| st.checkpoint_count += 1);
         self.synced_since_checkpoint = false;
         if truncate && full {
-            // 4. Everything is copied and backfilled and R reads the database file only:
-            // a TRUNCATE that does not wait succeeds iff no writer came in between, and
-            // cannot lose a frame (a newer frame could not be backfilled past R).
-            self.w.busy_timeout(0);
-            let r = self.w.checkpoint(CheckpointMode::Truncate);
-            self.w
-                .busy_timeout(self.shared.opts.busy_timeout.as_millis() as u32);
-            let (busy, _, _) = r?;
+            // 4. Everything is copied and backfilled and R reads the database file only, so
+            // the next write restarts the WAL; make it ours (a bump of _litestream_seq, as
+            // Litestream does), right away, so journal_size_limit shrinks the file at its
+            // commit. If an application write gets in first it restarts the WAL instead
+            // (nothing lost: R allows one restart) and the file is shrunk next time.
+            self.w.exec("BEGIN IMMEDIATE")?;
+            let bump = self.w.exec(
+                "INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET seq = seq + 1",
+            );
+            match bump {
+                Ok(()) => self.w.exec("COMMIT")?,
+                Err(e) => {
+                    let _ = self.w.exec("ROLLBACK");
+                    return Err(e);
+                }
+            }
+            let size = fs::metadata(&self.wal_path).map(|m| m.len()).unwrap_or(0);
             log::debug!(
-                "{}: truncate checkpoint busy={busy}",
+                "{}: WAL restarted by us, now {size} bytes",
                 self.shared.path.display()
             );
         }

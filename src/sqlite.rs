@@ -29,7 +29,6 @@ impl std::fmt::Debug for Conn {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CheckpointMode {
     Passive,
-    Truncate,
 }
 
 /// The version of the linked SQLite library, e.g. `"3.54.1"`.
@@ -94,6 +93,33 @@ impl Conn {
     pub(crate) fn busy_timeout(&self, ms: u32) {
         // SAFETY: db is valid.
         unsafe { ffi::sqlite3_busy_timeout(self.db, ms.min(i32::MAX as u32) as c_int) };
+    }
+
+    /// Installs a busy handler that retries at once a few thousand times, then every
+    /// 100 µs, for up to about `max_wait`, so this connection can slip into the gaps
+    /// between a saturating writer's transactions (SQLite's default handler sleeps up to
+    /// 100 ms between tries and almost never wins them).
+    pub(crate) fn eager_busy_handler(&self, max_wait: std::time::Duration) {
+        const SPINS: usize = 5000;
+        extern "C" fn handler(arg: *mut c_void, count: c_int) -> c_int {
+            let max_tries = arg as usize;
+            let count = count as usize;
+            if count >= max_tries {
+                return 0;
+            }
+            if count < SPINS {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(std::time::Duration::from_micros(100));
+            }
+            1
+        }
+        let tries = SPINS + (max_wait.as_micros() / 100).max(1) as usize;
+        // SAFETY: valid connection; the callback is a plain function and its argument is an
+        // integer smuggled in the pointer, never dereferenced.
+        unsafe {
+            ffi::sqlite3_busy_handler(self.db, Some(handler), tries as *mut c_void);
+        }
     }
 
     /// Runs one or more statements that return no rows we need.
@@ -197,7 +223,6 @@ impl Conn {
     pub(crate) fn checkpoint(&self, mode: CheckpointMode) -> Result<(bool, i32, i32)> {
         let m = match mode {
             CheckpointMode::Passive => ffi::SQLITE_CHECKPOINT_PASSIVE,
-            CheckpointMode::Truncate => ffi::SQLITE_CHECKPOINT_TRUNCATE,
         };
         let (mut log, mut ckpt): (c_int, c_int) = (-1, -1);
         // SAFETY: valid connection and out-pointers.
