@@ -554,10 +554,31 @@ impl Syncer {
     }
 
     /// Copies every committed frame not yet copied into L0 files.
+    ///
+    /// With snapshots allowed (no barrier held) it stops at the WAL end it saw when it
+    /// started: a writer as fast as the copy would otherwise keep it busy forever, and
+    /// the checkpoint policy must get its turn. Under the barrier nothing is appended, so
+    /// it runs to the true end.
     fn sync(&mut self, allow_snapshot: bool) -> Result<SyncOutcome> {
+        // Enough chunks to cover the WAL as it is now (its file size bounds its frames).
+        let chunk = self.shared.opts.max_sync_wal_bytes;
+        let mut budget = match (allow_snapshot, chunk) {
+            (true, c) if c > 0 => {
+                let size = fs::metadata(&self.wal_path).map(|m| m.len()).unwrap_or(0);
+                Some(size / c + 2)
+            }
+            _ => None,
+        };
         loop {
             match self.sync_once(allow_snapshot)? {
-                (SyncOutcome::Done, true) => continue,
+                (SyncOutcome::Done, true) => {
+                    if let Some(b) = budget.as_mut() {
+                        *b -= 1;
+                        if *b == 0 {
+                            return Ok(SyncOutcome::Done);
+                        }
+                    }
+                }
                 (o, _) => return Ok(o),
             }
         }

@@ -79,12 +79,15 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap_or_else(|_| {
-        <Hmac<Sha256> as KeyInit>::new_from_slice(&[]).expect("empty hmac key")
-    });
-    m.update(data);
-    m.finalize().into_bytes().to_vec()
+    // HMAC takes keys of any length: new_from_slice cannot fail here. Should it ever, an
+    // empty MAC makes the server reject the request instead of panicking.
+    match <Hmac<Sha256> as KeyInit>::new_from_slice(key) {
+        Ok(mut m) => {
+            m.update(data);
+            m.finalize().into_bytes().to_vec()
+        }
+        Err(_) => Vec::new(),
+    }
 }
 
 /// RFC 3986 encoding as SigV4 wants it: unreserved characters stay, everything else is
