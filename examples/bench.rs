@@ -213,9 +213,11 @@ impl Bench {
         self.rows.entry(key.to_string()).or_default().insert(who, v);
     }
 
+    /// A fresh directory for one measurement. Only one is ever in use, so everything else
+    /// under the work directory goes (an overhead run alone writes gigabytes).
     fn dir(&self, name: &str) -> PathBuf {
         let d = self.work.join(name);
-        let _ = std::fs::remove_dir_all(&d);
+        let _ = std::fs::remove_dir_all(&self.work);
         std::fs::create_dir_all(&d).unwrap();
         d
     }
@@ -229,8 +231,18 @@ impl Bench {
             c.env("LITESTREAM_ACCESS_KEY_ID", ak)
                 .env("LITESTREAM_SECRET_ACCESS_KEY", sk);
         }
+        // LSRS_BENCH_LOGS=DIR keeps each run's log (the work directory is cleared).
+        let log = match (std::env::var_os("LSRS_BENCH_LOGS"), log.parent()) {
+            (Some(keep), Some(parent)) => {
+                let keep = PathBuf::from(keep);
+                let _ = std::fs::create_dir_all(&keep);
+                let name = parent.file_name().unwrap_or_default().to_string_lossy();
+                keep.join(format!("{name}.log"))
+            }
+            _ => log.to_path_buf(),
+        };
         c.stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap()
     }
@@ -739,6 +751,17 @@ fn main() {
         (Ok(a), Ok(b), Ok(c), Ok(d)) => Some((a, b, c, d)),
         _ => None,
     };
+    // Sweep what killed runs left behind (their process is gone).
+    if let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("lsrs-bench-") {
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
     let work = std::env::temp_dir().join(format!("lsrs-bench-{}", std::process::id()));
     let mut b = Bench {
         bins: vec![
@@ -756,6 +779,10 @@ fn main() {
         s3,
         rows: BTreeMap::new(),
     };
+    // LSRS_BENCH_ONLY=ours|official measures one side (for profiling runs).
+    if let Ok(only) = std::env::var("LSRS_BENCH_ONLY") {
+        b.bins.retain(|x| x.name == only);
+    }
     let parts: Vec<String> = if args.is_empty() {
         [
             "cost", "lag", "overhead", "restore", "size", "idle", "mem100",

@@ -42,6 +42,9 @@ const MAX_BARRIER_BACKFILL: u64 = 8 << 20;
 /// Rounds of backfilling with writers running before giving up until the next tick (an
 /// emergency truncation takes the barrier after the last round whatever is left).
 const BACKFILL_ROUNDS: u32 = 10;
+/// How long the emergency throttle holds writers at a time (then lets them run for half
+/// as long).
+const THROTTLE_HOLD: Duration = Duration::from_millis(200);
 
 /// Options of one database, with Litestream's defaults.
 #[derive(Clone, Debug)]
@@ -368,6 +371,8 @@ pub(crate) struct Syncer {
     /// Last PASSIVE attempt made no progress (skip the bulk pass before a truncation).
     futile_passive: bool,
     buf: Vec<u8>,
+    /// The throttle's connection, kept open once made (see [`Syncer::throttled`]).
+    throttle: Option<Conn>,
 }
 
 impl Syncer {
@@ -437,6 +442,7 @@ impl Syncer {
             synced_since_checkpoint: false,
             last_checkpoint: Instant::now(),
             futile_passive: false,
+            throttle: None,
             buf: vec![0u8; page_size as usize],
             shared,
         };
@@ -562,13 +568,22 @@ impl Syncer {
     fn sync(&mut self, allow_snapshot: bool) -> Result<SyncOutcome> {
         // Enough chunks to cover the WAL as it is now (its file size bounds its frames).
         let chunk = self.shared.opts.max_sync_wal_bytes;
-        let mut budget = match (allow_snapshot, chunk) {
+        let budget = match (allow_snapshot, chunk) {
             (true, c) if c > 0 => {
                 let size = fs::metadata(&self.wal_path).map(|m| m.len()).unwrap_or(0);
                 Some(size / c + 2)
             }
             _ => None,
         };
+        self.sync_chunks(allow_snapshot, budget)
+    }
+
+    /// [`Syncer::sync`] limited to `budget` L0 files (of at most `max_sync_wal_bytes`).
+    fn sync_chunks(
+        &mut self,
+        allow_snapshot: bool,
+        mut budget: Option<u64>,
+    ) -> Result<SyncOutcome> {
         loop {
             match self.sync_once(allow_snapshot)? {
                 (SyncOutcome::Done, true) => {
@@ -917,16 +932,9 @@ impl Syncer {
         if !self.synced_since_checkpoint {
             return Ok(());
         }
-        let file_size = fs::metadata(&self.wal_path).map(|m| m.len()).unwrap_or(0);
         let opts = &self.shared.opts;
-        if let Some(n) = opts.truncate_pages {
-            if file_size >= self.wal_bytes(n as u64) {
-                log::info!(
-                    "{}: WAL is {file_size} bytes, over the truncate threshold: checkpointing and truncating it",
-                    self.shared.path.display()
-                );
-                return self.checkpoint(true);
-            }
+        if self.over_truncate_threshold() {
+            return self.checkpoint(true);
         }
         if end >= self.wal_bytes(opts.min_checkpoint_pages as u64) {
             return self.checkpoint(false);
@@ -935,6 +943,15 @@ impl Syncer {
             return self.checkpoint(false);
         }
         Ok(())
+    }
+
+    /// The WAL file reached the emergency truncation threshold.
+    fn over_truncate_threshold(&self) -> bool {
+        let size = fs::metadata(&self.wal_path).map(|m| m.len()).unwrap_or(0);
+        match self.shared.opts.truncate_pages {
+            Some(n) => size >= self.wal_bytes(n as u64),
+            None => false,
+        }
     }
 
     /// A time-based PASSIVE checkpoint is due: something was synced since the last one,
@@ -950,14 +967,68 @@ impl Syncer {
             && end > self.wal_bytes(1)
     }
 
+    /// Runs `f` while a thread holds the write lock two thirds of the time, in slices of
+    /// [`THROTTLE_HOLD`]. For emergency truncations only: a writer that produces WAL
+    /// faster than it can be copied and backfilled is slowed to a pace the checkpoint can
+    /// finish at, instead of growing the WAL without bound, and no commit waits much
+    /// longer than one slice.
+    fn throttled<T>(&mut self, f: impl FnOnce(&mut Syncer) -> Result<T>) -> Result<T> {
+        let conn = match self.throttle.take() {
+            Some(c) => c,
+            None => {
+                let c = Conn::open(&self.shared.path)?;
+                c.exec("PRAGMA wal_autocheckpoint = 0")?;
+                c.set_persist_wal()?;
+                c.eager_busy_handler(THROTTLE_HOLD * 10);
+                c
+            }
+        };
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (r, conn) = std::thread::scope(|scope| {
+            let stop = &stop;
+            let h = scope.spawn(move || {
+                use std::sync::atomic::Ordering::Relaxed;
+                while !stop.load(Relaxed) {
+                    if conn.exec("BEGIN IMMEDIATE").is_ok() {
+                        let t = Instant::now();
+                        while !stop.load(Relaxed) && t.elapsed() < THROTTLE_HOLD {
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        let _ = conn.exec("ROLLBACK");
+                    }
+                    std::thread::sleep(THROTTLE_HOLD / 2);
+                }
+                conn
+            });
+            let r = f(self);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            (r, h.join().ok())
+        });
+        self.throttle = conn;
+        r
+    }
+
     /// Checkpoints without stalling writers for longer than it takes to copy the frames
     /// written since the previous step (see the module docs).
     pub(crate) fn checkpoint(&mut self, truncate: bool) -> Result<()> {
+        if truncate {
+            let size = fs::metadata(&self.wal_path).map(|m| m.len()).unwrap_or(0);
+            log::info!(
+                "{}: WAL is {size} bytes, over the truncate threshold: checkpointing and truncating it",
+                self.shared.path.display()
+            );
+            return self.throttled(|s| s.checkpoint_inner(true));
+        }
+        self.checkpoint_inner(false)
+    }
+
+    fn checkpoint_inner(&mut self, truncate: bool) -> Result<()> {
         self.sync(true)?;
         // 1 and 2, repeated while writers outpace the backfill: move R to the WAL end under
         // a short barrier, then backfill up to it with writers running. The final barrier
         // below only ever covers a small remainder.
         let mut round = 0;
+        let mut prev_behind = u64::MAX;
         loop {
             if !self.refresh_read()? {
                 self.sync(true)?;
@@ -975,11 +1046,24 @@ impl Syncer {
                 (Some((m, ms)), Some((n, ns))) if ms == ns => n.saturating_sub(m),
                 _ => 0,
             };
+            log::debug!(
+                "{}: checkpoint round {round}: {behind} WAL bytes written meanwhile",
+                self.shared.path.display()
+            );
             if behind <= MAX_BARRIER_BACKFILL {
                 break;
             }
+            if !truncate && self.over_truncate_threshold() {
+                // Writers outpaced this checkpoint for long enough to cross the emergency
+                // threshold: bound the WAL now rather than after more rounds.
+                return self.checkpoint(true);
+            }
             round += 1;
-            if round >= BACKFILL_ROUNDS {
+            // Bounding the WAL cannot wait for rounds that do not converge: a writer as
+            // fast as the copy plus the backfill would keep the WAL growing by gigabytes.
+            let diverging = truncate && behind.saturating_mul(2) > prev_behind;
+            prev_behind = behind;
+            if round >= BACKFILL_ROUNDS || (diverging && round > 1) {
                 if truncate {
                     log::warn!(
                         "{}: writers outpace the checkpoint; holding them for the last {behind} WAL bytes to bound the WAL",
