@@ -236,7 +236,11 @@ pub(crate) struct DbShared {
 }
 
 impl DbShared {
-    pub(crate) fn new(db: Db) -> Arc<DbShared> {
+    pub(crate) fn new(mut db: Db) -> Arc<DbShared> {
+        // Absolute, so the store finds it by either spelling and a later chdir is harmless.
+        if let Ok(abs) = std::path::absolute(&db.path) {
+            db.path = abs;
+        }
         let meta_path = db.resolved_meta_path();
         let replicas = db
             .replicas

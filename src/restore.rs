@@ -454,12 +454,17 @@ fn apply(
     let mut prev_max = Txid::ZERO;
     let mut bytes_read = 0u64;
     let mut buf = Vec::new();
+    let mut batch = WriteBatch::default();
     for (i, info) in files.iter().enumerate() {
         let name = info.to_string();
-        let reader = Counted {
-            inner: ResumableReader::new(client, info.clone()),
-            n: read.clone(),
-        };
+        // Page headers and LZ4 frames make many small reads: buffer them.
+        let reader = std::io::BufReader::with_capacity(
+            256 << 10,
+            Counted {
+                inner: ResumableReader::new(client, info.clone()),
+                n: read.clone(),
+            },
+        );
         let mut dec = Decoder::new(reader).map_err(|e| e.in_file(&name))?;
         let h = dec.header().clone();
         if (h.min_txid, h.max_txid) != (info.min_txid, info.max_txid) {
@@ -504,14 +509,14 @@ fn apply(
                 report(i);
             }
             let off = (pgno as u64 - 1) * page_size as u64;
-            out.write_all_at(&buf, off)
-                .map_err(|e| Error::io(format!("write {}", out_path.display()), e))?;
+            batch.push(off, &buf, out, out_path)?;
             let idx = (pgno - 1) as usize;
             if have.len() <= idx / 64 {
                 have.resize(idx / 64 + 1, 0);
             }
             have[idx / 64] |= 1 << (idx % 64);
         }
+        batch.flush(out, out_path)?;
         dec.finish().map_err(|e| e.in_file(&name))?;
         bytes_read += info.size;
         report(i + 1);
@@ -547,6 +552,39 @@ fn apply(
         page_size,
         page_count: commit,
     })
+}
+
+/// Consecutive pages gathered into one write (a snapshot's pages come in order).
+#[derive(Default)]
+struct WriteBatch {
+    off: u64,
+    data: Vec<u8>,
+}
+
+impl WriteBatch {
+    const MAX: usize = 1 << 20;
+
+    fn push(&mut self, off: u64, page: &[u8], out: &File, path: &Path) -> Result<()> {
+        if !self.data.is_empty()
+            && (off != self.off + self.data.len() as u64 || self.data.len() >= Self::MAX)
+        {
+            self.flush(out, path)?;
+        }
+        if self.data.is_empty() {
+            self.off = off;
+        }
+        self.data.extend_from_slice(page);
+        Ok(())
+    }
+
+    fn flush(&mut self, out: &File, path: &Path) -> Result<()> {
+        if !self.data.is_empty() {
+            out.write_all_at(&self.data, self.off)
+                .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+            self.data.clear();
+        }
+        Ok(())
+    }
 }
 
 /// Counts the bytes read through it into a shared counter.

@@ -462,3 +462,31 @@ fn metrics_endpoint_serves_prometheus_text() {
         "{logs}"
     );
 }
+
+/// `replicate -once DB URL` with a relative database path, run from its directory: the
+/// replica gets everything and restores equal.
+#[test]
+fn replicate_once_with_a_relative_path() {
+    let dir = TempDir::new("cli-once");
+    let db = dir.join("app.db");
+    let mut conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("PRAGMA journal_mode=wal").unwrap();
+    create_schema(&conn);
+    let mut rng = Rng::new(7);
+    for step in 0..50 {
+        workload_step(&mut conn, &mut rng, step);
+    }
+    let (ok, _, err) = run(Command::new(our_bin())
+        .current_dir(dir.path())
+        .args(["replicate", "-once", "app.db"])
+        .arg(format!("file://{}", dir.join("rep").display()))
+        .env_remove("LITESTREAM_CONFIG"));
+    assert!(ok, "replicate -once failed: {err}");
+    // After the run: it adds Litestream's two tables.
+    let want = dump_conn(&conn);
+    restored_equals(
+        &FileClient::new(dir.join("rep")),
+        &dir.join("out.db"),
+        &want,
+    );
+}
