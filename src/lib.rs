@@ -25,6 +25,7 @@ pub mod client;
 mod compaction;
 mod db;
 mod error;
+mod json;
 pub mod ltx;
 mod pool;
 mod replica;
@@ -68,6 +69,20 @@ pub mod fuzz_api {
             }
         }
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// Parses `data` as JSON (GCS listings, OAuth answers) and reads the fields the
+    /// clients read; must never panic.
+    pub fn json_parse(data: &[u8]) {
+        if let Ok(s) = std::str::from_utf8(data) {
+            if let Ok(v) = crate::json::parse(s) {
+                let items = v.get("items").and_then(crate::json::Value::as_array);
+                for it in items.unwrap_or_default() {
+                    let _ = it.get("size").and_then(crate::json::Value::as_u64);
+                    let _ = it.get("name").and_then(crate::json::Value::as_str);
+                }
+            }
+        }
     }
 
     /// Parses `data` as a `litestream.yml`; must never panic.

@@ -82,6 +82,14 @@ pub(crate) fn clean_path(p: &str) -> String {
 }
 
 impl ReplicaUrl {
+    /// The first value of query parameter `name`.
+    pub(crate) fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     pub(crate) fn parse(s: &str) -> Result<ReplicaUrl> {
         let bad = |reason: &str| Error::InvalidUrl {
             url: s.to_string(),

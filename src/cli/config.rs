@@ -61,6 +61,9 @@ pub(crate) struct ReplicaConfig {
     pub region: Option<String>,
     pub endpoint: Option<String>,
     pub access_key_id: Option<String>,
+    /// The replica itself sets `access-key-id` (not only the global default): for `gs`,
+    /// that selects HMAC keys through the S3-compatible API.
+    pub explicit_access_key: bool,
     pub secret_access_key: Option<String>,
     pub force_path_style: Option<bool>,
     pub sign_payload: Option<bool>,
@@ -302,7 +305,12 @@ fn read_replica(
     let mut o = Obj::new(node, ctx)?;
     let mut r = defaults.clone();
     r.line = node.line;
+    let inherited = r.access_key_id.take();
     read_replica_fields(&mut o, &mut r, warnings)?;
+    r.explicit_access_key = r.access_key_id.is_some();
+    if r.access_key_id.is_none() {
+        r.access_key_id = inherited;
+    }
     o.finish()?;
     Ok(r)
 }
@@ -620,6 +628,30 @@ pub(crate) fn build_client(
                 (None, None) => return Err(at("a file replica needs a path or url".into())),
             };
             Ok(Arc::new(FileClient::new(join(&base))))
+        }
+        // GCS through its JSON API as Litestream; with HMAC keys, the S3-compatible one.
+        "gs" if !r.explicit_access_key => {
+            let mut c = match &r.url {
+                Some(u) => crate::client::GcsConfig::from_url(u)?,
+                None => {
+                    let bucket = r
+                        .bucket
+                        .clone()
+                        .ok_or_else(|| at("a gs replica needs a bucket or url".into()))?;
+                    crate::client::GcsConfig::from_url(&format!("gs://{bucket}/"))?
+                }
+            };
+            if let Some(p) = &r.path {
+                c.path = p.trim_matches('/').to_string();
+            }
+            c.path = join(&c.path);
+            if let Some(b) = &r.bucket {
+                c.bucket = b.clone();
+            }
+            if let Some(e) = &r.endpoint {
+                c.endpoint = Some(crate::client::s3::normalize_endpoint(e));
+            }
+            Ok(Arc::new(crate::client::GcsClient::new(c)?))
         }
         "s3" | "oss" | "gs" => {
             let mut c = match &r.url {
@@ -960,6 +992,20 @@ mod tests {
             "{:?}",
             cfg.warnings
         );
+    }
+
+    #[test]
+    fn gs_uses_the_json_api_unless_the_replica_has_hmac_keys() {
+        let doc = "access-key-id: AK\nsecret-access-key: SK\ndbs:\n  - path: /tmp/gs-a.db\n    replica:\n      type: gs\n      bucket: bkt\n      path: a\n      endpoint: http://127.0.0.1:9\n  - path: /tmp/gs-b.db\n    replica:\n      url: gs://bkt/b\n      access-key-id: HMAC\n      secret-access-key: SECRET\n";
+        let cfg = parse(doc).unwrap();
+        let resolved = resolve_dbs(&cfg).unwrap();
+        let a = build_db(&resolved[0]).unwrap();
+        let b = build_db(&resolved[1]).unwrap();
+        let dbg_a = format!("{:?}", a.replicas[0].client);
+        let dbg_b = format!("{:?}", b.replicas[0].client);
+        assert!(dbg_a.starts_with("GcsClient"), "{dbg_a}");
+        assert!(dbg_a.contains("\"a\""), "{dbg_a}");
+        assert!(dbg_b.starts_with("S3Client"), "{dbg_b}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! is no manifest. [`from_url`] builds a client from a replica URL.
 
 mod file;
+mod gcs;
 pub mod s3;
 
 use std::fmt;
@@ -15,6 +16,7 @@ use std::time::{Duration, SystemTime};
 
 pub(crate) use file::sync_dir;
 pub use file::FileClient;
+pub use gcs::{GcsClient, GcsConfig};
 
 use crate::ltx::Txid;
 use crate::url::ReplicaUrl;
@@ -100,7 +102,8 @@ pub fn from_url(url: &str) -> Result<Arc<dyn ReplicaClient>> {
             }
             Ok(Arc::new(FileClient::new(path)))
         }
-        "s3" | "oss" | "gs" => Ok(Arc::new(s3::S3Client::from_url(url)?)),
+        "s3" | "oss" => Ok(Arc::new(s3::S3Client::from_url(url)?)),
+        "gs" => Ok(Arc::new(GcsClient::from_url(url)?)),
         "abs" | "sftp" | "nats" | "webdav" | "webdavs" => Err(Error::InvalidUrl {
             url: url.to_string(),
             reason: format!(

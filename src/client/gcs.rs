@@ -1,0 +1,761 @@
+//! The `gs` backend through Google Cloud Storage's JSON API, as Litestream does: objects
+//! `<path>/ltx/<level>/<min>-<max>.ltx` with the header timestamp in the
+//! `litestream-timestamp` metadata, uploads in one multipart request (objects appear
+//! whole or not at all), ranged media downloads, paged listings.
+//!
+//! Authentication, first match wins: no token against an emulator
+//! (`STORAGE_EMULATOR_HOST`, as Google's libraries), an access token given in the
+//! configuration or `GOOGLE_OAUTH_ACCESS_TOKEN`, Application Default Credentials of type
+//! `authorized_user` (`GOOGLE_APPLICATION_CREDENTIALS` or gcloud's well-known file; the
+//! refresh token is exchanged for access tokens), then the metadata server
+//! (`GCE_METADATA_HOST`, default `metadata.google.internal`). Service-account key files need
+//! RS256 signing, which this crate does not carry: use one of the others, or HMAC keys
+//! through the S3-compatible XML API (`type: gs` with `access-key-id`).
+
+use std::fs::File;
+use std::io::{Cursor, Read};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::{read_header, FileInfo, ReadAt, ReplicaClient};
+use crate::client::s3::sigv4::uri_encode;
+use crate::json::{self, Value};
+use crate::ltx::{self, Txid};
+use crate::{Error, Result};
+
+const MAX_ATTEMPTS: u32 = 10;
+const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
+
+/// Where a `gs://` replica lives and how to reach it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcsConfig {
+    /// Bucket name.
+    pub bucket: String,
+    /// Path inside the bucket (no leading slash).
+    pub path: String,
+    /// API base URL; default `https://storage.googleapis.com`, or `http://$STORAGE_EMULATOR_HOST`.
+    pub endpoint: Option<String>,
+    /// A fixed OAuth access token (otherwise the sources in the module docs).
+    pub access_token: Option<String>,
+    /// Objects per listing page (at most 1000; default 1000).
+    pub page_size: u32,
+}
+
+impl GcsConfig {
+    /// Parses `gs://BUCKET/PATH[?endpoint=URL]`.
+    pub fn from_url(url: &str) -> Result<GcsConfig> {
+        let u = crate::url::ReplicaUrl::parse(url)?;
+        if u.scheme != "gs" {
+            return Err(Error::InvalidUrl {
+                url: url.into(),
+                reason: "not a gs:// url".into(),
+            });
+        }
+        if u.host.is_empty() {
+            return Err(Error::InvalidUrl {
+                url: url.into(),
+                reason: "gs url needs a bucket: gs://BUCKET/PATH".into(),
+            });
+        }
+        let mut c = GcsConfig {
+            bucket: u.host.clone(),
+            path: u.path.trim_matches('/').to_string(),
+            page_size: 1000,
+            ..GcsConfig::default()
+        };
+        if let Some(e) = u.query("endpoint") {
+            c.endpoint = Some(crate::client::s3::normalize_endpoint(e));
+        }
+        Ok(c)
+    }
+}
+
+/// How requests are authorised.
+#[derive(Debug, Clone)]
+enum Auth {
+    /// An emulator: no Authorization header.
+    None,
+    /// A fixed token.
+    Static(String),
+    /// ADC `authorized_user`: refresh-token exchange.
+    Refresh {
+        client_id: String,
+        client_secret: String,
+        refresh_token: String,
+        token_uri: String,
+    },
+    /// The metadata server.
+    Metadata(String),
+}
+
+/// A replica in a Google Cloud Storage bucket (JSON API).
+pub struct GcsClient {
+    cfg: GcsConfig,
+    base: String,
+    agent: ureq::Agent,
+    auth: Auth,
+    token: Mutex<Option<(String, Instant)>>,
+}
+
+impl std::fmt::Debug for GcsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GcsClient")
+            .field("bucket", &self.cfg.bucket)
+            .field("path", &self.cfg.path)
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn jitter(max_ms: u64) -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    (nanos as u64) % max_ms.max(1)
+}
+
+/// Reads ADC from `GOOGLE_APPLICATION_CREDENTIALS` or gcloud's well-known file.
+fn application_default() -> Result<Option<Auth>> {
+    let path = match env("GOOGLE_APPLICATION_CREDENTIALS") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => match env("HOME") {
+            Some(h) => {
+                std::path::Path::new(&h).join(".config/gcloud/application_default_credentials.json")
+            }
+            None => return Ok(None),
+        },
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
+    };
+    let doc = json::parse(&text)
+        .map_err(|e| Error::Invalid(format!("gs: credentials {}: {e}", path.display())))?;
+    let field = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_string);
+    match field("type").as_deref() {
+        Some("authorized_user") => {
+            let need = |k: &str| {
+                field(k).ok_or_else(|| {
+                    Error::Invalid(format!("gs: credentials {}: no {k:?}", path.display()))
+                })
+            };
+            Ok(Some(Auth::Refresh {
+                client_id: need("client_id")?,
+                client_secret: need("client_secret")?,
+                refresh_token: need("refresh_token")?,
+                token_uri: field("token_uri")
+                    .unwrap_or_else(|| "https://oauth2.googleapis.com/token".into()),
+            }))
+        }
+        other => Err(Error::Invalid(format!(
+            "gs: credentials {} are of type {:?}; this build supports authorized_user files, \
+             GOOGLE_OAUTH_ACCESS_TOKEN, the metadata server and HMAC keys (type: gs with \
+             access-key-id/secret-access-key uses the S3-compatible API)",
+            path.display(),
+            other.unwrap_or("unknown")
+        ))),
+    }
+}
+
+impl GcsClient {
+    /// A client for `cfg`. Credentials are looked up now; no request is made until the
+    /// first operation.
+    pub fn new(mut cfg: GcsConfig) -> Result<GcsClient> {
+        if cfg.bucket.is_empty() {
+            return Err(Error::Invalid("gs: bucket required".into()));
+        }
+        if cfg.page_size == 0 || cfg.page_size > 1000 {
+            cfg.page_size = 1000;
+        }
+        let emulator = env("STORAGE_EMULATOR_HOST");
+        let base = match (&cfg.endpoint, &emulator) {
+            (Some(e), _) => e.trim_end_matches('/').to_string(),
+            (None, Some(h)) if h.contains("://") => h.trim_end_matches('/').to_string(),
+            (None, Some(h)) => format!("http://{}", h.trim_end_matches('/')),
+            (None, None) => DEFAULT_ENDPOINT.to_string(),
+        };
+        let auth = if let Some(t) = cfg.access_token.clone() {
+            Auth::Static(t)
+        } else if emulator.is_some() || (cfg.endpoint.is_some() && base != DEFAULT_ENDPOINT) {
+            Auth::None
+        } else if let Some(t) = env("GOOGLE_OAUTH_ACCESS_TOKEN") {
+            Auth::Static(t)
+        } else if let Some(a) = application_default()? {
+            a
+        } else {
+            let host =
+                env("GCE_METADATA_HOST").unwrap_or_else(|| "metadata.google.internal".into());
+            Auth::Metadata(format!(
+                "http://{host}/computeMetadata/v1/instance/service-accounts/default/token"
+            ))
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(30)))
+            .timeout_recv_response(Some(Duration::from_secs(120)))
+            .timeout_per_read(Some(Duration::from_secs(120)))
+            .timeout_per_write(Some(Duration::from_secs(120)))
+            .max_idle_connections_per_host(16)
+            .user_agent(format!("litestream-rs/{}", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Ok(GcsClient {
+            cfg,
+            base,
+            agent,
+            auth,
+            token: Mutex::new(None),
+        })
+    }
+
+    /// A client from a `gs://` URL.
+    pub fn from_url(url: &str) -> Result<GcsClient> {
+        GcsClient::new(GcsConfig::from_url(url)?)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &GcsConfig {
+        &self.cfg
+    }
+
+    /// Creates the bucket if it does not exist (for tests and tooling; replication never
+    /// creates buckets, as Litestream).
+    pub fn create_bucket(&self, project: &str) -> Result<()> {
+        let url = format!(
+            "{}/storage/v1/b?project={}",
+            self.base,
+            uri_encode(project, false)
+        );
+        let body = format!("{{\"name\":{}}}", json::quote(&self.cfg.bucket));
+        match self.request(
+            "CreateBucket",
+            "POST",
+            &url,
+            &[],
+            Body::Bytes(body.as_bytes()),
+        ) {
+            Ok(_) => Ok(()),
+            Err(Error::Backend {
+                status: Some(409), ..
+            }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn level_prefix(&self, level: u8) -> String {
+        let joined = crate::url::clean_path(&format!("{}/ltx/{level}", self.cfg.path));
+        format!("{}/", joined.trim_start_matches('/'))
+    }
+
+    fn name(&self, level: u8, min: Txid, max: Txid) -> String {
+        format!("{}{}", self.level_prefix(level), ltx::file_name(min, max))
+    }
+
+    fn object_url(&self, name: &str) -> String {
+        format!(
+            "{}/storage/v1/b/{}/o/{}",
+            self.base,
+            uri_encode(&self.cfg.bucket, false),
+            uri_encode(name, false)
+        )
+    }
+
+    /// An access token for the Authorization header, cached until shortly before expiry.
+    fn bearer(&self) -> Result<Option<String>> {
+        let (url, form, headers): (String, Option<String>, Vec<(&str, &str)>) = match &self.auth {
+            Auth::None => return Ok(None),
+            Auth::Static(t) => return Ok(Some(t.clone())),
+            Auth::Refresh {
+                client_id,
+                client_secret,
+                refresh_token,
+                token_uri,
+            } => (
+                token_uri.clone(),
+                Some(format!(
+                    "grant_type=refresh_token&client_id={}&client_secret={}&refresh_token={}",
+                    uri_encode(client_id, false),
+                    uri_encode(client_secret, false),
+                    uri_encode(refresh_token, false)
+                )),
+                vec![("content-type", "application/x-www-form-urlencoded")],
+            ),
+            Auth::Metadata(u) => (u.clone(), None, vec![("metadata-flavor", "Google")]),
+        };
+        let mut g = self
+            .token
+            .lock()
+            .map_err(|_| Error::State("gs token lock poisoned".into()))?;
+        if let Some((t, until)) = g.as_ref() {
+            if Instant::now() < *until {
+                return Ok(Some(t.clone()));
+            }
+        }
+        let fail = |m: String| Error::Backend {
+            backend: "gs",
+            op: "token",
+            target: url.clone(),
+            status: None,
+            code: String::new(),
+            message: m,
+        };
+        let result = match &form {
+            Some(f) => {
+                let mut req = self.agent.post(&url);
+                for (k, v) in &headers {
+                    req = req.header(*k, *v);
+                }
+                req.send(f.as_bytes())
+            }
+            None => {
+                let mut req = self.agent.get(&url);
+                for (k, v) in &headers {
+                    req = req.header(*k, *v);
+                }
+                req.call()
+            }
+        };
+        let mut resp = result.map_err(|e| fail(format!("no access token: {e}")))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| fail(format!("reading the token failed: {e}")))?;
+        if status != 200 {
+            return Err(Error::Backend {
+                backend: "gs",
+                op: "token",
+                target: url.clone(),
+                status: Some(status),
+                code: String::new(),
+                message: format!(
+                    "no access token: {}",
+                    text.chars().take(300).collect::<String>()
+                ),
+            });
+        }
+        let doc = json::parse(&text).map_err(|e| fail(format!("token answer: {e}")))?;
+        let token = doc
+            .get("access_token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| fail("token answer has no access_token".into()))?
+            .to_string();
+        let secs = doc.get("expires_in").and_then(Value::as_u64).unwrap_or(300);
+        *g = Some((
+            token.clone(),
+            Instant::now() + Duration::from_secs(secs.saturating_sub(60).max(10)),
+        ));
+        Ok(Some(token))
+    }
+
+    /// Sends a request with retries on transient failures; the whole answer is read.
+    fn request(
+        &self,
+        op: &'static str,
+        method: &'static str,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Body<'_>,
+    ) -> Result<Vec<u8>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let r = self
+                .send(op, method, url, headers, &body)
+                .and_then(|mut resp| {
+                    let mut out = Vec::new();
+                    resp.read_to_end(&mut out)
+                        .map_err(|e| self.transport(op, url, format!("reading the answer: {e}")))?;
+                    Ok(out)
+                });
+            match r {
+                Err(e) if e.is_transient() && attempt < MAX_ATTEMPTS => {
+                    let delay = (100u64 << attempt.min(7)).min(10_000);
+                    log::debug!("gs: {op} attempt {attempt} failed: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(delay / 2 + jitter(delay / 2)));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn transport(&self, op: &'static str, url: &str, message: String) -> Error {
+        Error::Backend {
+            backend: "gs",
+            op,
+            target: url.to_string(),
+            status: None,
+            code: String::new(),
+            message,
+        }
+    }
+
+    /// One attempt; a 2xx answer's body as a stream.
+    fn send(
+        &self,
+        op: &'static str,
+        method: &'static str,
+        url: &str,
+        headers: &[(&str, String)],
+        body: &Body<'_>,
+    ) -> Result<Box<dyn Read + Send>> {
+        let bearer = self.bearer()?;
+        let auth = bearer.map(|t| format!("Bearer {t}"));
+        let all = headers
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .chain(auth.as_deref().map(|a| ("authorization", a)));
+        let result = match method {
+            "GET" | "DELETE" => {
+                let mut req = if method == "GET" {
+                    self.agent.get(url)
+                } else {
+                    self.agent.delete(url)
+                };
+                for (k, v) in all {
+                    req = req.header(k, v);
+                }
+                req.call()
+            }
+            _ => {
+                let mut req = self.agent.post(url);
+                for (k, v) in all {
+                    req = req.header(k, v);
+                }
+                match body {
+                    Body::Bytes(b) => req.send(*b),
+                    Body::Upload { head, file, tail } => {
+                        let len = head.len() as u64 + file_len(file)? + tail.len() as u64;
+                        let mut reader = Cursor::new(head.as_slice())
+                            .chain(ReadAt::new(file))
+                            .chain(Cursor::new(tail.as_slice()));
+                        req.header("content-length", len.to_string())
+                            .send(ureq::SendBody::from_reader(&mut reader))
+                    }
+                }
+            }
+        };
+        let resp = result.map_err(|e| self.transport(op, url, format!("request failed: {e}")))?;
+        let status = resp.status().as_u16();
+        let (_, body) = resp.into_parts();
+        let reader: Box<dyn Read + Send> = Box::new(body.into_reader());
+        if (200..300).contains(&status) {
+            return Ok(reader);
+        }
+        let mut text = String::new();
+        let _ = reader.take(64 << 10).read_to_string(&mut text);
+        let doc = json::parse(&text).ok();
+        let err = doc.as_ref().and_then(|d| d.get("error"));
+        let message = err
+            .and_then(|e| e.get("message"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| text.trim().chars().take(300).collect());
+        let code = err
+            .and_then(|e| e.get("errors"))
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+            .and_then(|e| e.get("reason"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let message = match status {
+            401 | 403 => format!(
+                "{message} (credentials: {})",
+                match &self.auth {
+                    Auth::None => "none (emulator)".to_string(),
+                    Auth::Static(_) => "an access token".to_string(),
+                    Auth::Refresh { client_id, .. } => format!("authorized_user {client_id}"),
+                    Auth::Metadata(u) => format!("metadata server {u}"),
+                }
+            ),
+            _ => message,
+        };
+        Err(Error::Backend {
+            backend: "gs",
+            op,
+            target: format!("gs://{}/{}", self.cfg.bucket, target_of(url, &self.base)),
+            status: Some(status),
+            code,
+            message,
+        })
+    }
+
+    /// One page of a listing: (objects, next page token).
+    fn list_page(&self, prefix: &str, token: Option<&str>) -> Result<(Vec<Value>, Option<String>)> {
+        let mut url = format!(
+            "{}/storage/v1/b/{}/o?prefix={}&maxResults={}",
+            self.base,
+            uri_encode(&self.cfg.bucket, false),
+            uri_encode(prefix, false),
+            self.cfg.page_size
+        );
+        if let Some(t) = token {
+            url.push_str(&format!("&pageToken={}", uri_encode(t, false)));
+        }
+        let body = self.request("list", "GET", &url, &[], Body::Bytes(&[]))?;
+        let text = String::from_utf8_lossy(&body);
+        let doc = json::parse(&text).map_err(|e| Error::Backend {
+            backend: "gs",
+            op: "list",
+            target: format!("gs://{}/{prefix}", self.cfg.bucket),
+            status: Some(200),
+            code: String::new(),
+            message: format!("unreadable listing: {e}"),
+        })?;
+        let items = doc
+            .get("items")
+            .and_then(Value::as_array)
+            .map(<[Value]>::to_vec)
+            .unwrap_or_default();
+        let next = doc
+            .get("nextPageToken")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
+        Ok((items, next))
+    }
+
+    fn delete_object(&self, name: &str) -> Result<()> {
+        match self.request(
+            "delete",
+            "DELETE",
+            &self.object_url(name),
+            &[],
+            Body::Bytes(&[]),
+        ) {
+            Ok(_) => Ok(()),
+            Err(Error::Backend {
+                status: Some(404), ..
+            }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A request body: bytes, or a multipart upload streamed around a file.
+enum Body<'a> {
+    Bytes(&'a [u8]),
+    Upload {
+        head: Vec<u8>,
+        file: &'a File,
+        tail: Vec<u8>,
+    },
+}
+
+fn file_len(f: &File) -> Result<u64> {
+    f.metadata()
+        .map(|m| m.len())
+        .map_err(|e| Error::io("stat the file to upload", e))
+}
+
+/// The object part of a request URL, for messages.
+fn target_of(url: &str, base: &str) -> String {
+    let rest = url.strip_prefix(base).unwrap_or(url);
+    let rest = rest.split('?').next().unwrap_or(rest);
+    match rest.split_once("/o/") {
+        Some((_, name)) => crate::url::percent_decode(name).unwrap_or_else(|_| name.to_string()),
+        None => String::new(),
+    }
+}
+
+impl ReplicaClient for GcsClient {
+    fn kind(&self) -> &'static str {
+        "gs"
+    }
+
+    fn ltx_files(&self, level: u8, seek: Txid, _accurate: bool) -> Result<Vec<FileInfo>> {
+        let prefix = self.level_prefix(level);
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let (items, next) = self.list_page(&prefix, token.as_deref())?;
+            for it in &items {
+                let Some(name) = it.get("name").and_then(Value::as_str) else {
+                    continue;
+                };
+                let Some(file) = name.strip_prefix(&prefix) else {
+                    continue;
+                };
+                let Some((min, max)) = ltx::parse_file_name(file) else {
+                    continue;
+                };
+                if min < seek {
+                    continue;
+                }
+                // The header timestamp is in the metadata (free in the listing).
+                let created_at = it
+                    .get("metadata")
+                    .and_then(|m| m.get("litestream-timestamp"))
+                    .and_then(Value::as_str)
+                    .or_else(|| it.get("timeCreated").and_then(Value::as_str))
+                    .and_then(|t| crate::time::parse_rfc3339(t).ok())
+                    .unwrap_or(UNIX_EPOCH);
+                out.push(FileInfo {
+                    level,
+                    min_txid: min,
+                    max_txid: max,
+                    size: it.get("size").and_then(Value::as_u64).unwrap_or(0),
+                    created_at,
+                });
+            }
+            match next {
+                Some(t) if token.as_deref() != Some(t.as_str()) => token = Some(t),
+                _ => break,
+            }
+        }
+        out.sort_by_key(|f| (f.min_txid, f.max_txid));
+        Ok(out)
+    }
+
+    fn open_ltx_file(
+        &self,
+        level: u8,
+        min: Txid,
+        max: Txid,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<Box<dyn Read + Send>> {
+        if len == Some(0) {
+            return Ok(Box::new(std::io::empty()));
+        }
+        let name = self.name(level, min, max);
+        let url = format!("{}?alt=media", self.object_url(&name));
+        let mut headers = Vec::new();
+        match len {
+            Some(n) => headers.push(("range", format!("bytes={offset}-{}", offset + n - 1))),
+            None if offset > 0 => headers.push(("range", format!("bytes={offset}-"))),
+            None => {}
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.send("get", "GET", &url, &headers, &Body::Bytes(&[])) {
+                Ok(r) => return Ok(r),
+                Err(Error::Backend {
+                    status: Some(404), ..
+                }) => {
+                    return Err(Error::NotFound {
+                        backend: "gs",
+                        target: format!("gs://{}/{name}", self.cfg.bucket),
+                    })
+                }
+                Err(e) if e.is_transient() && attempt < MAX_ATTEMPTS => {
+                    let delay = (100u64 << attempt.min(7)).min(10_000);
+                    std::thread::sleep(Duration::from_millis(delay / 2 + jitter(delay / 2)));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn write_ltx_file(&self, level: u8, min: Txid, max: Txid, src: &File) -> Result<FileInfo> {
+        let hdr = read_header(src)?;
+        let name = self.name(level, min, max);
+        let ts = crate::time::from_millis(hdr.timestamp);
+        let meta = format!(
+            "{{\"name\":{},\"contentType\":\"application/octet-stream\",\"metadata\":{{\"litestream-timestamp\":{}}}}}",
+            json::quote(&name),
+            json::quote(&crate::time::format_rfc3339(ts))
+        );
+        let boundary = format!("litestream-rs-{:016x}", jitter(u64::MAX / 2) ^ 0x5bd1_e995);
+        let head = format!(
+            "--{boundary}\r\ncontent-type: application/json; charset=UTF-8\r\n\r\n{meta}\r\n--{boundary}\r\ncontent-type: application/octet-stream\r\n\r\n"
+        )
+        .into_bytes();
+        let tail = format!("\r\n--{boundary}--\r\n").into_bytes();
+        let url = format!(
+            "{}/upload/storage/v1/b/{}/o?uploadType=multipart",
+            self.base,
+            uri_encode(&self.cfg.bucket, false)
+        );
+        let size = file_len(src)?;
+        self.request(
+            "upload",
+            "POST",
+            &url,
+            &[(
+                "content-type",
+                format!("multipart/related; boundary={boundary}"),
+            )],
+            Body::Upload {
+                head,
+                file: src,
+                tail,
+            },
+        )?;
+        Ok(FileInfo {
+            level,
+            min_txid: min,
+            max_txid: max,
+            size,
+            created_at: ts,
+        })
+    }
+
+    fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {
+        for f in files {
+            self.delete_object(&self.name(f.level, f.min_txid, f.max_txid))?;
+        }
+        Ok(())
+    }
+
+    fn delete_all(&self) -> Result<()> {
+        let root = {
+            let p = crate::url::clean_path(&self.cfg.path);
+            match p.as_str() {
+                "." | "" | "/" => String::new(),
+                p => format!("{}/", p.trim_start_matches('/')),
+            }
+        };
+        let mut token: Option<String> = None;
+        let mut names = Vec::new();
+        loop {
+            let (items, next) = self.list_page(&root, token.as_deref())?;
+            names.extend(
+                items
+                    .iter()
+                    .filter_map(|i| i.get("name").and_then(Value::as_str).map(str::to_string)),
+            );
+            match next {
+                Some(t) if token.as_deref() != Some(t.as_str()) => token = Some(t),
+                _ => break,
+            }
+        }
+        for n in names {
+            self.delete_object(&n)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_names() {
+        let c = GcsConfig::from_url("gs://bkt/some/db?endpoint=http://127.0.0.1:1").unwrap();
+        assert_eq!(c.bucket, "bkt");
+        assert_eq!(c.path, "some/db");
+        assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:1"));
+        let g = GcsClient::new(c).unwrap();
+        assert_eq!(g.level_prefix(0), "some/db/ltx/0/");
+        assert_eq!(
+            g.object_url(&g.name(9, Txid(1), Txid(0x2a))),
+            "http://127.0.0.1:1/storage/v1/b/bkt/o/some%2Fdb%2Fltx%2F9%2F0000000000000001-000000000000002a.ltx"
+        );
+        assert_eq!(
+            target_of(&g.object_url("a/b c"), "http://127.0.0.1:1"),
+            "a/b c"
+        );
+        assert!(GcsConfig::from_url("gs:///path").is_err());
+        assert!(GcsConfig::from_url("s3://b/p").is_err());
+    }
+}
