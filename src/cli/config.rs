@@ -64,6 +64,16 @@ pub(crate) struct ReplicaConfig {
     /// The replica itself sets `access-key-id` (not only the global default): for `gs`,
     /// that selects HMAC keys through the S3-compatible API.
     pub explicit_access_key: bool,
+    /// sftp: server host.
+    pub host: Option<String>,
+    /// sftp: login name.
+    pub user: Option<String>,
+    /// sftp: password.
+    pub password: Option<String>,
+    /// sftp: private key file.
+    pub key_path: Option<String>,
+    /// sftp: expected server key (`"ssh-ed25519 AAAA…"`).
+    pub host_key: Option<String>,
     pub secret_access_key: Option<String>,
     pub force_path_style: Option<bool>,
     pub sign_payload: Option<bool>,
@@ -272,12 +282,6 @@ const REPLICA_KEYS_UNSUPPORTED: &[&str] = &[
     "account-name",
     "account-key",
     "sas-token",
-    "host",
-    "user",
-    "password",
-    "key-path",
-    "host-key",
-    "concurrent-writes",
     "webdav-url",
     "webdav-username",
     "webdav-password",
@@ -363,6 +367,16 @@ fn read_replica_fields(
         }
     }
     set!(sse_kms_key_id, o.str("sse-kms-key-id")?);
+    set!(host, o.str("host")?);
+    set!(user, o.str("user")?);
+    set!(password, o.str("password")?);
+    set!(key_path, o.str("key-path")?);
+    set!(host_key, o.str("host-key")?);
+    o.ignored(
+        warnings,
+        &["concurrent-writes"],
+        "each upload uses its own temporary file and rename",
+    );
     if o.get("age").is_some() {
         return Err(err(o.line, "age encryption is not currently supported"));
     }
@@ -719,8 +733,57 @@ pub(crate) fn build_client(
             c.apply_provider_defaults();
             Ok(Arc::new(S3Client::new(c)?))
         }
+        #[cfg(feature = "sftp")]
+        "sftp" => {
+            let mut c = match &r.url {
+                Some(u) => crate::client::SftpConfig::from_url(u)?,
+                None => crate::client::SftpConfig {
+                    port: 22,
+                    ..Default::default()
+                },
+            };
+            if let Some(h) = &r.host {
+                // `host: name[:port]`
+                match h
+                    .rsplit_once(':')
+                    .and_then(|(n, p)| Some((n, p.parse().ok()?)))
+                {
+                    Some((n, p)) => {
+                        c.host = n.to_string();
+                        c.port = p;
+                    }
+                    None => c.host = h.clone(),
+                }
+            }
+            if let Some(v) = &r.user {
+                c.user = v.clone();
+            }
+            if let Some(v) = &r.password {
+                c.password = Some(v.clone());
+            }
+            if let Some(v) = &r.key_path {
+                c.key_path = Some(v.into());
+            }
+            if let Some(v) = &r.host_key {
+                c.host_key = Some(v.clone());
+            }
+            if let Some(p) = &r.path {
+                c.path = p.clone();
+            }
+            c.path = join(&c.path);
+            if c.host.is_empty() || c.user.is_empty() {
+                return Err(at(
+                    "an sftp replica needs a host and a user (or a url)".into()
+                ));
+            }
+            Ok(Arc::new(crate::client::SftpClient::new(c)?))
+        }
+        #[cfg(not(feature = "sftp"))]
+        "sftp" => Err(at(
+            "sftp replicas need the `sftp` cargo feature (build with --features sftp)".into(),
+        )),
         other => Err(at(format!(
-            "replica type {other:?} is not supported by this version (file, s3, oss, gs are)"
+            "replica type {other:?} is not supported by this version (file, s3, oss, gs, sftp are)"
         ))),
     }
 }

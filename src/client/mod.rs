@@ -7,6 +7,8 @@
 mod file;
 mod gcs;
 pub mod s3;
+#[cfg(feature = "sftp")]
+mod sftp;
 
 use std::fmt;
 use std::fs::File;
@@ -17,6 +19,8 @@ use std::time::{Duration, SystemTime};
 pub(crate) use file::sync_dir;
 pub use file::FileClient;
 pub use gcs::{GcsClient, GcsConfig};
+#[cfg(feature = "sftp")]
+pub use sftp::{SftpClient, SftpConfig};
 
 use crate::ltx::Txid;
 use crate::url::ReplicaUrl;
@@ -104,7 +108,14 @@ pub fn from_url(url: &str) -> Result<Arc<dyn ReplicaClient>> {
         }
         "s3" | "oss" => Ok(Arc::new(s3::S3Client::from_url(url)?)),
         "gs" => Ok(Arc::new(GcsClient::from_url(url)?)),
-        "abs" | "sftp" | "nats" | "webdav" | "webdavs" => Err(Error::InvalidUrl {
+        #[cfg(feature = "sftp")]
+        "sftp" => Ok(Arc::new(SftpClient::from_url(url)?)),
+        #[cfg(not(feature = "sftp"))]
+        "sftp" => Err(Error::InvalidUrl {
+            url: url.to_string(),
+            reason: "sftp:// needs the `sftp` cargo feature (off by default)".into(),
+        }),
+        "abs" | "nats" | "webdav" | "webdavs" => Err(Error::InvalidUrl {
             url: url.to_string(),
             reason: format!(
                 "unsupported scheme {:?}: not built yet in this version",

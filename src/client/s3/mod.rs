@@ -7,7 +7,7 @@
 
 mod config;
 mod credentials;
-mod digest;
+pub(crate) mod digest;
 pub(crate) mod sigv4;
 pub(crate) mod xml;
 
