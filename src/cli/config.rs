@@ -1024,7 +1024,7 @@ mod tests {
                 "line 3: unknown key \"every\"",
             ),
             (
-                "dbs:\n  - path: /a\n    replica:\n      type: sftp\n      host: x\n",
+                "dbs:\n  - path: /a\n    replica:\n      type: nats\n      username: x\n",
                 "line 4",
             ),
             (
