@@ -8,7 +8,8 @@
 #
 # Peers: litestream (the official binary; no server), weed (SeaweedFS S3 with signature auth),
 #        gcs (fake-gcs-server: the GCS JSON API, no auth),
-#        sftp (Debian's OpenSSH sshd on 22022 with internal-sftp; local user lsftp)
+#        sftp (Debian's OpenSSH sshd on 22022 with internal-sftp; local user lsftp),
+#        webdav (WsgiDAV on gunicorn, 28080, Basic auth lsuser/lspass)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,7 +17,7 @@ PEERS=$REPO/.cache/peers
 VENV=$PEERS/venv
 RUN=$PEERS/run
 ENVFILE=$PEERS/env
-ALL_PEERS=(litestream weed gcs sftp)
+ALL_PEERS=(litestream weed gcs sftp webdav)
 
 log() { printf '[peers %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -67,6 +68,7 @@ cmd_install() {
   "$VENV/bin/litestream" version >/dev/null || die "litestream binary does not run"
   "$VENV/bin/weed" version >/dev/null 2>&1 || die "weed binary does not run"
   [ -x "$(fake_gcs_bin)" ] || die "fake-gcs-server binary not found"
+  "$VENV/bin/wsgidav" --version >/dev/null || die "wsgidav does not run"
   log "installed: litestream $("$VENV/bin/litestream" version), $("$VENV/bin/weed" version 2>&1 | head -1), fake-gcs-server"
 }
 
@@ -175,6 +177,32 @@ ENV
   log "sftp: sshd on 127.0.0.1:22022 (pid $(cat "$RUN/sftp.pid"))"
 }
 
+# WsgiDAV on gunicorn (its default cheroot server breaks keep-alive after a 401 with an
+# unread body, and restores then fail intermittently).
+start_webdav() {
+  local d=$RUN/webdav
+  rm -rf "$d"; mkdir -p "$d/root"
+  cat > "$d/wsgidav.yaml" <<CFG
+host: 127.0.0.1
+port: 28080
+server: gunicorn
+server_args: {workers: 1, threads: 8}
+provider_mapping: {"/": "$d/root"}
+http_authenticator: {domain_controller: null, accept_basic: true, accept_digest: false, default_to_digest: false}
+simple_dc: {user_mapping: {"*": {"lsuser": {password: "lspass"}}}}
+verbose: 1
+CFG
+  setsid "$VENV/bin/wsgidav" -c "$d/wsgidav.yaml" >> "$d/log" 2>&1 < /dev/null &
+  echo $! > "$RUN/webdav.pid"
+  wait_http http://127.0.0.1:28080/ 30 "$d/log" || die "wsgidav did not start"
+  cat > "$RUN/webdav.env" <<ENV
+export LITESTREAM_TEST_WEBDAV_ADDR=127.0.0.1:28080
+export LITESTREAM_TEST_WEBDAV_USER=lsuser
+export LITESTREAM_TEST_WEBDAV_PASS=lspass
+ENV
+  log "webdav: wsgidav on http://127.0.0.1:28080 (pid $(cat "$RUN/webdav.pid"))"
+}
+
 stop_one() {
   local name=$1 pidfile=$RUN/$1.pid
   [ -e "$pidfile" ] || return 0
@@ -208,6 +236,7 @@ cmd_start() {
       weed) start_weed ;;
       gcs) start_gcs ;;
       sftp) start_sftp ;;
+      webdav) start_webdav ;;
       *) die "unknown peer $p" ;;
     esac
   done

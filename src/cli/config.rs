@@ -64,6 +64,12 @@ pub(crate) struct ReplicaConfig {
     /// The replica itself sets `access-key-id` (not only the global default): for `gs`,
     /// that selects HMAC keys through the S3-compatible API.
     pub explicit_access_key: bool,
+    /// webdav: server URL (`http://host:port`).
+    pub webdav_url: Option<String>,
+    /// webdav: Basic-auth user.
+    pub webdav_username: Option<String>,
+    /// webdav: Basic-auth password.
+    pub webdav_password: Option<String>,
     /// sftp: server host.
     pub host: Option<String>,
     /// sftp: login name.
@@ -282,9 +288,6 @@ const REPLICA_KEYS_UNSUPPORTED: &[&str] = &[
     "account-name",
     "account-key",
     "sas-token",
-    "webdav-url",
-    "webdav-username",
-    "webdav-password",
     "jwt",
     "seed",
     "creds",
@@ -367,6 +370,9 @@ fn read_replica_fields(
         }
     }
     set!(sse_kms_key_id, o.str("sse-kms-key-id")?);
+    set!(webdav_url, o.str("webdav-url")?);
+    set!(webdav_username, o.str("webdav-username")?);
+    set!(webdav_password, o.str("webdav-password")?);
     set!(host, o.str("host")?);
     set!(user, o.str("user")?);
     set!(password, o.str("password")?);
@@ -733,6 +739,29 @@ pub(crate) fn build_client(
             c.apply_provider_defaults();
             Ok(Arc::new(S3Client::new(c)?))
         }
+        "webdav" | "webdavs" => {
+            let mut c = match (&r.url, &r.webdav_url) {
+                (Some(u), _) => crate::client::WebDavConfig::from_url(u)?,
+                (None, Some(base)) => crate::client::WebDavConfig {
+                    base_url: base.trim_end_matches('/').to_string(),
+                    ..Default::default()
+                },
+                (None, None) => {
+                    return Err(at("a webdav replica needs a url or webdav-url".into()))
+                }
+            };
+            if let Some(p) = &r.path {
+                c.path = p.clone();
+            }
+            c.path = join(&c.path);
+            if let Some(v) = &r.webdav_username {
+                c.username = Some(v.clone());
+            }
+            if let Some(v) = &r.webdav_password {
+                c.password = Some(v.clone());
+            }
+            Ok(Arc::new(crate::client::WebDavClient::new(c)?))
+        }
         #[cfg(feature = "sftp")]
         "sftp" => {
             let mut c = match &r.url {
@@ -783,7 +812,7 @@ pub(crate) fn build_client(
             "sftp replicas need the `sftp` cargo feature (build with --features sftp)".into(),
         )),
         other => Err(at(format!(
-            "replica type {other:?} is not supported by this version (file, s3, oss, gs, sftp are)"
+            "replica type {other:?} is not supported by this version (file, s3, oss, gs, sftp, webdav are)"
         ))),
     }
 }
@@ -1055,6 +1084,21 @@ mod tests {
             "{:?}",
             cfg.warnings
         );
+    }
+
+    #[test]
+    fn webdav_keys_reach_the_client() {
+        let doc = "dbs:\n  - path: /tmp/dav.db\n    replica:\n      type: webdav\n      webdav-url: http://127.0.0.1:9/\n      webdav-username: u\n      webdav-password: secret\n      path: /backups/dav\n";
+        let cfg = parse(doc).unwrap();
+        let resolved = resolve_dbs(&cfg).unwrap();
+        let d = build_db(&resolved[0]).unwrap();
+        let dbg = format!("{:?}", d.replicas[0].client);
+        assert!(dbg.starts_with("WebDavClient"), "{dbg}");
+        assert!(
+            dbg.contains("http://127.0.0.1:9") && dbg.contains("/backups/dav"),
+            "{dbg}"
+        );
+        assert!(!dbg.contains("secret"), "{dbg}");
     }
 
     #[test]

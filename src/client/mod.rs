@@ -9,6 +9,7 @@ mod gcs;
 pub mod s3;
 #[cfg(feature = "sftp")]
 mod sftp;
+mod webdav;
 
 use std::fmt;
 use std::fs::File;
@@ -21,6 +22,7 @@ pub use file::FileClient;
 pub use gcs::{GcsClient, GcsConfig};
 #[cfg(feature = "sftp")]
 pub use sftp::{SftpClient, SftpConfig};
+pub use webdav::{WebDavClient, WebDavConfig};
 
 use crate::ltx::Txid;
 use crate::url::ReplicaUrl;
@@ -115,7 +117,8 @@ pub fn from_url(url: &str) -> Result<Arc<dyn ReplicaClient>> {
             url: url.to_string(),
             reason: "sftp:// needs the `sftp` cargo feature (off by default)".into(),
         }),
-        "abs" | "nats" | "webdav" | "webdavs" => Err(Error::InvalidUrl {
+        "webdav" | "webdavs" => Ok(Arc::new(WebDavClient::from_url(url)?)),
+        "abs" | "nats" => Err(Error::InvalidUrl {
             url: url.to_string(),
             reason: format!(
                 "unsupported scheme {:?}: not built yet in this version",

@@ -1,0 +1,597 @@
+//! The `webdav` backend: `<path>/ltx/<level>/<min>-<max>.ltx` on a WebDAV server, as
+//! Litestream. Uploads go to a temporary name in the same collection and are then MOVEd
+//! into place, so a listing never shows a partial file; collections are made level by
+//! level (MKCOL needs its parent). Listing is PROPFIND with `Depth: 1`. The server keeps no
+//! metadata for us: listings carry the server's modification time, and accurate
+//! timestamps (for point-in-time restores) are read from each file's LTX header.
+//!
+//! `webdav://[USER:PASSWORD@]HOST[:PORT]/PATH` (plain HTTP) or `webdavs://` (HTTPS); Basic
+//! authentication.
+
+use std::fs::File;
+use std::io::Read;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{FileInfo, ReadAt, ReplicaClient};
+use crate::client::s3::digest::base64;
+use crate::client::s3::sigv4::uri_encode;
+use crate::client::s3::xml;
+use crate::ltx::{self, Txid};
+use crate::{Error, Result};
+
+const MAX_ATTEMPTS: u32 = 6;
+
+/// Where a `webdav://` replica lives.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct WebDavConfig {
+    /// Server base URL, `http://host:port` or `https://...` (no path).
+    pub base_url: String,
+    /// Replica directory on the server (absolute, `/` separated).
+    pub path: String,
+    /// Basic-auth user.
+    pub username: Option<String>,
+    /// Basic-auth password.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for WebDavConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebDavConfig")
+            .field("base_url", &self.base_url)
+            .field("path", &self.path)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl WebDavConfig {
+    /// Parses `webdav[s]://[USER:PASSWORD@]HOST[:PORT]/PATH`.
+    pub fn from_url(url: &str) -> Result<WebDavConfig> {
+        let u = crate::url::ReplicaUrl::parse(url)?;
+        let scheme = match u.scheme.as_str() {
+            "webdav" => "http",
+            "webdavs" => "https",
+            _ => {
+                return Err(Error::InvalidUrl {
+                    url: url.into(),
+                    reason: "not a webdav:// or webdavs:// url".into(),
+                })
+            }
+        };
+        if u.host.is_empty() {
+            return Err(Error::InvalidUrl {
+                url: url.into(),
+                reason: "webdav url needs a host".into(),
+            });
+        }
+        let port = u.port.map(|p| format!(":{p}")).unwrap_or_default();
+        Ok(WebDavConfig {
+            base_url: format!("{scheme}://{}{port}", u.host),
+            path: u.path.clone(),
+            username: u.username.clone().filter(|s| !s.is_empty()),
+            password: u.password.clone(),
+        })
+    }
+}
+
+/// A replica on a WebDAV server.
+pub struct WebDavClient {
+    cfg: WebDavConfig,
+    agent: ureq::Agent,
+    /// Collections known to exist.
+    made: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl std::fmt::Debug for WebDavClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebDavClient")
+            .field("base_url", &self.cfg.base_url)
+            .field("path", &self.cfg.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request body.
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    Bytes(&'a [u8]),
+    File(&'a File),
+}
+
+fn jitter(max_ms: u64) -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    (nanos as u64) % max_ms.max(1)
+}
+
+/// Drops namespace prefixes from tag names (`<D:href>` → `<href>`), so the flat element
+/// reader finds DAV elements whatever prefix the server chose.
+fn strip_prefixes(doc: &str) -> String {
+    let mut out = String::with_capacity(doc.len());
+    let mut rest = doc;
+    while let Some(i) = rest.find('<') {
+        out.push_str(&rest[..=i]);
+        rest = &rest[i + 1..];
+        let slash = rest.starts_with('/');
+        if slash {
+            out.push('/');
+            rest = &rest[1..];
+        }
+        let name_end = rest
+            .find(|c: char| c == '>' || c == '/' || c.is_whitespace())
+            .unwrap_or(rest.len());
+        if let Some(colon) = rest[..name_end].find(':') {
+            rest = &rest[colon + 1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// RFC 1123 dates (`Tue, 24 Nov 2026 20:41:00 GMT`), as `getlastmodified` carries them.
+fn parse_http_date(s: &str) -> Option<SystemTime> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [_, day, mon, year, hms, ..] = parts.as_slice() else {
+        return None;
+    };
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m.eq_ignore_ascii_case(mon))? as u32
+        + 1;
+    let mut t = hms.split(':').map(|x| x.parse::<i64>().ok());
+    let (h, m, sec) = (t.next()??, t.next()??, t.next()??);
+    let days = crate::time::days_from_civil(year.parse().ok()?, month, day.parse().ok()?);
+    let secs = days * 86_400 + h * 3600 + m * 60 + sec;
+    u64::try_from(secs)
+        .ok()
+        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
+}
+
+impl WebDavClient {
+    /// A client for `cfg`. No request is made until the first operation.
+    pub fn new(cfg: WebDavConfig) -> Result<WebDavClient> {
+        if cfg.base_url.is_empty() {
+            return Err(Error::Invalid("webdav: server url required".into()));
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(30)))
+            .timeout_recv_response(Some(Duration::from_secs(120)))
+            .timeout_per_read(Some(Duration::from_secs(120)))
+            .timeout_per_write(Some(Duration::from_secs(120)))
+            .user_agent(format!("litestream-rs/{}", env!("CARGO_PKG_VERSION")))
+            .allow_non_standard_methods(true)
+            .build()
+            .into();
+        Ok(WebDavClient {
+            cfg,
+            agent,
+            made: Default::default(),
+        })
+    }
+
+    /// A client from a `webdav://` or `webdavs://` URL.
+    pub fn from_url(url: &str) -> Result<WebDavClient> {
+        WebDavClient::new(WebDavConfig::from_url(url)?)
+    }
+
+    /// Server path of a collection or file (segments joined with `/`, no trailing slash).
+    fn join(&self, parts: &[&str]) -> String {
+        let mut p = String::new();
+        for part in std::iter::once(self.cfg.path.as_str()).chain(parts.iter().copied()) {
+            for seg in part.split('/').filter(|s| !s.is_empty() && *s != ".") {
+                p.push('/');
+                p.push_str(seg);
+            }
+        }
+        if p.is_empty() {
+            p.push('/');
+        }
+        p
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.cfg.base_url, uri_encode(path, true))
+    }
+
+    fn level_dir(&self, level: u8) -> String {
+        self.join(&["ltx", &level.to_string()])
+    }
+
+    fn file_path(&self, level: u8, min: Txid, max: Txid) -> String {
+        self.join(&["ltx", &level.to_string(), &ltx::file_name(min, max)])
+    }
+
+    /// One request; the status and, for non-2xx answers, a body excerpt. Retries transport
+    /// errors and 5xx/429 with backoff.
+    fn call(
+        &self,
+        op: &'static str,
+        method: &'static str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Payload<'_>,
+    ) -> Result<(u16, Box<dyn Read + Send>)> {
+        let url = self.url(path);
+        let auth = self.cfg.username.as_ref().map(|u| {
+            let p = self.cfg.password.as_deref().unwrap_or("");
+            format!("Basic {}", base64(format!("{u}:{p}").as_bytes()))
+        });
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut b = ureq::http::Request::builder().method(method).uri(&url);
+            for (k, v) in headers {
+                b = b.header(*k, v.as_str());
+            }
+            if let Some(a) = &auth {
+                b = b.header("authorization", a.as_str());
+            }
+            let result = match body {
+                Payload::File(file) => {
+                    let len = file
+                        .metadata()
+                        .map_err(|e| Error::io("stat the file to upload", e))?
+                        .len();
+                    let mut reader = ReadAt::new(file);
+                    match b
+                        .header("content-length", len.to_string())
+                        .body(ureq::SendBody::from_reader(&mut reader))
+                    {
+                        Ok(req) => self.agent.run(req),
+                        Err(e) => return Err(Error::Invalid(format!("webdav request: {e}"))),
+                    }
+                }
+                Payload::Bytes(bytes) => match b.body(bytes) {
+                    Ok(req) => self.agent.run(req),
+                    Err(e) => return Err(Error::Invalid(format!("webdav request: {e}"))),
+                },
+            };
+            let transient = match result {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let (_, body) = resp.into_parts();
+                    let reader: Box<dyn Read + Send> = Box::new(body.into_reader());
+                    if status < 500 && status != 429 || attempt >= MAX_ATTEMPTS {
+                        return Ok((status, reader));
+                    }
+                    format!("status {status}")
+                }
+                Err(e) if attempt < MAX_ATTEMPTS => e.to_string(),
+                Err(e) => {
+                    return Err(Error::Backend {
+                        backend: "webdav",
+                        op,
+                        target: url,
+                        status: None,
+                        code: String::new(),
+                        message: format!("request failed: {e}"),
+                    })
+                }
+            };
+            log::debug!("webdav: {op} {url} attempt {attempt} failed: {transient}; retrying");
+            let delay = (100u64 << attempt.min(6)).min(5_000);
+            std::thread::sleep(Duration::from_millis(delay / 2 + jitter(delay / 2)));
+        }
+    }
+
+    /// The error for an unexpected status.
+    fn fail(
+        &self,
+        op: &'static str,
+        path: &str,
+        status: u16,
+        mut body: Box<dyn Read + Send>,
+    ) -> Error {
+        let mut text = String::new();
+        let _ = body.by_ref().take(8 << 10).read_to_string(&mut text);
+        let text = strip_prefixes(&text);
+        let mut message = xml::text(&text, "title")
+            .or_else(|| xml::text(&text, "h1"))
+            .unwrap_or_else(|| text.trim().chars().take(200).collect());
+        if status == 401 || status == 403 {
+            message = format!(
+                "{message} (user {})",
+                self.cfg
+                    .username
+                    .as_deref()
+                    .map(|u| format!("{u:?}"))
+                    .unwrap_or_else(|| "none".into())
+            );
+        }
+        Error::Backend {
+            backend: "webdav",
+            op,
+            target: self.url(path),
+            status: Some(status),
+            code: String::new(),
+            message,
+        }
+    }
+
+    /// Makes `dir` and its parents (MKCOL needs the parent to exist).
+    fn mkdir_all(&self, dir: &str) -> Result<()> {
+        let mut p = String::new();
+        for seg in dir.split('/').filter(|s| !s.is_empty()) {
+            p.push('/');
+            p.push_str(seg);
+            let (status, body) =
+                self.call("mkcol", "MKCOL", &format!("{p}/"), &[], Payload::Bytes(&[]))?;
+            // 201 made; 405 (or 301 from some servers) already there.
+            if !matches!(status, 200..=299 | 301 | 405) {
+                return Err(self.fail("mkcol", &p, status, body));
+            }
+        }
+        Ok(())
+    }
+
+    /// PROPFIND depth 1 of a collection: (path, size, modified) of its files. None if the
+    /// collection does not exist.
+    fn propfind(&self, dir: &str) -> Result<Option<Vec<(String, u64, SystemTime)>>> {
+        let body = r#"<?xml version="1.0" encoding="utf-8"?><propfind xmlns="DAV:"><prop><resourcetype/><getcontentlength/><getlastmodified/></prop></propfind>"#;
+        let (status, mut resp) = self.call(
+            "list",
+            "PROPFIND",
+            &format!("{dir}/"),
+            &[
+                ("depth", "1".into()),
+                ("content-type", "application/xml".into()),
+            ],
+            Payload::Bytes(body.as_bytes()),
+        )?;
+        if status == 404 {
+            return Ok(None);
+        }
+        if status != 207 {
+            return Err(self.fail("list", dir, status, resp));
+        }
+        let mut text = String::new();
+        resp.read_to_string(&mut text).map_err(|e| Error::Backend {
+            backend: "webdav",
+            op: "list",
+            target: self.url(dir),
+            status: Some(status),
+            code: String::new(),
+            message: format!("reading the listing: {e}"),
+        })?;
+        let doc = strip_prefixes(&text);
+        let mut out = Vec::new();
+        for r in xml::elements(&doc, "response") {
+            let Some(href) = xml::text(r, "href") else {
+                continue;
+            };
+            if !xml::elements(r, "collection").is_empty() {
+                continue;
+            }
+            // The href is a URL or an absolute path, percent-encoded.
+            let path = match href.split_once("://") {
+                Some((_, rest)) => rest
+                    .find('/')
+                    .map(|i| &rest[i..])
+                    .unwrap_or("/")
+                    .to_string(),
+                None => href.clone(),
+            };
+            let path = crate::url::percent_decode(&path).unwrap_or(path);
+            let size = xml::text(r, "getcontentlength")
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0);
+            let modified = xml::text(r, "getlastmodified")
+                .and_then(|s| parse_http_date(&s))
+                .unwrap_or(UNIX_EPOCH);
+            out.push((path, size, modified));
+        }
+        Ok(Some(out))
+    }
+
+    /// The LTX header timestamp of a file (a 100-byte ranged read).
+    fn header_time(&self, f: &FileInfo) -> Result<SystemTime> {
+        let mut r = self.open_ltx_file(
+            f.level,
+            f.min_txid,
+            f.max_txid,
+            0,
+            Some(ltx::HEADER_SIZE as u64),
+        )?;
+        let mut b = [0u8; ltx::HEADER_SIZE];
+        r.read_exact(&mut b)
+            .map_err(|e| Error::io(format!("read the header of {f}"), e))?;
+        Ok(crate::time::from_millis(
+            ltx::Header::from_bytes(&b)?.timestamp,
+        ))
+    }
+}
+
+impl ReplicaClient for WebDavClient {
+    fn kind(&self) -> &'static str {
+        "webdav"
+    }
+
+    fn ltx_files(&self, level: u8, seek: Txid, accurate: bool) -> Result<Vec<FileInfo>> {
+        let Some(entries) = self.propfind(&self.level_dir(level))? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for (path, size, modified) in entries {
+            let name = path.rsplit('/').next().unwrap_or("");
+            let Some((min, max)) = ltx::parse_file_name(name) else {
+                continue;
+            };
+            if min < seek {
+                continue;
+            }
+            out.push(FileInfo {
+                level,
+                min_txid: min,
+                max_txid: max,
+                size,
+                created_at: modified,
+            });
+        }
+        out.sort_by_key(|f| (f.min_txid, f.max_txid));
+        if accurate {
+            for f in out.iter_mut() {
+                f.created_at = self.header_time(f)?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn open_ltx_file(
+        &self,
+        level: u8,
+        min: Txid,
+        max: Txid,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<Box<dyn Read + Send>> {
+        if len == Some(0) {
+            return Ok(Box::new(std::io::empty()));
+        }
+        let path = self.file_path(level, min, max);
+        let mut headers = Vec::new();
+        match len {
+            Some(n) => headers.push(("range", format!("bytes={offset}-{}", offset + n - 1))),
+            None if offset > 0 => headers.push(("range", format!("bytes={offset}-"))),
+            None => {}
+        }
+        let (status, body) = self.call("get", "GET", &path, &headers, Payload::Bytes(&[]))?;
+        match status {
+            200 if offset > 0 => Err(Error::Backend {
+                backend: "webdav",
+                op: "get",
+                target: self.url(&path),
+                status: Some(200),
+                code: String::new(),
+                message: "the server ignored the Range header".into(),
+            }),
+            200 | 206 => Ok(match len {
+                Some(n) => Box::new(body.take(n)),
+                None => body,
+            }),
+            404 => Err(Error::NotFound {
+                backend: "webdav",
+                target: self.url(&path),
+            }),
+            s => Err(self.fail("get", &path, s, body)),
+        }
+    }
+
+    fn write_ltx_file(&self, level: u8, min: Txid, max: Txid, src: &File) -> Result<FileInfo> {
+        let hdr = super::read_header(src)?;
+        let dir = self.level_dir(level);
+        let dst = self.file_path(level, min, max);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let tmp = format!("{dst}.{}.{nanos}.tmp", std::process::id());
+        let put = |client: &Self| -> Result<()> {
+            let (status, body) = client.call("put", "PUT", &tmp, &[], Payload::File(src))?;
+            if (200..300).contains(&status) {
+                return Ok(());
+            }
+            Err(client.fail("put", &tmp, status, body))
+        };
+        // A PUT into a missing collection is refused (409, often before the body is read,
+        // which breaks the connection): make the collections first, once per level, and
+        // again if they vanished.
+        let known = self.made.lock().map(|m| m.contains(&dir)).unwrap_or(false);
+        if !known {
+            self.mkdir_all(&dir)?;
+            if let Ok(mut m) = self.made.lock() {
+                m.insert(dir.clone());
+            }
+        }
+        if let Err(e) = put(self) {
+            if !known {
+                return Err(e);
+            }
+            self.mkdir_all(&dir)?;
+            put(self)?;
+        }
+        let dest = self.url(&dst);
+        let (status, body) = self.call(
+            "move",
+            "MOVE",
+            &tmp,
+            &[("destination", dest), ("overwrite", "T".into())],
+            Payload::Bytes(&[]),
+        )?;
+        if !(200..300).contains(&status) {
+            let e = self.fail("move", &dst, status, body);
+            let _ = self.call("delete", "DELETE", &tmp, &[], Payload::Bytes(&[]));
+            return Err(e);
+        }
+        let size = src
+            .metadata()
+            .map(|m| m.len())
+            .map_err(|e| Error::io("stat the uploaded file", e))?;
+        Ok(FileInfo {
+            level,
+            min_txid: min,
+            max_txid: max,
+            size,
+            created_at: crate::time::from_millis(hdr.timestamp),
+        })
+    }
+
+    fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {
+        for f in files {
+            let p = self.file_path(f.level, f.min_txid, f.max_txid);
+            let (status, body) = self.call("delete", "DELETE", &p, &[], Payload::Bytes(&[]))?;
+            if !((200..300).contains(&status) || status == 404) {
+                return Err(self.fail("delete", &p, status, body));
+            }
+        }
+        Ok(())
+    }
+
+    fn delete_all(&self) -> Result<()> {
+        if let Ok(mut m) = self.made.lock() {
+            m.clear();
+        }
+        let p = format!("{}/", self.join(&["ltx"]));
+        let (status, body) = self.call("delete", "DELETE", &p, &[], Payload::Bytes(&[]))?;
+        if (200..300).contains(&status) || status == 404 {
+            Ok(())
+        } else {
+            Err(self.fail("delete", &p, status, body))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_paths_and_dates() {
+        let c = WebDavConfig::from_url("webdavs://u:p@dav.example:8443/backups/db").unwrap();
+        assert_eq!(c.base_url, "https://dav.example:8443");
+        assert_eq!(c.path, "/backups/db");
+        assert_eq!(c.username.as_deref(), Some("u"));
+        assert!(!format!("{c:?}").contains("\"p\""));
+        let w = WebDavClient::new(c).unwrap();
+        assert_eq!(
+            w.file_path(9, Txid(1), Txid(2)),
+            "/backups/db/ltx/9/0000000000000001-0000000000000002.ltx"
+        );
+        assert_eq!(
+            parse_http_date("Tue, 24 Nov 2026 20:41:05 GMT"),
+            crate::parse_rfc3339("2026-11-24T20:41:05Z").ok()
+        );
+        assert_eq!(parse_http_date("yesterday"), None);
+        assert_eq!(
+            strip_prefixes(
+                "<D:multistatus xmlns:D=\"DAV:\"><D:href>/a</D:href><x/></D:multistatus>"
+            ),
+            "<multistatus xmlns:D=\"DAV:\"><href>/a</href><x/></multistatus>"
+        );
+    }
+}
