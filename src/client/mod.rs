@@ -4,6 +4,7 @@
 //! namespace per level (0 = one file per sync, 1..=8 = compactions, 9 = snapshots); there
 //! is no manifest. [`from_url`] builds a client from a replica URL.
 
+mod abs;
 mod file;
 mod gcs;
 pub mod s3;
@@ -17,6 +18,7 @@ use std::io::{self, Read};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+pub use abs::{AbsClient, AbsConfig};
 pub(crate) use file::sync_dir;
 pub use file::FileClient;
 pub use gcs::{GcsClient, GcsConfig};
@@ -118,7 +120,8 @@ pub fn from_url(url: &str) -> Result<Arc<dyn ReplicaClient>> {
             reason: "sftp:// needs the `sftp` cargo feature (off by default)".into(),
         }),
         "webdav" | "webdavs" => Ok(Arc::new(WebDavClient::from_url(url)?)),
-        "abs" | "nats" => Err(Error::InvalidUrl {
+        "abs" => Ok(Arc::new(AbsClient::from_url(url)?)),
+        "nats" => Err(Error::InvalidUrl {
             url: url.to_string(),
             reason: format!(
                 "unsupported scheme {:?}: not built yet in this version",
