@@ -12,7 +12,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -24,7 +24,7 @@ use crate::client::s3::xml;
 use crate::ltx::{self, Txid};
 use crate::{Error, Result};
 
-const MAX_ATTEMPTS: u32 = 10;
+use crate::client::http::MAX_ATTEMPTS;
 const API_VERSION: &str = "2021-08-06";
 
 /// Where an `abs://` replica lives.
@@ -119,14 +119,6 @@ impl std::fmt::Debug for AbsClient {
             .field("base", &self.base)
             .finish_non_exhaustive()
     }
-}
-
-fn jitter(max_ms: u64) -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    (nanos as u64) % max_ms.max(1)
 }
 
 /// `Tue, 24 Nov 2026 20:41:00 GMT`.
@@ -254,16 +246,7 @@ impl AbsClient {
             Some(e) => e.trim_end_matches('/').to_string(),
             None => format!("https://{}.blob.core.windows.net", cfg.account_name),
         };
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(30)))
-            .timeout_recv_response(Some(Duration::from_secs(120)))
-            .timeout_per_read(Some(Duration::from_secs(120)))
-            .timeout_per_write(Some(Duration::from_secs(120)))
-            .max_idle_connections_per_host(16)
-            .user_agent(format!("litestream-rs/{}", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+        let agent = crate::client::http::agent(false);
         Ok(AbsClient {
             cfg,
             key,
@@ -314,9 +297,8 @@ impl AbsClient {
             attempt += 1;
             match self.send(op, method, blob, query, headers, body) {
                 Err(e) if e.is_transient() && attempt < MAX_ATTEMPTS => {
-                    let delay = (100u64 << attempt.min(7)).min(10_000);
                     log::debug!("abs: {op} attempt {attempt} failed: {e}; retrying");
-                    std::thread::sleep(Duration::from_millis(delay / 2 + jitter(delay / 2)));
+                    crate::client::http::backoff(attempt);
                 }
                 r => return r,
             }

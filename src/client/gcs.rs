@@ -15,7 +15,7 @@
 use std::fs::File;
 use std::io::{Cursor, Read};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use super::{read_header, FileInfo, ReadAt, ReplicaClient};
 use crate::client::s3::sigv4::uri_encode;
@@ -23,7 +23,7 @@ use crate::json::{self, Value};
 use crate::ltx::{self, Txid};
 use crate::{Error, Result};
 
-const MAX_ATTEMPTS: u32 = 10;
+use crate::client::http::MAX_ATTEMPTS;
 const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
 
 /// Where a `gs://` replica lives and how to reach it.
@@ -111,14 +111,6 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-fn jitter(max_ms: u64) -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    (nanos as u64) % max_ms.max(1)
-}
-
 /// Reads ADC from `GOOGLE_APPLICATION_CREDENTIALS` or gcloud's well-known file.
 fn application_default() -> Result<Option<Auth>> {
     let path = match env("GOOGLE_APPLICATION_CREDENTIALS") {
@@ -195,16 +187,7 @@ impl GcsClient {
                 "http://{host}/computeMetadata/v1/instance/service-accounts/default/token"
             ))
         };
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(30)))
-            .timeout_recv_response(Some(Duration::from_secs(120)))
-            .timeout_per_read(Some(Duration::from_secs(120)))
-            .timeout_per_write(Some(Duration::from_secs(120)))
-            .max_idle_connections_per_host(16)
-            .user_agent(format!("litestream-rs/{}", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+        let agent = crate::client::http::agent(false);
         Ok(GcsClient {
             cfg,
             base,
@@ -376,9 +359,8 @@ impl GcsClient {
                 });
             match r {
                 Err(e) if e.is_transient() && attempt < MAX_ATTEMPTS => {
-                    let delay = (100u64 << attempt.min(7)).min(10_000);
                     log::debug!("gs: {op} attempt {attempt} failed: {e}; retrying");
-                    std::thread::sleep(Duration::from_millis(delay / 2 + jitter(delay / 2)));
+                    crate::client::http::backoff(attempt);
                 }
                 r => return r,
             }
@@ -647,8 +629,7 @@ impl ReplicaClient for GcsClient {
                     })
                 }
                 Err(e) if e.is_transient() && attempt < MAX_ATTEMPTS => {
-                    let delay = (100u64 << attempt.min(7)).min(10_000);
-                    std::thread::sleep(Duration::from_millis(delay / 2 + jitter(delay / 2)));
+                    crate::client::http::backoff(attempt);
                 }
                 Err(e) => return Err(e),
             }
@@ -664,7 +645,10 @@ impl ReplicaClient for GcsClient {
             json::quote(&name),
             json::quote(&crate::time::format_rfc3339(ts))
         );
-        let boundary = format!("litestream-rs-{:016x}", jitter(u64::MAX / 2) ^ 0x5bd1_e995);
+        let boundary = format!(
+            "litestream-rs-{:016x}",
+            crate::client::http::jitter(u64::MAX)
+        );
         let head = format!(
             "--{boundary}\r\ncontent-type: application/json; charset=UTF-8\r\n\r\n{meta}\r\n--{boundary}\r\ncontent-type: application/octet-stream\r\n\r\n"
         )

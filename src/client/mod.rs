@@ -7,6 +7,7 @@
 mod abs;
 mod file;
 mod gcs;
+mod http;
 pub mod s3;
 #[cfg(feature = "sftp")]
 mod sftp;

@@ -99,14 +99,6 @@ enum Payload<'a> {
     File(&'a File),
 }
 
-fn jitter(max_ms: u64) -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    (nanos as u64) % max_ms.max(1)
-}
-
 /// Drops namespace prefixes from tag names (`<D:href>` → `<href>`), so the flat element
 /// reader finds DAV elements whatever prefix the server chose.
 fn strip_prefixes(doc: &str) -> String {
@@ -158,16 +150,7 @@ impl WebDavClient {
         if cfg.base_url.is_empty() {
             return Err(Error::Invalid("webdav: server url required".into()));
         }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(30)))
-            .timeout_recv_response(Some(Duration::from_secs(120)))
-            .timeout_per_read(Some(Duration::from_secs(120)))
-            .timeout_per_write(Some(Duration::from_secs(120)))
-            .user_agent(format!("litestream-rs/{}", env!("CARGO_PKG_VERSION")))
-            .allow_non_standard_methods(true)
-            .build()
-            .into();
+        let agent = crate::client::http::agent(false);
         Ok(WebDavClient {
             cfg,
             agent,
@@ -275,8 +258,7 @@ impl WebDavClient {
                 }
             };
             log::debug!("webdav: {op} {url} attempt {attempt} failed: {transient}; retrying");
-            let delay = (100u64 << attempt.min(6)).min(5_000);
-            std::thread::sleep(Duration::from_millis(delay / 2 + jitter(delay / 2)));
+            crate::client::http::backoff(attempt);
         }
     }
 

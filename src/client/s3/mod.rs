@@ -16,7 +16,7 @@ use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub(crate) use config::normalize_endpoint;
 pub use config::{parse_size, Flavor, S3Config};
@@ -26,7 +26,7 @@ use super::{read_header, FileInfo, ReplicaClient};
 use crate::ltx::{self, Txid};
 use crate::{Error, Result};
 
-const MAX_ATTEMPTS: u32 = 10;
+use crate::client::http::MAX_ATTEMPTS;
 const DELETE_BATCH: usize = 1000;
 
 /// An HTTP response read into memory.
@@ -75,14 +75,6 @@ impl std::fmt::Debug for S3Client {
     }
 }
 
-fn jitter(max_ms: u64) -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    (nanos as u64) % max_ms.max(1)
-}
-
 /// Formats like Go's RFC3339Nano for the timestamp metadata.
 fn timestamp_meta(ms: i64) -> String {
     crate::time::format_rfc3339(crate::time::from_millis(ms))
@@ -94,21 +86,7 @@ impl S3Client {
         if cfg.bucket.is_empty() {
             return Err(Error::Invalid("s3: bucket required".into()));
         }
-        let mut tls = ureq::tls::TlsConfig::builder();
-        if cfg.skip_verify {
-            tls = tls.disable_verification(true);
-        }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(30)))
-            .timeout_recv_response(Some(Duration::from_secs(120)))
-            .timeout_per_read(Some(Duration::from_secs(120)))
-            .timeout_per_write(Some(Duration::from_secs(120)))
-            .max_idle_connections_per_host(16)
-            .user_agent(format!("litestream-rs/{}", env!("CARGO_PKG_VERSION")))
-            .tls_config(tls.build())
-            .build()
-            .into();
+        let agent = crate::client::http::agent(cfg.skip_verify);
         Ok(S3Client {
             region: Mutex::new(cfg.region.clone()),
             cfg,
@@ -292,13 +270,12 @@ impl S3Client {
             match self.send_once(call) {
                 Ok(r) => return Ok(r),
                 Err(e) if e.is_transient() && attempt < MAX_ATTEMPTS => {
-                    let delay = (100u64 << attempt.min(7)).min(10_000);
                     log::debug!(
                         "{}: {} attempt {attempt} failed: {e}; retrying",
                         self.kind_str(),
                         call.op
                     );
-                    std::thread::sleep(Duration::from_millis(delay / 2 + jitter(delay / 2)));
+                    crate::client::http::backoff(attempt);
                 }
                 Err(e) => return Err(e),
             }
@@ -870,8 +847,7 @@ impl ReplicaClient for S3Client {
             match self.open_stream(&key, &headers) {
                 Ok(r) => return Ok(r),
                 Err(e) if e.is_transient() && attempt < MAX_ATTEMPTS => {
-                    let delay = (100u64 << attempt.min(7)).min(10_000);
-                    std::thread::sleep(Duration::from_millis(delay / 2 + jitter(delay / 2)));
+                    crate::client::http::backoff(attempt);
                 }
                 Err(e) => return Err(e),
             }
