@@ -6,15 +6,11 @@ mod common;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::*;
 use litestream::client::{AbsClient, AbsConfig};
-use litestream::ltx::{Encoder, Header, PageEncoding, HEADER_FLAG_NO_CHECKSUM};
-use litestream::restore::{restore, IntegrityCheck, RestoreOptions};
-use litestream::{CompactionLevels, Db, Error, Replica, ReplicaClient, Store, Txid};
+use litestream::{Error, ReplicaClient, Txid};
 
 const CONTAINER: &str = "lsbkt";
 
@@ -69,40 +65,6 @@ impl Env {
     }
 }
 
-fn unique(name: &str) -> String {
-    format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-            % 1_000_000_000
-    )
-}
-
-fn ltx_file(dir: &TempDir, min: u64, max: u64, pages: u32) -> std::path::PathBuf {
-    let h = Header {
-        flags: HEADER_FLAG_NO_CHECKSUM,
-        page_size: 4096,
-        commit: pages,
-        min_txid: Txid(min),
-        max_txid: Txid(max),
-        timestamp: 1_700_000_000_000 + min as i64,
-        wal_offset: 32,
-        ..Header::default()
-    };
-    let p = dir.join(format!("{min}-{max}.ltx"));
-    let mut e = Encoder::new(File::create(&p).unwrap(), &h, PageEncoding::Frame).unwrap();
-    let mut rng = Rng::new(min);
-    for pg in 1..=pages {
-        let page: Vec<u8> = (0..4096).map(|_| rng.next() as u8).collect();
-        e.write_page(pg, &page).unwrap();
-    }
-    e.finish().unwrap();
-    p
-}
-
 #[test]
 fn wrong_key_is_a_clear_error() {
     let Some(env) = env() else { return };
@@ -132,7 +94,7 @@ fn files_pages_blocks_and_deletes() {
             1,
             Txid(i),
             Txid(i),
-            &File::open(ltx_file(&dir, i, i, 1)).unwrap(),
+            &File::open(random_ltx(&dir, i, i, 1)).unwrap(),
         )
         .unwrap();
     }
@@ -157,7 +119,7 @@ fn files_pages_blocks_and_deletes() {
         .unwrap();
     assert_eq!(b, 4096u32.to_be_bytes());
     // Above the block size: blocks and one commit.
-    let big = ltx_file(&dir, 20, 30, 900);
+    let big = random_ltx(&dir, 20, 30, 900);
     c.write_ltx_file(0, Txid(20), Txid(30), &File::open(&big).unwrap())
         .unwrap();
     let mut got = Vec::new();
@@ -182,97 +144,39 @@ fn files_pages_blocks_and_deletes() {
 fn replicate_to_azure_and_restore_both_ways() {
     let Some(env) = env() else { return };
     let dir = TempDir::new("abs-replicate");
-    let db = dir.join("app.db");
-    let path = unique("ours");
-    let c = Arc::new(env.client(&path));
-    let mut w = Writer::spawn(&db, 5000);
-    w.cmd("mixed 1 10");
-    let d = Db::new(&db)
-        .monitor_interval(Duration::from_millis(100))
-        .replica(Replica::new(c.clone()).sync_interval(Duration::from_millis(100)));
-    let mut store = Store::new(
-        vec![d],
-        CompactionLevels::from_intervals(&[Duration::from_secs(1)]).unwrap(),
-    )
-    .unwrap();
-    store.open().unwrap();
-    w.cmd("big 2");
-    w.cmd("mixed 3 20");
-    store.sync(&db).unwrap();
-    store
-        .wait_replicated(&db, None, Duration::from_secs(60))
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(2)); // an L1 compaction
-    let want = dump(&db);
-    assert!(store.close().unwrap().is_complete());
-    drop(w);
-    assert!(!c.ltx_files(1, Txid::ZERO, false).unwrap().is_empty());
-    let out = dir.join("ours.db");
-    restore(
-        c.as_ref(),
-        &RestoreOptions::new(&out).integrity_check(IntegrityCheck::Full),
-    )
-    .unwrap();
-    assert_eq!(dump(&out), want);
-
-    let Some(bin) = official_bin() else { return };
-    let theirs = dir.join("theirs.db");
-    let cfg = env.official_config(&dir, &db, &path);
-    let (ok, _, err) = run(official_cmd(&bin)
-        .args(["restore", "-integrity-check", "full", "-config"])
-        .arg(&cfg)
-        .arg("-o")
-        .arg(&theirs)
-        .arg(&db));
-    assert!(ok, "official restore from our Azure replica: {err}");
-    assert_eq!(dump(&theirs), want);
-    // Our command reads the same litestream.yml keys.
-    let ours_cli = dir.join("ours-cli.db");
+    let (path, path2) = (unique("ours"), unique("theirs"));
+    let bin = official_bin();
+    let restore_cfg = |db: &Path| env.official_config(&dir, db, &path);
+    let (db, want) = replicate_and_restore_both_ways(
+        &dir,
+        Interop {
+            ours: Arc::new(env.client(&path)),
+            theirs: Arc::new(env.client(&path2)),
+            official_restore: &|db, out| {
+                let mut c = official_cmd(bin.as_deref().unwrap());
+                c.args(["restore", "-integrity-check", "full", "-config"])
+                    .arg(restore_cfg(db))
+                    .arg("-o")
+                    .arg(out)
+                    .arg(db);
+                c
+            },
+            official_replicate: &|db| {
+                let mut c = official_cmd(bin.as_deref().unwrap());
+                c.args(["replicate", "-config"])
+                    .arg(env.official_config(&dir, db, &path2));
+                c
+            },
+        },
+    );
+    // Our command reads the same litestream.yml keys as the official binary.
+    let out = dir.join("ours-cli.db");
     let (ok, _, err) = run(std::process::Command::new(our_bin())
         .args(["restore", "-config"])
-        .arg(&cfg)
+        .arg(restore_cfg(&db))
         .arg("-o")
-        .arg(&ours_cli)
+        .arg(&out)
         .arg(&db));
     assert!(ok, "our restore through litestream.yml: {err}");
-    assert_eq!(dump(&ours_cli), want);
-
-    // The other way: the official binary replicates, we restore.
-    let db2 = dir.join("official-src.db");
-    let path2 = unique("theirs");
-    let mut w2 = Writer::spawn(&db2, 5000);
-    w2.cmd("mixed 5 10");
-    let cfg2 = env.official_config(&dir, &db2, &path2);
-    let mut child = official_cmd(&bin)
-        .arg("replicate")
-        .arg("-config")
-        .arg(&cfg2)
-        .stdout(Stdio::null())
-        .stderr(File::create(dir.join("official.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let c2 = env.client(&path2);
-    assert!(
-        wait_until(Duration::from_secs(20), || !c2
-            .ltx_files(0, Txid::ZERO, false)
-            .unwrap_or_default()
-            .is_empty()),
-        "the official binary wrote nothing: {}",
-        std::fs::read_to_string(dir.join("official.log")).unwrap_or_default()
-    );
-    w2.cmd("big 6");
-    w2.cmd("mixed 7 10");
-    std::thread::sleep(Duration::from_secs(3));
-    assert!(
-        terminate(&mut child, Duration::from_secs(30)),
-        "official replicate did not exit cleanly"
-    );
-    let want2 = dump(&db2);
-    let out2 = dir.join("ours-from-theirs.db");
-    restore(
-        &c2,
-        &RestoreOptions::new(&out2).integrity_check(IntegrityCheck::Full),
-    )
-    .unwrap();
-    assert_eq!(dump(&out2), want2);
+    assert_eq!(dump(&out), want);
 }

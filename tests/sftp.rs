@@ -7,15 +7,12 @@ mod common;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::*;
 use litestream::client::{SftpClient, SftpConfig};
 use litestream::ltx::{Encoder, Header, PageEncoding, HEADER_FLAG_NO_CHECKSUM};
-use litestream::restore::{restore, IntegrityCheck, RestoreOptions};
-use litestream::{CompactionLevels, Db, Error, Replica, ReplicaClient, Store, Txid};
+use litestream::{Error, ReplicaClient, Txid};
 
 struct Env {
     host: String,
@@ -73,18 +70,6 @@ impl Env {
         .unwrap();
         cfg
     }
-}
-
-fn unique(name: &str) -> String {
-    format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-            % 1_000_000_000
-    )
 }
 
 fn ltx_file(dir: &TempDir, min: u64, max: u64) -> std::path::PathBuf {
@@ -190,87 +175,31 @@ fn files_list_read_and_delete() {
 fn replicate_over_sftp_and_restore_both_ways() {
     let Some(env) = env() else { return };
     let dir = TempDir::new("sftp-replicate");
-    let db = dir.join("app.db");
-    let path = unique("ours");
-    let c = Arc::new(SftpClient::new(env.config(&path)).unwrap());
-    let mut w = Writer::spawn(&db, 5000);
-    w.cmd("mixed 1 10");
-    let d = Db::new(&db)
-        .monitor_interval(Duration::from_millis(100))
-        .replica(Replica::new(c.clone()).sync_interval(Duration::from_millis(100)));
-    let mut store = Store::new(
-        vec![d],
-        CompactionLevels::from_intervals(&[Duration::from_secs(1)]).unwrap(),
-    )
-    .unwrap();
-    store.open().unwrap();
-    w.cmd("big 2");
-    w.cmd("mixed 3 20");
-    store.sync(&db).unwrap();
-    store
-        .wait_replicated(&db, None, Duration::from_secs(60))
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(2)); // an L1 compaction
-    let want = dump(&db);
-    assert!(store.close().unwrap().is_complete());
-    drop(w);
-    assert!(!c.ltx_files(1, Txid::ZERO, false).unwrap().is_empty());
-    let out = dir.join("ours.db");
-    restore(
-        c.as_ref(),
-        &RestoreOptions::new(&out).integrity_check(IntegrityCheck::Full),
-    )
-    .unwrap();
-    assert_eq!(dump(&out), want);
-
-    let Some(bin) = official_bin() else { return };
-    let theirs = dir.join("theirs.db");
-    let (ok, _, err) = run(official_cmd(&bin)
-        .args(["restore", "-integrity-check", "full", "-o"])
-        .arg(&theirs)
-        .arg(format!(
-            "sftp://{}:{}@{}:{}{}/{path}",
-            env.user, env.pass, env.host, env.port, env.root
-        )));
-    assert!(ok, "official restore from our SFTP replica: {err}");
-    assert_eq!(dump(&theirs), want);
-
-    // The other way: the official binary replicates, we restore.
-    let db2 = dir.join("official-src.db");
-    let path2 = unique("theirs");
-    let mut w2 = Writer::spawn(&db2, 5000);
-    w2.cmd("mixed 5 10");
-    let cfg = env.official_config(&dir, &db2, &path2);
-    let mut child = official_cmd(&bin)
-        .arg("replicate")
-        .arg("-config")
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(File::create(dir.join("official.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let c2 = SftpClient::new(env.config(&path2)).unwrap();
-    assert!(
-        wait_until(Duration::from_secs(20), || !c2
-            .ltx_files(0, Txid::ZERO, false)
-            .unwrap_or_default()
-            .is_empty()),
-        "the official binary wrote nothing: {}",
-        std::fs::read_to_string(dir.join("official.log")).unwrap_or_default()
+    let (path, path2) = (unique("ours"), unique("theirs"));
+    let bin = official_bin();
+    replicate_and_restore_both_ways(
+        &dir,
+        Interop {
+            ours: Arc::new(SftpClient::new(env.config(&path)).unwrap()),
+            theirs: Arc::new(SftpClient::new(env.config(&path2)).unwrap()),
+            // A password in the URL, as a user restoring by hand would.
+            official_restore: &|_, out| {
+                let mut c = official_cmd(bin.as_deref().unwrap());
+                c.args(["restore", "-integrity-check", "full", "-o"])
+                    .arg(out)
+                    .arg(format!(
+                        "sftp://{}:{}@{}:{}{}/{path}",
+                        env.user, env.pass, env.host, env.port, env.root
+                    ));
+                c
+            },
+            // A key and the host key: only a config can carry them.
+            official_replicate: &|db| {
+                let mut c = official_cmd(bin.as_deref().unwrap());
+                c.args(["replicate", "-config"])
+                    .arg(env.official_config(&dir, db, &path2));
+                c
+            },
+        },
     );
-    w2.cmd("big 6");
-    w2.cmd("mixed 7 10");
-    std::thread::sleep(Duration::from_secs(3));
-    assert!(
-        terminate(&mut child, Duration::from_secs(30)),
-        "official replicate did not exit cleanly"
-    );
-    let want2 = dump(&db2);
-    let out2 = dir.join("ours-from-theirs.db");
-    restore(
-        &c2,
-        &RestoreOptions::new(&out2).integrity_check(IntegrityCheck::Full),
-    )
-    .unwrap();
-    assert_eq!(dump(&out2), want2);
 }
