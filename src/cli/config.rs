@@ -68,6 +68,8 @@ pub(crate) struct ReplicaConfig {
     pub account_name: Option<String>,
     /// abs: storage account key.
     pub account_key: Option<String>,
+    /// abs: shared access signature (a query string), used instead of the account key.
+    pub sas_token: Option<String>,
     /// webdav: server URL (`http://host:port`).
     pub webdav_url: Option<String>,
     /// webdav: Basic-auth user.
@@ -289,7 +291,6 @@ pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
 }
 
 const REPLICA_KEYS_UNSUPPORTED: &[&str] = &[
-    "sas-token",
     "jwt",
     "seed",
     "creds",
@@ -374,6 +375,7 @@ fn read_replica_fields(
     set!(sse_kms_key_id, o.str("sse-kms-key-id")?);
     set!(account_name, o.str("account-name")?);
     set!(account_key, o.str("account-key")?);
+    set!(sas_token, o.str("sas-token")?);
     set!(webdav_url, o.str("webdav-url")?);
     set!(webdav_username, o.str("webdav-username")?);
     set!(webdav_password, o.str("webdav-password")?);
@@ -407,7 +409,10 @@ fn read_replica_fields(
     );
     for k in REPLICA_KEYS_UNSUPPORTED {
         if o.get(k).is_some() {
-            return Err(err(o.line, format!("{k} belongs to a replica type (abs, sftp, webdav or nats) this version does not support yet")));
+            return Err(err(
+                o.line,
+                format!("{k} belongs to NATS replicas, which this version does not support yet"),
+            ));
         }
     }
     Ok(())
@@ -766,6 +771,9 @@ pub(crate) fn build_client(
             }
             if let Some(v) = &r.account_key {
                 c.account_key = v.clone();
+            }
+            if let Some(v) = &r.sas_token {
+                c.sas_token = Some(v.clone());
             }
             if let Some(e) = &r.endpoint {
                 c.endpoint = Some(crate::client::s3::normalize_endpoint(e));
@@ -1132,6 +1140,26 @@ mod tests {
             "{dbg}"
         );
         assert!(!dbg.contains("secret"), "{dbg}");
+    }
+
+    #[test]
+    fn abs_keys_reach_the_client() {
+        let doc = "dbs:\n  - path: /tmp/abs-a.db\n    replica:\n      type: abs\n      account-name: acct\n      account-key: c2VjcmV0LWtleQ==\n      bucket: ctr\n      path: /backups/a\n      endpoint: http://127.0.0.1:9/acct\n  - path: /tmp/abs-b.db\n    replica:\n      url: abs://acct@ctr/b\n      sas-token: ?sv=2021-08-06&sig=SECRETSIG\n";
+        let cfg = parse(doc).unwrap();
+        let resolved = resolve_dbs(&cfg).unwrap();
+        for (i, want) in [(0, "backups/a"), (1, "\"b\"")] {
+            let d = build_db(&resolved[i]).unwrap();
+            let dbg = format!("{:?}", d.replicas[0].client);
+            assert!(dbg.starts_with("AbsClient"), "{dbg}");
+            assert!(
+                dbg.contains("\"acct\"") && dbg.contains("\"ctr\"") && dbg.contains(want),
+                "{dbg}"
+            );
+            assert!(
+                !dbg.contains("c2VjcmV0") && !dbg.contains("SECRETSIG"),
+                "{dbg}"
+            );
+        }
     }
 
     #[test]

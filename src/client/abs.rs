@@ -8,6 +8,9 @@
 //! `abs://[ACCOUNT@]CONTAINER/PATH[?endpoint=URL]`; the key from
 //! [`AbsConfig::account_key`], `LITESTREAM_AZURE_ACCOUNT_KEY` or `AZURE_STORAGE_KEY`, the
 //! account from the URL, `LITESTREAM_AZURE_ACCOUNT_NAME` or `AZURE_STORAGE_ACCOUNT`.
+//! A shared access signature ([`AbsConfig::sas_token`], `LITESTREAM_AZURE_SAS_TOKEN`)
+//! takes precedence over the key, as in Litestream: requests then carry the token in their
+//! query string and no `Authorization` header.
 
 use std::fs::File;
 use std::io::Read;
@@ -34,6 +37,9 @@ pub struct AbsConfig {
     pub account_name: String,
     /// Storage account key (base64, as the portal shows it).
     pub account_key: String,
+    /// Shared access signature (`sv=...&sig=...`, with or without a leading `?`); when
+    /// set, it is used instead of the account key, which may then be empty.
+    pub sas_token: Option<String>,
     /// Container.
     pub container: String,
     /// Path inside the container.
@@ -52,6 +58,7 @@ impl std::fmt::Debug for AbsConfig {
         f.debug_struct("AbsConfig")
             .field("account_name", &self.account_name)
             .field("account_key", &"***")
+            .field("sas_token", &self.sas_token.as_ref().map(|_| "***"))
             .field("container", &self.container)
             .field("path", &self.path)
             .field("endpoint", &self.endpoint)
@@ -91,6 +98,7 @@ impl AbsConfig {
             account_key: env("LITESTREAM_AZURE_ACCOUNT_KEY")
                 .or_else(|| env("AZURE_STORAGE_KEY"))
                 .unwrap_or_default(),
+            sas_token: env("LITESTREAM_AZURE_SAS_TOKEN"),
             container: u.host.clone(),
             path: u.path.trim_matches('/').to_string(),
             endpoint: u
@@ -106,6 +114,8 @@ impl AbsConfig {
 pub struct AbsClient {
     cfg: AbsConfig,
     key: Vec<u8>,
+    /// The SAS query string (no leading `?`), when one is used instead of the key.
+    sas: Option<String>,
     base: String,
     agent: ureq::Agent,
 }
@@ -269,7 +279,13 @@ enum Body<'a> {
 impl AbsClient {
     /// A client for `cfg`. No request is made until the first operation.
     pub fn new(mut cfg: AbsConfig) -> Result<AbsClient> {
-        if cfg.account_name.is_empty() {
+        let sas = cfg
+            .sas_token
+            .as_deref()
+            .map(|t| t.trim().trim_start_matches('?').to_string())
+            .filter(|t| !t.is_empty());
+        // With a SAS and an endpoint, the account name is not needed (as in Litestream).
+        if cfg.account_name.is_empty() && (sas.is_none() || cfg.endpoint.is_none()) {
             return Err(Error::Invalid(
                 "abs: account name required (abs://ACCOUNT@CONTAINER/PATH, account-name, or LITESTREAM_AZURE_ACCOUNT_NAME)".into(),
             ));
@@ -277,17 +293,22 @@ impl AbsClient {
         if cfg.container.is_empty() {
             return Err(Error::Invalid("abs: container (bucket) required".into()));
         }
-        let key = base64_decode(cfg.account_key.trim()).ok_or_else(|| {
-            Error::Invalid(
-                "abs: account key missing or not base64 (account-key or LITESTREAM_AZURE_ACCOUNT_KEY)"
-                    .into(),
-            )
-        })?;
-        if key.is_empty() {
-            return Err(Error::Invalid(
-                "abs: account key required (account-key or LITESTREAM_AZURE_ACCOUNT_KEY)".into(),
-            ));
-        }
+        let key = if sas.is_some() {
+            Vec::new()
+        } else {
+            let key = base64_decode(cfg.account_key.trim()).ok_or_else(|| {
+                Error::Invalid(
+                    "abs: account key missing or not base64 (account-key or LITESTREAM_AZURE_ACCOUNT_KEY)"
+                        .into(),
+                )
+            })?;
+            if key.is_empty() {
+                return Err(Error::Invalid(
+                    "abs: account key or SAS token required (account-key, sas-token, LITESTREAM_AZURE_ACCOUNT_KEY or LITESTREAM_AZURE_SAS_TOKEN)".into(),
+                ));
+            }
+            key
+        };
         if cfg.block_size < (64 << 10) {
             cfg.block_size = 4 << 20;
         }
@@ -302,6 +323,7 @@ impl AbsClient {
         Ok(AbsClient {
             cfg,
             key,
+            sas,
             base,
             agent,
         })
@@ -392,15 +414,20 @@ impl AbsClient {
         if matches!(method, "PUT" | "POST") {
             headers.push(("content-length".into(), len.to_string()));
         }
-        let to_sign = string_to_sign(method, &self.cfg.account_name, &path, query, &headers);
-        headers.push((
-            "authorization".into(),
-            authorization(&self.cfg.account_name, &self.key, &to_sign),
-        ));
-        let qs: Vec<String> = query
+        if self.sas.is_none() {
+            let to_sign = string_to_sign(method, &self.cfg.account_name, &path, query, &headers);
+            headers.push((
+                "authorization".into(),
+                authorization(&self.cfg.account_name, &self.key, &to_sign),
+            ));
+        }
+        let mut qs: Vec<String> = query
             .iter()
             .map(|(k, v)| format!("{}={}", uri_encode(k, false), uri_encode(v, false)))
             .collect();
+        if let Some(sas) = &self.sas {
+            qs.push(sas.clone());
+        }
         let url = if qs.is_empty() {
             format!("{scheme}://{authority}{path}")
         } else {
@@ -412,13 +439,20 @@ impl AbsClient {
             self.cfg.container,
             blob.unwrap_or("")
         );
-        let transport = |e: ureq::Error| Error::Backend {
-            backend: "abs",
-            op,
-            target: target.clone(),
-            status: None,
-            code: String::new(),
-            message: format!("request to {scheme}://{authority} failed: {e}"),
+        let transport = |e: ureq::Error| {
+            let mut message = format!("request to {scheme}://{authority} failed: {e}");
+            if let Some(sas) = &self.sas {
+                // Never echo the signature (a URL in the error text).
+                message = message.replace(sas.as_str(), "<sas-token>");
+            }
+            Error::Backend {
+                backend: "abs",
+                op,
+                target: target.clone(),
+                status: None,
+                code: String::new(),
+                message,
+            }
         };
         let mut b = ureq::http::Request::builder().method(method).uri(&url);
         for (k, v) in &headers {
@@ -455,10 +489,16 @@ impl AbsClient {
             .map(|m| m.lines().next().unwrap_or("").to_string())
             .unwrap_or_default();
         if status == 403 {
-            message = format!(
-                "{message} (account {:?}; check the account key)",
-                self.cfg.account_name
-            );
+            message = match self.sas {
+                Some(_) => format!(
+                    "{message} (account {:?} with a SAS token; check its permissions, services, resource types and expiry)",
+                    self.cfg.account_name
+                ),
+                None => format!(
+                    "{message} (account {:?}; check the account key)",
+                    self.cfg.account_name
+                ),
+            };
         }
         Err(Error::Backend {
             backend: "abs",
