@@ -787,6 +787,34 @@ mod tests {
     }
 
     #[test]
+    fn urls() {
+        let c = AbsConfig::from_url(
+            "abs://acct@ctr/some/db/?endpoint=http%3A%2F%2F127.0.0.1%3A20000%2Facct%2F",
+        )
+        .unwrap();
+        assert_eq!(c.account_name, "acct");
+        assert_eq!(c.container, "ctr");
+        assert_eq!(c.path, "some/db");
+        assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:20000/acct"));
+        assert_eq!((c.block_size, c.page_size), (4 << 20, 5000));
+        let c = AbsConfig::from_url("abs://acct@ctr").unwrap();
+        assert_eq!((c.path.as_str(), c.endpoint.as_deref()), ("", None));
+        for bad in ["abs:///path", "s3://bkt/path"] {
+            assert!(AbsConfig::from_url(bad).is_err(), "{bad}");
+        }
+        // A client needs a key or a SAS; the default endpoint is the account's.
+        let mut c = AbsConfig::from_url("abs://acct@ctr/db").unwrap();
+        c.account_key = String::new();
+        c.sas_token = None;
+        assert!(AbsClient::new(c.clone()).is_err());
+        c.sas_token = Some("?sv=2021-08-06&sig=x".into());
+        let client = AbsClient::new(c).unwrap();
+        assert_eq!(client.base, "https://acct.blob.core.windows.net");
+        assert_eq!(client.sas.as_deref(), Some("sv=2021-08-06&sig=x"));
+        assert_eq!(client.level_prefix(3), "db/ltx/3/");
+    }
+
+    #[test]
     fn http_dates_parse() {
         for t in [
             "1970-01-01T00:00:00Z",
