@@ -14,6 +14,12 @@
 //! restart) until `R` is refreshed. A salt change is therefore a clean continuation when
 //! `R` was acquired that way, and a full snapshot is taken otherwise.
 //!
+//! Frames are located by a scan and read afterwards, so every copy also re-reads the WAL
+//! header before it is published: a restart writes the new header before any frame, so an
+//! unchanged header proves no frame read was overwritten by a new generation (the one
+//! restart a read-mark-0 `R` allows, or `R` lost to an error and re-taken outside the
+//! barrier).
+//!
 //! The barrier never covers I/O that scales with the WAL: a checkpoint first refreshes `R`
 //! (barrier: copy the few frames since the last sync), backfills the bulk with a PASSIVE
 //! checkpoint while writers run, then takes the barrier again to copy and backfill the
@@ -570,6 +576,17 @@ impl Syncer {
     /// the checkpoint policy must get its turn. Under the barrier nothing is appended, so
     /// it runs to the true end.
     fn sync(&mut self, allow_snapshot: bool) -> Result<SyncOutcome> {
+        if allow_snapshot && !self.reading {
+            // R was lost to an error between releasing and re-taking it: copying without
+            // it would let a checkpoint change database pages under a snapshot. Taken
+            // here, outside the barrier, it does not vouch for a restart (`restart_ok`
+            // stays false), and check_wal_unchanged catches the one restart it allows.
+            log::debug!(
+                "{}: re-taking the read transaction",
+                self.shared.path.display()
+            );
+            self.begin_read()?;
+        }
         // Enough chunks to cover the WAL as it is now (its file size bounds its frames).
         let chunk = self.shared.opts.max_sync_wal_bytes;
         let budget = match (allow_snapshot, chunk) {
@@ -763,6 +780,30 @@ impl Syncer {
             &scan.pages,
             wal.as_ref(),
         )?;
+        log::debug!(
+            "{}: L0 {txid}: WAL {}..{} salts {:08x}/{:08x} commit {commit}, {} pages{}{}{}",
+            self.shared.path.display(),
+            scan_start.offset,
+            wal_end,
+            salts.0,
+            salts.1,
+            if why_snapshot.is_some() {
+                header.commit as usize
+            } else {
+                pages.len()
+            },
+            if why_snapshot.is_some() {
+                " (snapshot)"
+            } else {
+                ""
+            },
+            if new_generation {
+                " (new generation)"
+            } else {
+                ""
+            },
+            if self.reading { "" } else { " (R NOT HELD)" },
+        );
         let new_lineage = self.renumber_after.take().is_some() || self.pos.is_none();
         self.pos = Some(Position {
             txid,
@@ -863,6 +904,9 @@ impl Syncer {
             let f = w
                 .into_inner()
                 .map_err(|e| Error::io(format!("write {}", tmp.display()), e.into_error()))?;
+            if !map.is_empty() {
+                self.check_wal_unchanged(wal, (header.wal_salt1, header.wal_salt2))?;
+            }
             f.sync_all()
                 .map_err(|e| Error::io(format!("fsync {}", tmp.display()), e))?;
             drop(f);
@@ -874,6 +918,30 @@ impl Syncer {
             let _ = fs::remove_file(&tmp);
         }
         result
+    }
+
+    /// Fails if the WAL left the generation with `salts` (a writer restarted it) since it
+    /// was scanned: frames read from it may then belong to the new generation.
+    ///
+    /// A restart writes the new WAL header before any frame, so an unchanged header after
+    /// the copy proves that every frame read belonged to the scanned generation. R makes a
+    /// restart impossible in all but one case (R reads the database file alone and the
+    /// WAL is fully backfilled), and this check covers that one and any mistake.
+    fn check_wal_unchanged(&mut self, wal: Option<&File>, salts: (u32, u32)) -> Result<()> {
+        let now = match wal {
+            Some(f) => wal::read_header(f)?.map(|h| h.salts()),
+            None => None,
+        };
+        if now != Some(salts) {
+            // Whatever vouched for a clean restart did not foresee this one: the frames
+            // not yet copied are gone, so the next copy must be a snapshot.
+            self.restart_ok = false;
+            return Err(Error::State(format!(
+                "{}: the WAL was restarted while frames were being copied from it; copying again",
+                self.shared.path.display()
+            )));
+        }
+        Ok(())
     }
 
     /// Reads page `pgno` of the current state into `self.buf`: from its latest WAL frame,
@@ -1095,6 +1163,10 @@ impl Syncer {
             s.restart_ok = true;
             Ok(Some(!busy && log >= 0 && log == ckpt))
         })?;
+        log::debug!(
+            "{}: checkpoint final barrier: {full:?} (truncate {truncate})",
+            self.shared.path.display()
+        );
         let Some(Some(full)) = full else {
             return Ok(());
         };
@@ -1194,6 +1266,9 @@ impl Syncer {
             let f = w
                 .into_inner()
                 .map_err(|e| Error::io(format!("write {}", path.display()), e.into_error()))?;
+            if !map.is_empty() {
+                self.check_wal_unchanged(wal.as_ref(), pos.salts)?;
+            }
             f.sync_all()
                 .map_err(|e| Error::io(format!("fsync {}", path.display()), e))
         })();
@@ -1400,6 +1475,7 @@ pub(crate) fn run(shared: Arc<DbShared>, rx: Receiver<Cmd>, pool: crate::pool::P
         match result {
             Ok(()) => failures = 0,
             Err(e) => {
+                log::debug!("{}: tick failed: {e}", shared.path.display());
                 failures += 1;
                 shared.publish(|st| {
                     st.error = Some(e.to_string());
