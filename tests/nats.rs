@@ -1,0 +1,199 @@
+//! The NATS JetStream object store client against nats-server on 127.0.0.1, and interop
+//! with the official Litestream through it.
+
+mod common;
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use common::*;
+use litestream::client::{NatsClient, NatsConfig};
+use litestream::{Error, ReplicaClient, Txid};
+
+struct Env {
+    addr: String,
+    user: String,
+    pass: String,
+}
+
+fn env() -> Option<Env> {
+    Some(Env {
+        addr: peer_env("LITESTREAM_TEST_NATS_ADDR")?,
+        user: peer_env("LITESTREAM_TEST_NATS_USER")?,
+        pass: peer_env("LITESTREAM_TEST_NATS_PASS")?,
+    })
+}
+
+impl Env {
+    fn url(&self, bucket: &str) -> String {
+        format!("nats://{}:{}@{}/{bucket}", self.user, self.pass, self.addr)
+    }
+
+    /// A client on a new bucket (created, as an operator would before using Litestream).
+    fn client(&self, bucket: &str) -> NatsClient {
+        let c = NatsClient::from_url(&self.url(bucket)).unwrap();
+        c.create_bucket().unwrap();
+        c
+    }
+
+    fn official_config(&self, dir: &TempDir, db: &Path, bucket: &str) -> std::path::PathBuf {
+        let cfg = dir.join(format!("{bucket}.yml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "dbs:\n  - path: {}\n    replicas:\n      - url: nats://{}/{bucket}\n        username: {}\n        password: {}\n        sync-interval: 100ms\n",
+                db.display(),
+                self.addr,
+                self.user,
+                self.pass
+            ),
+        )
+        .unwrap();
+        cfg
+    }
+}
+
+fn bucket(name: &str) -> String {
+    unique(name).replace('.', "-")
+}
+
+#[test]
+fn wrong_password_is_a_clear_error() {
+    let Some(env) = env() else { return };
+    let mut c = NatsConfig::from_url(&env.url("denied")).unwrap();
+    c.password = Some("nope".into());
+    let e = NatsClient::new(c)
+        .ltx_files(0, Txid::ZERO, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("Authorization Violation"), "{e}");
+    assert!(e.contains("user \"lsuser\""), "{e}");
+    assert!(!e.contains("nope"), "{e}");
+}
+
+#[test]
+fn missing_bucket_is_a_clear_error() {
+    let Some(env) = env() else { return };
+    let c = NatsClient::from_url(&env.url(&bucket("absent"))).unwrap();
+    let e = c.ltx_files(0, Txid::ZERO, false).unwrap_err();
+    assert!(matches!(e, Error::NotFound { .. }), "{e}");
+    let e = e.to_string();
+    assert!(e.contains("does not create it"), "{e}");
+}
+
+#[test]
+fn files_list_read_and_delete() {
+    let Some(env) = env() else { return };
+    let dir = TempDir::new("nats-files");
+    let c = env.client(&bucket("files"));
+    assert!(c.ltx_files(1, Txid::ZERO, false).unwrap().is_empty());
+    for i in 1..=12u64 {
+        c.write_ltx_file(
+            1,
+            Txid(i),
+            Txid(i),
+            &File::open(random_ltx(&dir, i, i, 1)).unwrap(),
+        )
+        .unwrap();
+    }
+    // Written twice (a retried upload): replaced, not an error, and not listed twice.
+    c.write_ltx_file(
+        1,
+        Txid(3),
+        Txid(3),
+        &File::open(random_ltx(&dir, 3, 3, 1)).unwrap(),
+    )
+    .unwrap();
+    c.write_ltx_file(
+        0,
+        Txid(7),
+        Txid(7),
+        &File::open(random_ltx(&dir, 7, 7, 1)).unwrap(),
+    )
+    .unwrap();
+    let all = c.ltx_files(1, Txid::ZERO, false).unwrap();
+    assert_eq!(all.len(), 12);
+    assert!(all.windows(2).all(|w| w[0].min_txid < w[1].min_txid));
+    assert_eq!(c.ltx_files(0, Txid::ZERO, false).unwrap().len(), 1);
+    let from = c.ltx_files(1, Txid(10), true).unwrap();
+    assert_eq!(from.len(), 3);
+    // Timestamps come from the LTX header, through the Litestream-Timestamp header.
+    let ts = litestream::parse_rfc3339("2023-11-14T22:13:20.010Z").unwrap();
+    assert_eq!(from[0].created_at, ts);
+
+    // A file of several chunks, read whole and from an offset.
+    let big = random_ltx(&dir, 20, 20, 700);
+    let want = std::fs::read(&big).unwrap();
+    assert!(want.len() > 5 * 128 * 1024);
+    let info = c
+        .write_ltx_file(1, Txid(20), Txid(20), &File::open(&big).unwrap())
+        .unwrap();
+    assert_eq!(info.size, want.len() as u64);
+    let mut got = Vec::new();
+    c.open_ltx_file(1, Txid(20), Txid(20), 0, None)
+        .unwrap()
+        .read_to_end(&mut got)
+        .unwrap();
+    assert!(got == want, "whole object differs");
+    let mut part = Vec::new();
+    c.open_ltx_file(1, Txid(20), Txid(20), 300_000, Some(1000))
+        .unwrap()
+        .read_to_end(&mut part)
+        .unwrap();
+    assert!(part == want[300_000..301_000], "ranged read differs");
+
+    c.delete_ltx_files(&all[..2]).unwrap();
+    // Deleting what is gone is fine.
+    c.delete_ltx_files(&all[..2]).unwrap();
+    assert_eq!(c.ltx_files(1, Txid::ZERO, false).unwrap().len(), 11);
+    assert!(matches!(
+        c.open_ltx_file(1, Txid(1), Txid(1), 0, None).err(),
+        Some(Error::NotFound { .. })
+    ));
+    c.delete_all().unwrap();
+    assert!(c.ltx_files(1, Txid::ZERO, false).unwrap().is_empty());
+    assert!(c.ltx_files(0, Txid::ZERO, false).unwrap().is_empty());
+}
+
+#[test]
+fn replicate_to_nats_and_restore_both_ways() {
+    let Some(env) = env() else { return };
+    let dir = TempDir::new("nats-replicate");
+    let (ours, theirs) = (bucket("ours"), bucket("theirs"));
+    let bin = official_bin();
+    let restore_cfg = |db: &Path| env.official_config(&dir, db, &ours);
+    let (db, want) = replicate_and_restore_both_ways(
+        &dir,
+        Interop {
+            ours: Arc::new(env.client(&ours)),
+            theirs: Arc::new(env.client(&theirs)),
+            official_restore: &|db, out| {
+                let mut c = official_cmd(bin.as_deref().unwrap());
+                c.args(["restore", "-integrity-check", "full", "-config"])
+                    .arg(restore_cfg(db))
+                    .arg("-o")
+                    .arg(out)
+                    .arg(db);
+                c
+            },
+            official_replicate: &|db| {
+                let mut c = official_cmd(bin.as_deref().unwrap());
+                c.args(["replicate", "-config"])
+                    .arg(env.official_config(&dir, db, &theirs));
+                c
+            },
+        },
+    );
+    // Our command reads the same litestream.yml keys as the official binary.
+    let out = dir.join("ours-cli.db");
+    let (ok, _, err) = run(std::process::Command::new(our_bin())
+        .args(["restore", "-config"])
+        .arg(restore_cfg(&db))
+        .arg("-o")
+        .arg(&out)
+        .arg(&db));
+    assert!(ok, "our restore through litestream.yml: {err}");
+    assert_eq!(dump(&out), want);
+}
