@@ -286,6 +286,7 @@ start_nats() {
 export LITESTREAM_TEST_NATS_ADDR=127.0.0.1:24222
 export LITESTREAM_TEST_NATS_USER=lsuser
 export LITESTREAM_TEST_NATS_PASS=lspass
+export LITESTREAM_TEST_NATS_PIDFILE=$RUN/nats.pid
 export LITESTREAM_TEST_NATS_RESTART="$REPO/scripts/peers.sh restart nats"
 ENV
   log "nats: nats-server -js on 127.0.0.1:24222 (pid $(cat "$RUN/nats.pid"))"

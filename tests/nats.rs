@@ -6,11 +6,17 @@ mod common;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
-use std::sync::Arc;
+use std::process::Command;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use common::*;
 use litestream::client::{NatsClient, NatsConfig};
-use litestream::{Error, ReplicaClient, Txid};
+use litestream::restore::{restore, IntegrityCheck, RestoreOptions};
+use litestream::{CompactionLevels, Db, Error, Replica, ReplicaClient, Store, Txid};
+
+/// The server restart test holds this exclusively; every other test shares it.
+static SERVER: RwLock<()> = RwLock::new(());
 
 struct Env {
     addr: String,
@@ -62,6 +68,7 @@ fn bucket(name: &str) -> String {
 #[test]
 fn wrong_password_is_a_clear_error() {
     let Some(env) = env() else { return };
+    let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
     let mut c = NatsConfig::from_url(&env.url("denied")).unwrap();
     c.password = Some("nope".into());
     let e = NatsClient::new(c)
@@ -76,6 +83,7 @@ fn wrong_password_is_a_clear_error() {
 #[test]
 fn missing_bucket_is_a_clear_error() {
     let Some(env) = env() else { return };
+    let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
     let c = NatsClient::from_url(&env.url(&bucket("absent"))).unwrap();
     let e = c.ltx_files(0, Txid::ZERO, false).unwrap_err();
     assert!(matches!(e, Error::NotFound { .. }), "{e}");
@@ -86,6 +94,7 @@ fn missing_bucket_is_a_clear_error() {
 #[test]
 fn files_list_read_and_delete() {
     let Some(env) = env() else { return };
+    let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new("nats-files");
     let c = env.client(&bucket("files"));
     assert!(c.ltx_files(1, Txid::ZERO, false).unwrap().is_empty());
@@ -160,6 +169,7 @@ fn files_list_read_and_delete() {
 #[test]
 fn replicate_to_nats_and_restore_both_ways() {
     let Some(env) = env() else { return };
+    let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new("nats-replicate");
     let (ours, theirs) = (bucket("ours"), bucket("theirs"));
     let bin = official_bin();
@@ -195,5 +205,59 @@ fn replicate_to_nats_and_restore_both_ways() {
         .arg(&out)
         .arg(&db));
     assert!(ok, "our restore through litestream.yml: {err}");
+    assert_eq!(dump(&out), want);
+}
+
+/// The server is killed with SIGKILL while the store replicates, and comes back with its
+/// data: the client reconnects, the replica catches up and restores equal.
+#[test]
+fn server_killed_and_restarted_replica_catches_up() {
+    let Some(env) = env() else { return };
+    let (Some(restart), Some(pidfile)) = (
+        peer_env("LITESTREAM_TEST_NATS_RESTART"),
+        peer_env("LITESTREAM_TEST_NATS_PIDFILE"),
+    ) else {
+        return;
+    };
+    let _exclusive = SERVER.write().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("nats-fault");
+    let db = dir.join("app.db");
+    let client = Arc::new(env.client(&bucket("fault")));
+    let mut w = Writer::spawn(&db, 5000);
+    w.cmd("mixed 1 5");
+    let d = Db::new(&db)
+        .monitor_interval(Duration::from_millis(100))
+        .replica(Replica::new(client.clone()).sync_interval(Duration::from_millis(100)));
+    let mut store = Store::new(vec![d], CompactionLevels::default()).unwrap();
+    store.open().unwrap();
+    store.sync(&db).unwrap();
+    store
+        .wait_replicated(&db, None, Duration::from_secs(30))
+        .unwrap();
+    let pid = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    let _ = Command::new("kill").args(["-KILL", &pid]).status();
+    for i in 0..5 {
+        w.cmd(&format!("mixed {} 5", 10 + i));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (ok, _, err) = run(Command::new("bash").arg("-c").arg(&restart));
+    assert!(ok, "restart failed: {err}");
+    w.cmd("big 2");
+    store.sync(&db).unwrap();
+    store
+        .wait_replicated(&db, None, Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("replica did not catch up after the server came back: {e}"));
+    let want = dump(&db);
+    let report = store.close().unwrap();
+    assert!(report.is_complete(), "{:?}", report.missing());
+    let out = dir.join("out.db");
+    restore(
+        client.as_ref(),
+        &RestoreOptions::new(&out).integrity_check(IntegrityCheck::Full),
+    )
+    .unwrap();
     assert_eq!(dump(&out), want);
 }
