@@ -731,7 +731,12 @@ impl ReplicaClient for NatsClient {
             .metadata()
             .map_err(|e| Error::io("stat ltx upload", e))?
             .len();
+        // Chunks of an attempt cut off by a lost connection, purged by the next attempt.
+        let mut orphans: Vec<String> = Vec::new();
         i.with_conn("put", |conn| {
+            for o in orphans.drain(..) {
+                let _ = Inner::purge(conn, &i.stream(), &o);
+            }
             let old = i.info(conn, &name)?;
             let nuid = nuid(22);
             let chunk_subject = i.chunk_subject(&nuid);
@@ -763,9 +768,16 @@ impl ReplicaClient for NatsClient {
                 }
                 Ok(())
             })();
-            if let Err(e) = result {
-                let _ = Inner::purge(conn, &i.stream(), &chunk_subject);
-                return Err(e);
+            match result {
+                Ok(()) => {}
+                Err(e @ Fail::Retry(_)) => {
+                    orphans.push(chunk_subject);
+                    return Err(e);
+                }
+                Err(e) => {
+                    let _ = Inner::purge(conn, &i.stream(), &chunk_subject);
+                    return Err(e);
+                }
             }
             if total != size {
                 let _ = Inner::purge(conn, &i.stream(), &chunk_subject);
@@ -789,7 +801,12 @@ impl ReplicaClient for NatsClient {
                 return Err(e);
             }
             if let Some(o) = old.filter(|o| !o.deleted && o.nuid != nuid && !o.nuid.is_empty()) {
-                Inner::purge(conn, &i.stream(), &i.chunk_subject(&o.nuid))?;
+                // The object is written; old chunks left behind only cost space.
+                if let Err(Fail::Retry(e) | Fail::Final(e)) =
+                    Inner::purge(conn, &i.stream(), &i.chunk_subject(&o.nuid))
+                {
+                    log::warn!("nats: {name}: could not purge the replaced object's chunks: {e}");
+                }
             }
             Ok(())
         })?;
