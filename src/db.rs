@@ -18,7 +18,10 @@
 //! header before it is published: a restart writes the new header before any frame, so an
 //! unchanged header proves no frame read was overwritten by a new generation (the one
 //! restart a read-mark-0 `R` allows, or `R` lost to an error and re-taken outside the
-//! barrier).
+//! barrier). A full snapshot copies every frame of the generation, so that one restart
+//! can overwrite frames it is still reading: the raced copy is discarded and redone at
+//! once (the restart has happened; a read-mark-0 `R` blocks every backfill, hence any
+//! further restart). The unit tests at the end of this file drive exactly that race.
 //!
 //! The barrier never covers I/O that scales with the WAL: a checkpoint first refreshes `R`
 //! (barrier: copy the few frames since the last sync), backfills the bulk with a PASSIVE
@@ -368,6 +371,8 @@ pub(crate) struct Syncer {
     /// True while `R` is held and was acquired under the barrier right after a complete
     /// sync: a WAL restart seen now lost nothing.
     restart_ok: bool,
+    /// Set when a copy found the WAL restarted under it (its result was discarded).
+    copy_raced: bool,
     /// `R` is held.
     reading: bool,
     /// Next L0 must be a full snapshot numbered after this TXID.
@@ -383,6 +388,9 @@ pub(crate) struct Syncer {
     buf: Vec<u8>,
     /// The throttle's connection, kept open once made (see [`Syncer::throttled`]).
     throttle: Option<Conn>,
+    /// Test hook run after each page is read for a copy (to race a writer against it).
+    #[cfg(test)]
+    after_page: Option<Box<dyn FnMut(u32)>>,
 }
 
 impl Syncer {
@@ -445,6 +453,7 @@ impl Syncer {
             page_size,
             pos: None,
             restart_ok: false,
+            copy_raced: false,
             reading: false,
             renumber_after: None,
             last_stat: None,
@@ -453,6 +462,8 @@ impl Syncer {
             last_checkpoint: Instant::now(),
             futile_passive: false,
             throttle: None,
+            #[cfg(test)]
+            after_page: None,
             buf: vec![0u8; page_size as usize],
             shared,
         };
@@ -596,7 +607,18 @@ impl Syncer {
             }
             _ => None,
         };
-        self.sync_chunks(allow_snapshot, budget)
+        // A copy raced by a WAL restart (possible only while R reads the database file
+        // alone) is discarded; the one restart R allowed has happened, so copying again
+        // cannot be raced.
+        self.copy_raced = false;
+        match self.sync_chunks(allow_snapshot, budget) {
+            Err(e) if self.copy_raced => {
+                log::debug!("{}: {e}", self.shared.path.display());
+                self.copy_raced = false;
+                self.sync_chunks(allow_snapshot, budget)
+            }
+            r => r,
+        }
     }
 
     /// [`Syncer::sync`] limited to `budget` L0 files (of at most `max_sync_wal_bytes`).
@@ -880,6 +902,10 @@ impl Syncer {
                     return Ok(());
                 }
                 s.read_page(pgno, map, wal)?;
+                #[cfg(test)]
+                if let Some(h) = s.after_page.as_mut() {
+                    h(pgno);
+                }
                 enc.write_page(pgno, &s.buf)
             };
             if snapshot {
@@ -905,7 +931,7 @@ impl Syncer {
                 .into_inner()
                 .map_err(|e| Error::io(format!("write {}", tmp.display()), e.into_error()))?;
             if !map.is_empty() {
-                self.check_wal_unchanged(wal, (header.wal_salt1, header.wal_salt2))?;
+                self.check_wal_unchanged(wal, (header.wal_salt1, header.wal_salt2), !snapshot)?;
             }
             f.sync_all()
                 .map_err(|e| Error::io(format!("fsync {}", tmp.display()), e))?;
@@ -925,17 +951,28 @@ impl Syncer {
     ///
     /// A restart writes the new WAL header before any frame, so an unchanged header after
     /// the copy proves that every frame read belonged to the scanned generation. R makes a
-    /// restart impossible in all but one case (R reads the database file alone and the
-    /// WAL is fully backfilled), and this check covers that one and any mistake.
-    fn check_wal_unchanged(&mut self, wal: Option<&File>, salts: (u32, u32)) -> Result<()> {
+    /// restart impossible in all but one case: R began on a fully backfilled WAL, reads
+    /// the database file alone and lets the next commit restart the WAL. A full snapshot
+    /// copies every frame of the generation, so that commit can overwrite frames it is
+    /// still reading; this check catches it (and any mistake elsewhere).
+    ///
+    /// `incremental`: the copy was of frames after our position; a restart racing it may
+    /// have destroyed frames never copied, so continuity is no longer proven.
+    fn check_wal_unchanged(
+        &mut self,
+        wal: Option<&File>,
+        salts: (u32, u32),
+        incremental: bool,
+    ) -> Result<()> {
         let now = match wal {
             Some(f) => wal::read_header(f)?.map(|h| h.salts()),
             None => None,
         };
         if now != Some(salts) {
-            // Whatever vouched for a clean restart did not foresee this one: the frames
-            // not yet copied are gone, so the next copy must be a snapshot.
-            self.restart_ok = false;
+            if incremental {
+                self.restart_ok = false;
+            }
+            self.copy_raced = true;
             return Err(Error::State(format!(
                 "{}: the WAL was restarted while frames were being copied from it; copying again",
                 self.shared.path.display()
@@ -1202,6 +1239,19 @@ impl Syncer {
 
     /// Writes a full snapshot of the current state as `1-<pos>` into a temp file.
     pub(crate) fn snapshot_file(&mut self) -> Result<(PathBuf, Header)> {
+        self.copy_raced = false;
+        match self.snapshot_file_once() {
+            Err(e) if self.copy_raced => {
+                // As in `sync`: the one restart R allowed happened; the next copy is safe.
+                log::debug!("{}: {e}", self.shared.path.display());
+                self.copy_raced = false;
+                self.snapshot_file_once()
+            }
+            r => r,
+        }
+    }
+
+    fn snapshot_file_once(&mut self) -> Result<(PathBuf, Header)> {
         self.sync(true)?;
         let pos = self
             .pos
@@ -1259,6 +1309,10 @@ impl Syncer {
                     continue;
                 }
                 self.read_page(pgno, &map, wal.as_ref())?;
+                #[cfg(test)]
+                if let Some(h) = self.after_page.as_mut() {
+                    h(pgno);
+                }
                 enc.write_page(pgno, &self.buf)?;
                 progress.tick(pgno);
             }
@@ -1267,7 +1321,7 @@ impl Syncer {
                 .into_inner()
                 .map_err(|e| Error::io(format!("write {}", path.display()), e.into_error()))?;
             if !map.is_empty() {
-                self.check_wal_unchanged(wal.as_ref(), pos.salts)?;
+                self.check_wal_unchanged(wal.as_ref(), pos.salts, false)?;
             }
             f.sync_all()
                 .map_err(|e| Error::io(format!("fsync {}", path.display()), e))
@@ -1525,5 +1579,152 @@ impl Drop for Syncer {
     fn drop(&mut self) {
         // Release R; the connections close when their fields drop.
         let _ = self.end_read();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scratch directory removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let p = std::env::temp_dir().join(format!(
+                "lsrs-unit-{name}-{}-{}",
+                std::process::id(),
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or_default()
+            ));
+            fs::create_dir_all(&p).unwrap();
+            Scratch(p)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const INSERT_ROWS: &str =
+        "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 300) \
+         INSERT INTO t (v) SELECT randomblob(1000) FROM c";
+
+    /// An application connection in another "process" of the test (SQLite's own locks).
+    fn app(path: &Path) -> Conn {
+        if !path.exists() {
+            File::create(path).unwrap();
+        }
+        let c = Conn::open(path).unwrap();
+        c.busy_timeout(5000);
+        c.exec("PRAGMA wal_autocheckpoint = 0").unwrap();
+        c.query_column("PRAGMA journal_mode = wal").unwrap();
+        c.exec("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v BLOB)")
+            .unwrap();
+        c
+    }
+
+    /// Applies an LTX snapshot to a fresh database file and returns (integrity, row count).
+    fn check_snapshot(ltx: &Path, out: &Path) -> (String, i64) {
+        use std::os::unix::fs::FileExt;
+        let mut d = ltx::Decoder::new(io::BufReader::new(File::open(ltx).unwrap())).unwrap();
+        let h = d.header().clone();
+        let f = File::create(out).unwrap();
+        let mut buf = vec![0u8; h.page_size as usize];
+        while let Some(pgno) = d.next_page(&mut buf).unwrap() {
+            f.write_all_at(&buf, (pgno as u64 - 1) * h.page_size as u64)
+                .unwrap();
+        }
+        d.finish().unwrap();
+        f.set_len(h.commit as u64 * h.page_size as u64).unwrap();
+        drop(f);
+        let c = Conn::open(out).unwrap();
+        let check = c.query_column("PRAGMA integrity_check").unwrap().join("; ");
+        let n = c.query_i64("SELECT COUNT(*) FROM t").unwrap_or(-1);
+        (check, n)
+    }
+
+    /// A syncer whose `R` holds read mark 0 after a full checkpoint, and a racing
+    /// application connection armed to commit (restarting the WAL, overwriting its first
+    /// frames) right after page 2 of the next copy is read. Returns the syncer, the WAL
+    /// salts before the race and a flag set once the racing commit is done.
+    fn racing_syncer(path: &Path) -> (Syncer, (u32, u32), Arc<std::sync::atomic::AtomicBool>) {
+        let app = app(path);
+        app.exec(INSERT_ROWS).unwrap();
+        let shared = DbShared::new(Db::new(path));
+        let mut s = Syncer::open(shared).unwrap();
+        s.tick(true).unwrap();
+        // A checkpoint whose final barrier backfills everything: R is re-taken on a fully
+        // backfilled WAL, so it holds read mark 0 and does not block a restart.
+        s.checkpoint(false).unwrap();
+        let salts_before = s.pos.as_ref().unwrap().salts;
+        let fired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = fired.clone();
+        s.after_page = Some(Box::new(move |pgno| {
+            use std::sync::atomic::Ordering::SeqCst;
+            if pgno == 2 && !flag.load(SeqCst) {
+                app.exec(INSERT_ROWS).unwrap();
+                flag.store(true, SeqCst);
+            }
+        }));
+        (s, salts_before, fired)
+    }
+
+    /// The racing commit ran during the copy and restarted the WAL.
+    fn assert_raced(s: &Syncer, salts_before: (u32, u32), fired: &std::sync::atomic::AtomicBool) {
+        assert!(
+            fired.load(std::sync::atomic::Ordering::SeqCst),
+            "the race never ran"
+        );
+        let wal = File::open(&s.wal_path).unwrap();
+        let salts_now = wal::read_header(&wal).unwrap().unwrap().salts();
+        assert_ne!(
+            salts_before, salts_now,
+            "the racing commit was meant to restart the WAL"
+        );
+    }
+
+    /// The race that damaged a snapshot in CI: after a checkpoint that backfilled the whole
+    /// WAL, `R` reads the database file alone ("read mark 0"), which lets the application's
+    /// next commit restart the WAL and overwrite, from its start, the very frames a full
+    /// snapshot is copying. The copy must notice (the WAL header changed) and be redone,
+    /// never hand out pages of the new generation under the old one's page numbers.
+    #[test]
+    fn snapshot_copy_survives_a_wal_restart_in_the_middle() {
+        let dir = Scratch::new("restart-race");
+        let path = dir.0.join("app.db");
+        let (mut s, salts_before, fired) = racing_syncer(&path);
+        let (p, h) = s.snapshot_file().unwrap();
+        s.after_page = None;
+        assert_raced(&s, salts_before, &fired);
+        // The copy was redone after the racing commit: the snapshot holds its rows.
+        let (check, n) = check_snapshot(&p, &dir.0.join("snap.db"));
+        assert_eq!(check, "ok", "a snapshot copied across a WAL restart");
+        assert_eq!(n, 600);
+        assert_eq!(Some(h.max_txid), s.pos.as_ref().map(|p| p.txid));
+    }
+
+    /// The same race for a full-snapshot L0 file (a new lineage, or continuity lost): the
+    /// file must not be written from frames of two generations.
+    #[test]
+    fn snapshot_l0_survives_a_wal_restart_in_the_middle() {
+        let dir = Scratch::new("restart-race-l0");
+        let path = dir.0.join("app.db");
+        let (mut s, salts_before, fired) = racing_syncer(&path);
+        let before = s.pos.as_ref().unwrap().txid;
+        s.renumber_after = Some(before);
+        s.tick(true).unwrap();
+        s.after_page = None;
+        assert_raced(&s, salts_before, &fired);
+        // One L0 file, written after the racing commit, with its rows.
+        let txid = s.pos.as_ref().unwrap().txid;
+        assert_eq!(txid, before.next());
+        let (check, n) = check_snapshot(&s.shared.l0_path(txid), &dir.0.join("l0.db"));
+        assert_eq!(check, "ok", "a snapshot L0 copied across a WAL restart");
+        assert_eq!(n, 600);
     }
 }
