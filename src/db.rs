@@ -613,7 +613,7 @@ impl Syncer {
         self.copy_raced = false;
         match self.sync_chunks(allow_snapshot, budget) {
             Err(e) if self.copy_raced => {
-                log::debug!("{}: {e}", self.shared.path.display());
+                log::debug!("{e}");
                 self.copy_raced = false;
                 self.sync_chunks(allow_snapshot, budget)
             }
@@ -1243,7 +1243,7 @@ impl Syncer {
         match self.snapshot_file_once() {
             Err(e) if self.copy_raced => {
                 // As in `sync`: the one restart R allowed happened; the next copy is safe.
-                log::debug!("{}: {e}", self.shared.path.display());
+                log::debug!("{e}");
                 self.copy_raced = false;
                 self.snapshot_file_once()
             }
