@@ -81,6 +81,16 @@ pub(crate) fn clean_path(p: &str) -> String {
     }
 }
 
+/// The key prefix of everything stored under `path` in an object store: the cleaned path
+/// without a leading slash plus `/`, or nothing for the bucket's root.
+pub(crate) fn object_prefix(path: &str) -> String {
+    let p = clean_path(path);
+    match p.as_str() {
+        "." | "" | "/" => String::new(),
+        p => format!("{}/", p.trim_start_matches('/')),
+    }
+}
+
 impl ReplicaUrl {
     /// The first value of query parameter `name`.
     pub(crate) fn query(&self, name: &str) -> Option<&str> {

@@ -348,8 +348,7 @@ impl AbsClient {
     }
 
     fn level_prefix(&self, level: u8) -> String {
-        let joined = crate::url::clean_path(&format!("{}/ltx/{level}", self.cfg.path));
-        format!("{}/", joined.trim_start_matches('/'))
+        crate::url::object_prefix(&format!("{}/ltx/{level}", self.cfg.path))
     }
 
     fn blob(&self, level: u8, min: Txid, max: Txid) -> String {
@@ -722,13 +721,7 @@ impl ReplicaClient for AbsClient {
     }
 
     fn delete_all(&self) -> Result<()> {
-        let root = {
-            let p = crate::url::clean_path(&self.cfg.path);
-            match p.as_str() {
-                "." | "" | "/" => String::new(),
-                p => format!("{}/", p.trim_start_matches('/')),
-            }
-        };
+        let root = crate::url::object_prefix(&self.cfg.path);
         for (name, _, _) in self.list_all(&root)? {
             self.delete_blob(&name)?;
         }

@@ -232,8 +232,7 @@ impl GcsClient {
     }
 
     fn level_prefix(&self, level: u8) -> String {
-        let joined = crate::url::clean_path(&format!("{}/ltx/{level}", self.cfg.path));
-        format!("{}/", joined.trim_start_matches('/'))
+        crate::url::object_prefix(&format!("{}/ltx/{level}", self.cfg.path))
     }
 
     fn name(&self, level: u8, min: Txid, max: Txid) -> String {
@@ -691,13 +690,7 @@ impl ReplicaClient for GcsClient {
     }
 
     fn delete_all(&self) -> Result<()> {
-        let root = {
-            let p = crate::url::clean_path(&self.cfg.path);
-            match p.as_str() {
-                "." | "" | "/" => String::new(),
-                p => format!("{}/", p.trim_start_matches('/')),
-            }
-        };
+        let root = crate::url::object_prefix(&self.cfg.path);
         let mut token: Option<String> = None;
         let mut names = Vec::new();
         loop {

@@ -138,10 +138,7 @@ impl S3Client {
     fn level_prefix(&self, level: u8) -> String {
         match self.cfg.flavor {
             Flavor::S3 | Flavor::Oss => format!("{}/{:04x}/", self.cfg.path, level),
-            Flavor::Gcs => {
-                let joined = crate::url::clean_path(&format!("{}/ltx/{level}", self.cfg.path));
-                format!("{}/", joined.trim_start_matches('/'))
-            }
+            Flavor::Gcs => crate::url::object_prefix(&format!("{}/ltx/{level}", self.cfg.path)),
         }
     }
 
@@ -153,13 +150,7 @@ impl S3Client {
     fn root_prefix(&self) -> String {
         match self.cfg.flavor {
             Flavor::S3 | Flavor::Oss => format!("{}/", self.cfg.path),
-            Flavor::Gcs => {
-                let p = crate::url::clean_path(&self.cfg.path);
-                match p.as_str() {
-                    "." | "" | "/" => String::new(),
-                    p => format!("{}/", p.trim_start_matches('/')),
-                }
-            }
+            Flavor::Gcs => crate::url::object_prefix(&self.cfg.path),
         }
     }
 
