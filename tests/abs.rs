@@ -266,40 +266,20 @@ fn replicate_to_azure_and_restore_both_ways() {
     let Some(env) = env() else { return };
     let dir = TempDir::new("abs-replicate");
     let (path, path2) = (unique("ours"), unique("theirs"));
-    let bin = official_bin();
     let restore_cfg = |db: &Path| env.official_config(&dir, db, &path);
     let (db, want) = replicate_and_restore_both_ways(
         &dir,
         Interop {
             ours: Arc::new(env.client(&path)),
             theirs: Arc::new(env.client(&path2)),
-            official_restore: &|db, out| {
-                let mut c = official_cmd(bin.as_deref().unwrap());
-                c.args(["restore", "-integrity-check", "full", "-config"])
-                    .arg(restore_cfg(db))
-                    .arg("-o")
-                    .arg(out)
-                    .arg(db);
-                c
-            },
+            official_restore: &|db, out| official_restore_by_config(&restore_cfg(db), db, out),
             official_replicate: &|db| {
-                let mut c = official_cmd(bin.as_deref().unwrap());
-                c.args(["replicate", "-config"])
-                    .arg(env.official_config(&dir, db, &path2));
-                c
+                official_replicate_by_config(&env.official_config(&dir, db, &path2))
             },
         },
     );
     // Our command reads the same litestream.yml keys as the official binary.
-    let out = dir.join("ours-cli.db");
-    let (ok, _, err) = run(std::process::Command::new(our_bin())
-        .args(["restore", "-config"])
-        .arg(restore_cfg(&db))
-        .arg("-o")
-        .arg(&out)
-        .arg(&db));
-    assert!(ok, "our restore through litestream.yml: {err}");
-    assert_eq!(dump(&out), want);
+    assert_our_restore_by_config(&restore_cfg(&db), &db, &dir.join("ours-cli.db"), &want);
 }
 
 /// `sas-token` in litestream.yml means the same to both binaries: the official one

@@ -172,40 +172,20 @@ fn replicate_to_nats_and_restore_both_ways() {
     let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new("nats-replicate");
     let (ours, theirs) = (bucket("ours"), bucket("theirs"));
-    let bin = official_bin();
     let restore_cfg = |db: &Path| env.official_config(&dir, db, &ours);
     let (db, want) = replicate_and_restore_both_ways(
         &dir,
         Interop {
             ours: Arc::new(env.client(&ours)),
             theirs: Arc::new(env.client(&theirs)),
-            official_restore: &|db, out| {
-                let mut c = official_cmd(bin.as_deref().unwrap());
-                c.args(["restore", "-integrity-check", "full", "-config"])
-                    .arg(restore_cfg(db))
-                    .arg("-o")
-                    .arg(out)
-                    .arg(db);
-                c
-            },
+            official_restore: &|db, out| official_restore_by_config(&restore_cfg(db), db, out),
             official_replicate: &|db| {
-                let mut c = official_cmd(bin.as_deref().unwrap());
-                c.args(["replicate", "-config"])
-                    .arg(env.official_config(&dir, db, &theirs));
-                c
+                official_replicate_by_config(&env.official_config(&dir, db, &theirs))
             },
         },
     );
     // Our command reads the same litestream.yml keys as the official binary.
-    let out = dir.join("ours-cli.db");
-    let (ok, _, err) = run(std::process::Command::new(our_bin())
-        .args(["restore", "-config"])
-        .arg(restore_cfg(&db))
-        .arg("-o")
-        .arg(&out)
-        .arg(&db));
-    assert!(ok, "our restore through litestream.yml: {err}");
-    assert_eq!(dump(&out), want);
+    assert_our_restore_by_config(&restore_cfg(&db), &db, &dir.join("ours-cli.db"), &want);
 }
 
 /// The server is killed with SIGKILL while the store replicates, and comes back with its

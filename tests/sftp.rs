@@ -176,7 +176,6 @@ fn replicate_over_sftp_and_restore_both_ways() {
     let Some(env) = env() else { return };
     let dir = TempDir::new("sftp-replicate");
     let (path, path2) = (unique("ours"), unique("theirs"));
-    let bin = official_bin();
     replicate_and_restore_both_ways(
         &dir,
         Interop {
@@ -184,21 +183,15 @@ fn replicate_over_sftp_and_restore_both_ways() {
             theirs: Arc::new(SftpClient::new(env.config(&path2)).unwrap()),
             // A password in the URL, as a user restoring by hand would.
             official_restore: &|_, out| {
-                let mut c = official_cmd(bin.as_deref().unwrap());
-                c.args(["restore", "-integrity-check", "full", "-o"])
-                    .arg(out)
-                    .arg(format!(
-                        "sftp://{}:{}@{}:{}{}/{path}",
-                        env.user, env.pass, env.host, env.port, env.root
-                    ));
-                c
+                let url = format!(
+                    "sftp://{}:{}@{}:{}{}/{path}",
+                    env.user, env.pass, env.host, env.port, env.root
+                );
+                official_restore_by_url(&url, out)
             },
             // A key and the host key: only a config can carry them.
             official_replicate: &|db| {
-                let mut c = official_cmd(bin.as_deref().unwrap());
-                c.args(["replicate", "-config"])
-                    .arg(env.official_config(&dir, db, &path2));
-                c
+                official_replicate_by_config(&env.official_config(&dir, db, &path2))
             },
         },
     );

@@ -115,24 +115,13 @@ fn replicate_over_webdav_and_restore_both_ways() {
     let Some(env) = env() else { return };
     let dir = TempDir::new("webdav-replicate");
     let (path, path2) = (unique("ours"), unique("theirs"));
-    let bin = official_bin();
     replicate_and_restore_both_ways(
         &dir,
         Interop {
             ours: Arc::new(env.client(&path)),
             theirs: Arc::new(env.client(&path2)),
-            official_restore: &|_, out| {
-                let mut c = official_cmd(bin.as_deref().unwrap());
-                c.args(["restore", "-integrity-check", "full", "-o"])
-                    .arg(out)
-                    .arg(env.url(&path));
-                c
-            },
-            official_replicate: &|db| {
-                let mut c = official_cmd(bin.as_deref().unwrap());
-                c.arg("replicate").arg(db).arg(env.url(&path2));
-                c
-            },
+            official_restore: &|_, out| official_restore_by_url(&env.url(&path), out),
+            official_replicate: &|db| official_replicate_by_url(db, &env.url(&path2)),
         },
     );
 }

@@ -402,6 +402,58 @@ pub fn unique(name: &str) -> String {
     )
 }
 
+/// The official binary (installed: only called once `official_bin()` found it).
+fn official() -> Command {
+    official_cmd(&official_bin().expect("the official litestream binary"))
+}
+
+/// The official `restore -integrity-check full` of `db` through a litestream.yml.
+pub fn official_restore_by_config(cfg: &Path, db: &Path, out: &Path) -> Command {
+    let mut c = official();
+    c.args(["restore", "-integrity-check", "full", "-config"])
+        .arg(cfg)
+        .arg("-o")
+        .arg(out)
+        .arg(db);
+    c
+}
+
+/// The official `restore -integrity-check full` of a replica URL.
+pub fn official_restore_by_url(url: &str, out: &Path) -> Command {
+    let mut c = official();
+    c.args(["restore", "-integrity-check", "full", "-o"])
+        .arg(out)
+        .arg(url);
+    c
+}
+
+/// The official `replicate -config cfg`.
+pub fn official_replicate_by_config(cfg: &Path) -> Command {
+    let mut c = official();
+    c.args(["replicate", "-config"]).arg(cfg);
+    c
+}
+
+/// The official `replicate DB URL`.
+pub fn official_replicate_by_url(db: &Path, url: &str) -> Command {
+    let mut c = official();
+    c.arg("replicate").arg(db).arg(url);
+    c
+}
+
+/// Our binary restores `db` through the same litestream.yml the official one read; the
+/// result must equal `want`.
+pub fn assert_our_restore_by_config(cfg: &Path, db: &Path, out: &Path, want: &str) {
+    let (ok, _, err) = run(Command::new(our_bin())
+        .args(["restore", "-config"])
+        .arg(cfg)
+        .arg("-o")
+        .arg(out)
+        .arg(db));
+    assert!(ok, "our restore through litestream.yml: {err}");
+    assert_eq!(dump(out), want, "our restore through litestream.yml");
+}
+
 /// One backend's half of the two-way interop check with the official binary.
 pub struct Interop<'a> {
     /// Our replica (an empty path on the server).
