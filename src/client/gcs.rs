@@ -6,11 +6,12 @@
 //! Authentication, first match wins: no token against an emulator
 //! (`STORAGE_EMULATOR_HOST`, as Google's libraries), an access token given in the
 //! configuration or `GOOGLE_OAUTH_ACCESS_TOKEN`, Application Default Credentials of type
-//! `authorized_user` (`GOOGLE_APPLICATION_CREDENTIALS` or gcloud's well-known file; the
-//! refresh token is exchanged for access tokens), then the metadata server
-//! (`GCE_METADATA_HOST`, default `metadata.google.internal`). Service-account key files need
-//! RS256 signing, which this crate does not carry: use one of the others, or HMAC keys
-//! through the S3-compatible XML API (`type: gs` with `access-key-id`).
+//! `service_account` (a key file: a JWT assertion signed RS256 with its private key is
+//! exchanged for access tokens, scope `devstorage.read_write`) or `authorized_user` (the
+//! refresh token is exchanged), from `GOOGLE_APPLICATION_CREDENTIALS` or gcloud's
+//! well-known file, then the metadata server (`GCE_METADATA_HOST`, default
+//! `metadata.google.internal`). HMAC keys go through the S3-compatible XML API instead
+//! (`type: gs` with `access-key-id`).
 
 use std::fs::File;
 use std::io::{Cursor, Read};
@@ -84,8 +85,94 @@ enum Auth {
         refresh_token: String,
         token_uri: String,
     },
+    /// ADC `service_account`: a JWT assertion signed with the key, exchanged for a token.
+    ServiceAccount {
+        email: String,
+        key_id: String,
+        key: PrivateKey,
+        token_uri: String,
+    },
     /// The metadata server.
     Metadata(String),
+}
+
+/// A PKCS#8 RSA private key (DER), never printed.
+#[derive(Clone)]
+struct PrivateKey(Vec<u8>);
+
+impl std::fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PrivateKey(..)")
+    }
+}
+
+/// OAuth scope asked for with a service-account key: objects read, written and deleted.
+const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_write";
+
+/// The DER body of a PEM `PRIVATE KEY` block.
+fn pem_private_key(pem: &str) -> Option<Vec<u8>> {
+    let begin = "-----BEGIN PRIVATE KEY-----";
+    let end = "-----END PRIVATE KEY-----";
+    let start = pem.find(begin)? + begin.len();
+    let stop = start + pem[start..].find(end)?;
+    let body: String = pem[start..stop]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    crate::client::s3::digest::base64_decode(&body).filter(|d| !d.is_empty())
+}
+
+/// Base64 with the URL alphabet and no padding (JWT's encoding).
+fn base64url_nopad(data: &[u8]) -> String {
+    crate::client::s3::digest::base64(data)
+        .trim_end_matches('=')
+        .replace('+', "-")
+        .replace('/', "_")
+}
+
+/// Signs `msg` with RSASSA-PKCS1-v1_5 and SHA-256 (JWT's RS256).
+fn rs256(key: &PrivateKey, msg: &[u8]) -> Result<Vec<u8>> {
+    use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
+    let pair = RsaKeyPair::from_pkcs8(&key.0)
+        .map_err(|e| Error::Invalid(format!("gs: the service-account private key: {e}")))?;
+    let mut sig = vec![0u8; pair.public().modulus_len()];
+    pair.sign(
+        &RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        msg,
+        &mut sig,
+    )
+    .map_err(|_| Error::State("gs: signing the service-account assertion failed".into()))?;
+    Ok(sig)
+}
+
+/// The signed JWT a service account exchanges for an access token (RFC 7523), valid for
+/// an hour from `now` (seconds since the epoch).
+fn service_account_assertion(
+    email: &str,
+    key_id: &str,
+    key: &PrivateKey,
+    token_uri: &str,
+    now: u64,
+) -> Result<String> {
+    let header = format!(
+        "{{\"alg\":\"RS256\",\"typ\":\"JWT\",\"kid\":{}}}",
+        json::quote(key_id)
+    );
+    let claims = format!(
+        "{{\"iss\":{},\"scope\":{},\"aud\":{},\"iat\":{now},\"exp\":{}}}",
+        json::quote(email),
+        json::quote(SCOPE),
+        json::quote(token_uri),
+        now + 3600
+    );
+    let signing_input = format!(
+        "{}.{}",
+        base64url_nopad(header.as_bytes()),
+        base64url_nopad(claims.as_bytes())
+    );
+    let sig = rs256(key, signing_input.as_bytes())?;
+    Ok(format!("{signing_input}.{}", base64url_nopad(&sig)))
 }
 
 /// A replica in a Google Cloud Storage bucket (JSON API).
@@ -127,28 +214,52 @@ fn application_default() -> Result<Option<Auth>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
     };
-    let doc = json::parse(&text)
+    credentials(&text, &path).map(Some)
+}
+
+/// Parses a credentials file (`service_account` or `authorized_user`) read from `path`.
+fn credentials(text: &str, path: &std::path::Path) -> Result<Auth> {
+    let doc = json::parse(text)
         .map_err(|e| Error::Invalid(format!("gs: credentials {}: {e}", path.display())))?;
     let field = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_string);
+    let need = |k: &str| {
+        field(k)
+            .ok_or_else(|| Error::Invalid(format!("gs: credentials {}: no {k:?}", path.display())))
+    };
     match field("type").as_deref() {
-        Some("authorized_user") => {
-            let need = |k: &str| {
-                field(k).ok_or_else(|| {
-                    Error::Invalid(format!("gs: credentials {}: no {k:?}", path.display()))
-                })
-            };
-            Ok(Some(Auth::Refresh {
-                client_id: need("client_id")?,
-                client_secret: need("client_secret")?,
-                refresh_token: need("refresh_token")?,
+        Some("authorized_user") => Ok(Auth::Refresh {
+            client_id: need("client_id")?,
+            client_secret: need("client_secret")?,
+            refresh_token: need("refresh_token")?,
+            token_uri: field("token_uri")
+                .unwrap_or_else(|| "https://oauth2.googleapis.com/token".into()),
+        }),
+        Some("service_account") => {
+            let pem = need("private_key")?;
+            let der = pem_private_key(&pem).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "gs: credentials {}: private_key is not a PEM \"PRIVATE KEY\" block",
+                    path.display()
+                ))
+            })?;
+            if let Err(e) = ring::signature::RsaKeyPair::from_pkcs8(&der) {
+                return Err(Error::Invalid(format!(
+                    "gs: credentials {}: private_key is not a usable RSA key ({e})",
+                    path.display()
+                )));
+            }
+            Ok(Auth::ServiceAccount {
+                email: need("client_email")?,
+                key_id: field("private_key_id").unwrap_or_default(),
+                key: PrivateKey(der),
                 token_uri: field("token_uri")
                     .unwrap_or_else(|| "https://oauth2.googleapis.com/token".into()),
-            }))
+            })
         }
         other => Err(Error::Invalid(format!(
-            "gs: credentials {} are of type {:?}; this build supports authorized_user files, \
-             GOOGLE_OAUTH_ACCESS_TOKEN, the metadata server and HMAC keys (type: gs with \
-             access-key-id/secret-access-key uses the S3-compatible API)",
+            "gs: credentials {} are of type {:?}; this build supports service_account and \
+             authorized_user files, GOOGLE_OAUTH_ACCESS_TOKEN, the metadata server and HMAC \
+             keys (type: gs with access-key-id/secret-access-key uses the S3-compatible API)",
             path.display(),
             other.unwrap_or("unknown")
         ))),
@@ -250,9 +361,43 @@ impl GcsClient {
 
     /// An access token for the Authorization header, cached until shortly before expiry.
     fn bearer(&self) -> Result<Option<String>> {
-        let (url, form, headers): (String, Option<String>, Vec<(&str, &str)>) = match &self.auth {
+        match &self.auth {
             Auth::None => return Ok(None),
             Auth::Static(t) => return Ok(Some(t.clone())),
+            _ => {}
+        }
+        let mut g = self
+            .token
+            .lock()
+            .map_err(|_| Error::State("gs token lock poisoned".into()))?;
+        if let Some((t, until)) = g.as_ref() {
+            if Instant::now() < *until {
+                return Ok(Some(t.clone()));
+            }
+        }
+        let form_header = vec![("content-type", "application/x-www-form-urlencoded")];
+        let (url, form, headers): (String, Option<String>, Vec<(&str, &str)>) = match &self.auth {
+            Auth::None | Auth::Static(_) => return Ok(None),
+            Auth::ServiceAccount {
+                email,
+                key_id,
+                key,
+                token_uri,
+            } => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default();
+                let jwt = service_account_assertion(email, key_id, key, token_uri, now)?;
+                (
+                    token_uri.clone(),
+                    Some(format!(
+                        "grant_type={}&assertion={jwt}",
+                        uri_encode("urn:ietf:params:oauth:grant-type:jwt-bearer", false)
+                    )),
+                    form_header,
+                )
+            }
             Auth::Refresh {
                 client_id,
                 client_secret,
@@ -266,19 +411,10 @@ impl GcsClient {
                     uri_encode(client_secret, false),
                     uri_encode(refresh_token, false)
                 )),
-                vec![("content-type", "application/x-www-form-urlencoded")],
+                form_header,
             ),
             Auth::Metadata(u) => (u.clone(), None, vec![("metadata-flavor", "Google")]),
         };
-        let mut g = self
-            .token
-            .lock()
-            .map_err(|_| Error::State("gs token lock poisoned".into()))?;
-        if let Some((t, until)) = g.as_ref() {
-            if Instant::now() < *until {
-                return Ok(Some(t.clone()));
-            }
-        }
         let fail = |m: String| Error::Backend {
             backend: "gs",
             op: "token",
@@ -453,6 +589,7 @@ impl GcsClient {
                     Auth::None => "none (emulator)".to_string(),
                     Auth::Static(_) => "an access token".to_string(),
                     Auth::Refresh { client_id, .. } => format!("authorized_user {client_id}"),
+                    Auth::ServiceAccount { email, .. } => format!("service account {email}"),
                     Auth::Metadata(u) => format!("metadata server {u}"),
                 }
             ),
@@ -734,5 +871,239 @@ mod tests {
         );
         assert!(GcsConfig::from_url("gs:///path").is_err());
         assert!(GcsConfig::from_url("s3://b/p").is_err());
+    }
+
+    const KEY_FILE: &str = include_str!("../../tests/data/gcs-service-account.json");
+
+    fn service_account(token_uri: &str) -> Auth {
+        let text = KEY_FILE.replace("https://oauth2.googleapis.com/token", token_uri);
+        credentials(&text, std::path::Path::new("sa.json")).unwrap()
+    }
+
+    /// RS256 of the test key gives the signature `openssl dgst -sha256 -sign` gave for the
+    /// same input (PKCS#1 v1.5 signatures are deterministic).
+    #[test]
+    fn rs256_matches_openssl() {
+        let Auth::ServiceAccount { key, email, .. } = service_account("https://t") else {
+            panic!("not a service account");
+        };
+        assert_eq!(
+            email,
+            "replicator@litestream-rs-test.iam.gserviceaccount.com"
+        );
+        let sig = rs256(&key, b"eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ0ZXN0In0").unwrap();
+        let want = crate::client::s3::digest::base64_decode(
+            "UoHP4O+YuABtYZkQr2Sot/YQEqKEk06acm/IUdTENA7S6AxCzB8+ED00aTg1upA1DGPv0Xx8gZab3MieA5VJ\
+             n7ON8ERqxMpkQvtPtKg/7TsNNCEnR8gWWLGQHKkJ079q8nDowV7aeScVjSAyqUQ86gr+BB7Y06vnodHrAfHd\
+             swjKnMCaBnDoVh32HYgzHT9lm1H453ZbZSuspV3+OpX4MEuBepxFE6kFm4xaBqLLz3TRWeTASoxg0Edbfl\
+             Es9HLSyYQvG4tPltnwEVwMOJ+f3/TPggd1uPVpvcHY+aAzdcawx+d5aZ4kNkz3dKbEVhBsM9WxTS4qW60I\
+             r76RwBgeMA==",
+        )
+        .unwrap();
+        assert_eq!(sig, want);
+    }
+
+    #[test]
+    fn bad_credentials_are_clear_errors() {
+        let p = std::path::Path::new("/etc/sa.json");
+        let no_pem = KEY_FILE.replace("BEGIN PRIVATE KEY", "BEGIN NOTHING");
+        let e = credentials(&no_pem, p).unwrap_err().to_string();
+        assert!(
+            e.contains("/etc/sa.json") && e.contains("PRIVATE KEY"),
+            "{e}"
+        );
+        let doc = json::parse(KEY_FILE).unwrap();
+        let pem = doc.get("private_key").and_then(Value::as_str).unwrap();
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let garbled = KEY_FILE.replace(&body[..40], "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB");
+        let e = credentials(&garbled, p).unwrap_err().to_string();
+        assert!(e.contains("not a usable RSA key"), "{e}");
+        let no_email = KEY_FILE.replace("client_email", "client_mail");
+        let e = credentials(&no_email, p).unwrap_err().to_string();
+        assert!(e.contains("client_email"), "{e}");
+        let other = KEY_FILE.replace("\"service_account\"", "\"external_account\"");
+        let e = credentials(&other, p).unwrap_err().to_string();
+        assert!(e.contains("external_account"), "{e}");
+    }
+
+    /// A local stand-in for Google's token endpoint and the storage API: checks what a
+    /// real one checks of the token request, answers a listing, records what it saw.
+    struct FakeGoogle {
+        addr: String,
+        seen: std::sync::Arc<Mutex<Vec<String>>>,
+    }
+
+    impl FakeGoogle {
+        fn start(check_token: impl Fn(&str) -> bool + Send + 'static) -> FakeGoogle {
+            use std::io::{BufRead, BufReader, Write};
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = format!("http://{}", l.local_addr().unwrap());
+            let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+            let log = seen.clone();
+            std::thread::spawn(move || {
+                for conn in l.incoming() {
+                    let Ok(mut conn) = conn else { return };
+                    let mut r = BufReader::new(conn.try_clone().unwrap());
+                    let mut line = String::new();
+                    r.read_line(&mut line).unwrap();
+                    let (mut len, mut auth) = (0usize, String::new());
+                    loop {
+                        let mut h = String::new();
+                        r.read_line(&mut h).unwrap();
+                        let h = h.trim_end();
+                        if h.is_empty() {
+                            break;
+                        }
+                        let (k, v) = h.split_once(':').unwrap();
+                        match k.to_ascii_lowercase().as_str() {
+                            "content-length" => len = v.trim().parse().unwrap(),
+                            "authorization" => auth = v.trim().to_string(),
+                            _ => {}
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    r.read_exact(&mut body).unwrap();
+                    let body = String::from_utf8(body).unwrap();
+                    let (status, answer) = if line.starts_with("POST /token") {
+                        log.lock().unwrap().push(format!("token {body}"));
+                        if check_token(&body) {
+                            (
+                                "200 OK",
+                                r#"{"access_token":"tok-1","expires_in":3600,"token_type":"Bearer"}"#,
+                            )
+                        } else {
+                            ("400 Bad Request", r#"{"error":"invalid_grant"}"#)
+                        }
+                    } else {
+                        log.lock().unwrap().push(format!("storage {auth}"));
+                        ("200 OK", r#"{"kind":"storage#objects"}"#)
+                    };
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                }
+            });
+            FakeGoogle { addr, seen }
+        }
+
+        fn client(&self, auth: Auth) -> GcsClient {
+            GcsClient {
+                cfg: GcsConfig {
+                    bucket: "bkt".into(),
+                    path: "db".into(),
+                    page_size: 1000,
+                    ..GcsConfig::default()
+                },
+                base: self.addr.clone(),
+                agent: crate::client::http::agent(false),
+                auth,
+                token: Mutex::new(None),
+            }
+        }
+    }
+
+    fn form_value<'a>(form: &'a str, name: &str) -> Option<&'a str> {
+        form.split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+    }
+
+    fn b64url_decode(s: &str) -> Vec<u8> {
+        crate::client::s3::digest::base64_decode(&s.replace('-', "+").replace('_', "/")).unwrap()
+    }
+
+    /// A service-account key file: the JWT assertion is signed with the key (verified
+    /// with its public half), names the account, the scope and the token endpoint, and
+    /// the token it buys is sent as the bearer of storage requests and reused.
+    #[test]
+    fn service_account_key_buys_a_bearer_token() {
+        let Auth::ServiceAccount { key, .. } = service_account("https://t") else {
+            panic!("not a service account");
+        };
+        let public = {
+            use ring::signature::KeyPair;
+            ring::signature::RsaKeyPair::from_pkcs8(&key.0)
+                .unwrap()
+                .public_key()
+                .as_ref()
+                .to_vec()
+        };
+        let aud = std::sync::Arc::new(Mutex::new(String::new()));
+        let want_aud = aud.clone();
+        let google = FakeGoogle::start(move |form| {
+            let grant = form_value(form, "grant_type").unwrap_or_default();
+            let Some(jwt) = form_value(form, "assertion") else {
+                return false;
+            };
+            let parts: Vec<&str> = jwt.split('.').collect();
+            let signed = format!("{}.{}", parts[0], parts[1]);
+            let ok_sig = ring::signature::UnparsedPublicKey::new(
+                &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+                &public,
+            )
+            .verify(signed.as_bytes(), &b64url_decode(parts[2]))
+            .is_ok();
+            let header = String::from_utf8(b64url_decode(parts[0])).unwrap();
+            let claims = json::parse(&String::from_utf8(b64url_decode(parts[1])).unwrap()).unwrap();
+            let s = |k: &str| {
+                claims
+                    .get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let n = |k: &str| claims.get(k).and_then(Value::as_u64).unwrap_or_default();
+            grant == "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"
+                && ok_sig
+                && header.contains("\"RS256\"")
+                && header.contains("0123456789abcdef0123456789abcdef01234567")
+                && s("iss") == "replicator@litestream-rs-test.iam.gserviceaccount.com"
+                && s("scope") == SCOPE
+                && s("aud") == *want_aud.lock().unwrap()
+                && n("exp") == n("iat") + 3600
+        });
+        let token_uri = format!("{}/token", google.addr);
+        *aud.lock().unwrap() = token_uri.clone();
+        let c = google.client(service_account(&token_uri));
+        assert!(c.ltx_files(0, Txid::ZERO, false).unwrap().is_empty());
+        assert!(c.ltx_files(1, Txid::ZERO, false).unwrap().is_empty());
+        let seen = google.seen.lock().unwrap().clone();
+        let tokens = seen.iter().filter(|s| s.starts_with("token ")).count();
+        assert_eq!(tokens, 1, "one token for both listings: {seen:?}");
+        let storage: Vec<_> = seen.iter().filter(|s| s.starts_with("storage ")).collect();
+        assert_eq!(storage.len(), 2, "{seen:?}");
+        assert!(
+            storage.iter().all(|s| *s == "storage Bearer tok-1"),
+            "{seen:?}"
+        );
+    }
+
+    /// A rejected assertion (here: a key the endpoint does not know) is an error that
+    /// names the token endpoint and what it answered.
+    #[test]
+    fn a_rejected_token_request_is_a_clear_error() {
+        let google = FakeGoogle::start(|_| false);
+        let c = google.client(service_account(&format!("{}/token", google.addr)));
+        let e = c.ltx_files(0, Txid::ZERO, false).unwrap_err().to_string();
+        assert!(e.contains("/token") && e.contains("invalid_grant"), "{e}");
+    }
+
+    /// An `authorized_user` file: its refresh token is exchanged the same way.
+    #[test]
+    fn authorized_user_refresh_token_buys_a_bearer_token() {
+        let google = FakeGoogle::start(|form| {
+            form_value(form, "grant_type") == Some("refresh_token")
+                && form_value(form, "refresh_token") == Some("1%2F%2Frefresh")
+                && form_value(form, "client_id") == Some("cid")
+        });
+        let text = format!(
+            r#"{{"type":"authorized_user","client_id":"cid","client_secret":"sec","refresh_token":"1//refresh","token_uri":"{}/token"}}"#,
+            google.addr
+        );
+        let c = google.client(credentials(&text, std::path::Path::new("adc.json")).unwrap());
+        assert!(c.ltx_files(0, Txid::ZERO, false).unwrap().is_empty());
+        let seen = google.seen.lock().unwrap().clone();
+        assert!(seen.iter().any(|s| s == "storage Bearer tok-1"), "{seen:?}");
     }
 }
