@@ -897,6 +897,7 @@ impl Syncer {
             )
             .map_err(|e| e.in_file(&tmp.display().to_string()))?;
             let lock = ltx::lock_pgno(self.page_size);
+            let tmp_name = tmp.display().to_string();
             let mut emit = |s: &mut Syncer, pgno: u32| -> Result<()> {
                 if pgno == lock {
                     return Ok(());
@@ -907,6 +908,7 @@ impl Syncer {
                     h(pgno);
                 }
                 enc.write_page(pgno, &s.buf)
+                    .map_err(|e| e.in_file(&tmp_name))
             };
             if snapshot {
                 let mut progress =
@@ -1300,7 +1302,8 @@ impl Syncer {
                 BufWriter::with_capacity(1 << 20, f),
                 &header,
                 self.shared.opts.encoding,
-            )?;
+            )
+            .map_err(|e| e.in_file(&path.display().to_string()))?;
             let lock = ltx::lock_pgno(self.page_size);
             let mut progress =
                 Progress::new(self.shared.path.clone(), header.commit, self.page_size);
@@ -1313,10 +1316,13 @@ impl Syncer {
                 if let Some(h) = self.after_page.as_mut() {
                     h(pgno);
                 }
-                enc.write_page(pgno, &self.buf)?;
+                enc.write_page(pgno, &self.buf)
+                    .map_err(|e| e.in_file(&path.display().to_string()))?;
                 progress.tick(pgno);
             }
-            let (w, _) = enc.finish()?;
+            let (w, _) = enc
+                .finish()
+                .map_err(|e| e.in_file(&path.display().to_string()))?;
             let f = w
                 .into_inner()
                 .map_err(|e| Error::io(format!("write {}", path.display()), e.into_error()))?;
@@ -1460,7 +1466,7 @@ pub(crate) fn run(shared: Arc<DbShared>, rx: Receiver<Cmd>, pool: crate::pool::P
         let wait = if failures == 0 {
             interval
         } else {
-            (interval * 2u32.saturating_pow(failures.min(16))).min(Duration::from_secs(300))
+            (interval * 2u32.saturating_pow(failures.min(16))).min(Duration::from_secs(60))
         };
         let cmd = match rx.recv_timeout(wait) {
             Ok(c) => Some(c),

@@ -177,6 +177,10 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Error::Io { context, source } if source.kind() == io::ErrorKind::StorageFull => write!(
+                f,
+                "{context}: {source} (that file system is full: free space there; running replication retries by itself and loses nothing)"
+            ),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
             Error::Corrupt {
                 file,

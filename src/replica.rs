@@ -22,7 +22,7 @@ use crate::pool::Pool;
 use crate::{Error, Result};
 
 /// Longest wait between upload retries.
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// A destination for a database's changes. Add it to a [`Db`](crate::Db).
 #[derive(Debug, Clone)]
