@@ -11,7 +11,7 @@
 #        sftp (Debian's OpenSSH sshd on 22022 with internal-sftp; local user lsftp),
 #        webdav (WsgiDAV on gunicorn, 28080, Basic auth lsuser/lspass),
 #        azurite (Azure Blob emulator from npm, 20000, SharedKey checked),
-#        nats (nats-server with JetStream, 24222, user lsuser/lspass, bucket lsbkt made by tests)
+#        nats (nats-server with JetStream, 24222, user lsuser/lspass and an NKey user, buckets made by tests)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -278,14 +278,25 @@ start_nats() {
   local d=$RUN/nats
   [ "${KEEP_DATA:-0}" = 1 ] || rm -rf "$d"
   mkdir -p "$d/js"
-  setsid "$VENV/bin/nats-server" -js -sd "$d/js" -a 127.0.0.1 -p 24222 -m 28222 \
-    --user lsuser --pass lspass >> "$d/log" 2>&1 < /dev/null &
+  # A user/password user and an NKey user (the seed/public pair from NATS's own
+  # documentation: a test key, published, guarding nothing).
+  cat > "$d/nats.conf" <<CONF
+authorization {
+  users = [
+    { user: lsuser, password: lspass }
+    { nkey: UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4 }
+  ]
+}
+CONF
+  setsid "$VENV/bin/nats-server" -c "$d/nats.conf" -js -sd "$d/js" -a 127.0.0.1 -p 24222 -m 28222 \
+    >> "$d/log" 2>&1 < /dev/null &
   echo $! > "$RUN/nats.pid"
   wait_http "http://127.0.0.1:28222/healthz?js-enabled-only=true" 30 "$d/log" || die "nats-server did not start"
   cat > "$RUN/nats.env" <<ENV
 export LITESTREAM_TEST_NATS_ADDR=127.0.0.1:24222
 export LITESTREAM_TEST_NATS_USER=lsuser
 export LITESTREAM_TEST_NATS_PASS=lspass
+export LITESTREAM_TEST_NATS_SEED=SUACSSL3UAHUDXKFSNVUZRF5UHPMWZ6BFDTJ7M6USDXIEDNPPQYYYCU3VY
 export LITESTREAM_TEST_NATS_PIDFILE=$RUN/nats.pid
 export LITESTREAM_TEST_NATS_RESTART="$REPO/scripts/peers.sh restart nats"
 ENV

@@ -80,6 +80,54 @@ fn wrong_password_is_a_clear_error() {
     assert!(!e.contains("nope"), "{e}");
 }
 
+/// An NKey user (`seed` in litestream.yml): the server's nonce is signed with the seed's
+/// Ed25519 key and the server checks it against the public key it knows. A valid seed of
+/// a key the server does not know is refused, naming that public key.
+#[test]
+fn nkey_seed_authenticates_and_an_unknown_key_is_refused() {
+    let Some(env) = env() else { return };
+    let Some(seed) = peer_env("LITESTREAM_TEST_NATS_SEED") else {
+        return;
+    };
+    let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("nats-nkey");
+    let mut cfg = NatsConfig::from_url(&format!("nats://{}/{}", env.addr, bucket("nkey"))).unwrap();
+    cfg.seed = Some(seed);
+    let c = NatsClient::new(cfg.clone());
+    c.create_bucket().unwrap();
+    let f = random_ltx(&dir, 1, 4, 3);
+    c.write_ltx_file(0, Txid(1), Txid(4), &File::open(&f).unwrap())
+        .unwrap();
+    assert_eq!(c.ltx_files(0, Txid::ZERO, false).unwrap().len(), 1);
+    let mut got = Vec::new();
+    c.open_ltx_file(0, Txid(1), Txid(4), 0, None)
+        .unwrap()
+        .read_to_end(&mut got)
+        .unwrap();
+    assert_eq!(got, std::fs::read(&f).unwrap());
+
+    // A well-formed seed (from the nats crate's tests) that this server does not know.
+    cfg.seed = Some("SUANQDPB2RUOE4ETUA26CNX7FUKE5ZZKFCQIIW63OX225F2CO7UEXTM7ZY".into());
+    let e = NatsClient::new(cfg.clone())
+        .ltx_files(0, Txid::ZERO, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("Authorization Violation"), "{e}");
+    assert!(
+        e.contains("nkey UAMMBNV2EYR65NYZZ7IAK5SIR5ODNTTERJOBOF4KJLMWI45YOXOSWULM"),
+        "{e}"
+    );
+    assert!(!e.contains("SUANQ"), "the seed must never be printed: {e}");
+    // A damaged seed never reaches the server.
+    cfg.seed =
+        Some("SUANQDPB2RUOE4ETUA26CNX7FUKE5ZZKFCQIIW63OX225F2CO7UEXTM7ZY".replace("FUKE", "FUKF"));
+    let e = NatsClient::new(cfg)
+        .ltx_files(0, Txid::ZERO, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("checksum"), "{e}");
+}
+
 #[test]
 fn missing_bucket_is_a_clear_error() {
     let Some(env) = env() else { return };

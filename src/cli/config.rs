@@ -90,6 +90,12 @@ pub(crate) struct ReplicaConfig {
     pub username: Option<String>,
     /// nats: token authentication.
     pub token: Option<String>,
+    /// nats: NKey seed (alone: NKey user; with `jwt`: signs for it).
+    pub seed: Option<String>,
+    /// nats: user JWT (with `seed`).
+    pub jwt: Option<String>,
+    /// nats: path of a `.creds` file (JWT and seed).
+    pub creds: Option<String>,
     pub secret_access_key: Option<String>,
     pub force_path_style: Option<bool>,
     pub sign_payload: Option<bool>,
@@ -374,21 +380,21 @@ fn read_replica_fields(
     set!(host_key, o.str("host-key")?);
     set!(username, o.str("username")?);
     set!(token, o.str("token")?);
-    for k in [
-        "jwt",
-        "seed",
-        "creds",
-        "nkey",
-        "tls",
-        "root-cas",
-        "client-cert",
-        "client-key",
-    ] {
+    set!(seed, o.str("seed")?);
+    set!(jwt, o.str("jwt")?);
+    set!(creds, o.str("creds")?);
+    if o.get("nkey").is_some() {
+        return Err(err(
+            o.line,
+            "nats \"nkey\" (a public key) cannot sign anything from a config file, in Litestream either: give the seed (`seed: SU...`) or a `creds` file".to_string(),
+        ));
+    }
+    for k in ["tls", "root-cas", "client-cert", "client-key"] {
         if o.get(k).is_some() {
             return Err(err(
                 o.line,
                 format!(
-                    "nats {k:?} is not supported by this version (username/password or token are)"
+                    "nats {k:?} is not supported by this version (TLS is not carried; username/password, token, seed, jwt and creds are)"
                 ),
             ));
         }
@@ -838,6 +844,19 @@ pub(crate) fn build_client(
             if let Some(v) = &r.token {
                 c.token = Some(v.clone());
             }
+            if let Some(v) = &r.seed {
+                c.seed = Some(v.clone());
+            }
+            if let Some(v) = &r.jwt {
+                c.jwt = Some(v.clone());
+            }
+            if let Some(p) = &r.creds {
+                c.load_creds(std::path::Path::new(p))
+                    .map_err(|e| at(e.to_string()))?;
+            }
+            if c.jwt.is_some() && c.seed.is_none() {
+                return Err(at("nats \"jwt\" needs its \"seed\" (or use a creds file)".into()));
+            }
             Ok(Arc::new(crate::client::NatsClient::new(c)))
         }
         #[cfg(feature = "sftp")]
@@ -1131,8 +1150,8 @@ mod tests {
                 "line 3: unknown key \"every\"",
             ),
             (
-                "dbs:\n  - path: /a\n    replica:\n      type: nats\n      jwt: x\n",
-                "line 4: nats \"jwt\" is not supported",
+                "dbs:\n  - path: /a\n    replica:\n      type: nats\n      nkey: UDXU\n",
+                "line 4: nats \"nkey\" (a public key) cannot sign",
             ),
             (
                 "dbs:\n  - path: /a\n    replica:\n      url: file:///b\n      age: {}\n",

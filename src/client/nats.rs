@@ -13,7 +13,11 @@
 //! writes one chunk per reader `Write`).
 //!
 //! Like Litestream, the client never creates the bucket; [`NatsClient::create_bucket`]
-//! does, for tests and first-time setup. Not carried: TLS, JWT/NKey/creds authentication.
+//! does, for tests and first-time setup.
+//!
+//! Authentication: user/password, token, an NKey seed (the server's nonce signed with
+//! Ed25519), or a user JWT with its seed (`jwt` + `seed`, or a `.creds` file). Not
+//! carried: TLS.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -50,6 +54,11 @@ pub struct NatsConfig {
     pub password: Option<String>,
     /// Token authentication.
     pub token: Option<String>,
+    /// NKey seed (`SU...`): the server's nonce is signed with it. Alone it authenticates
+    /// as the NKey user; with `jwt` it signs for that user JWT.
+    pub seed: Option<String>,
+    /// User JWT (decentralised authentication), used with `seed`.
+    pub jwt: Option<String>,
     /// Connect and read timeout.
     pub timeout: Duration,
 }
@@ -95,8 +104,213 @@ impl NatsConfig {
             username: u.username.clone().filter(|s| !s.is_empty()),
             password: u.password.clone(),
             token: None,
+            seed: None,
+            jwt: None,
             timeout: Duration::from_secs(10),
         })
+    }
+}
+
+impl NatsConfig {
+    /// Reads a NATS `.creds` file (a user JWT and its NKey seed, as `nsc` writes them)
+    /// into `jwt` and `seed`.
+    pub fn load_creds(&mut self, path: &std::path::Path) -> Result<()> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("read nats creds {}", path.display()), e))?;
+        let (jwt, seed) = parse_creds(&text).ok_or_else(|| {
+            Error::Invalid(format!(
+                "nats creds {}: expected a \"NATS USER JWT\" and a \"USER NKEY SEED\" block",
+                path.display()
+            ))
+        })?;
+        nkey::KeyPair::from_seed(&seed)
+            .map_err(|e| Error::Invalid(format!("nats creds {}: {e}", path.display())))?;
+        self.jwt = Some(jwt);
+        self.seed = Some(seed);
+        Ok(())
+    }
+}
+
+/// The JWT and the seed of a `.creds` file: the first line inside each
+/// `-----BEGIN ...-----` / `------END ...------` block.
+fn parse_creds(text: &str) -> Option<(String, String)> {
+    let mut blocks = Vec::new();
+    let mut lines = text.lines().map(str::trim);
+    while let Some(l) = lines.next() {
+        if l.starts_with("---") && l.contains("BEGIN") {
+            let body = lines.by_ref().find(|l| !l.is_empty())?;
+            blocks.push((l.to_string(), body.to_string()));
+        }
+    }
+    let jwt = blocks.iter().find(|(h, _)| h.contains("JWT"))?.1.clone();
+    let seed = blocks.iter().find(|(h, _)| h.contains("SEED"))?.1.clone();
+    Some((jwt, seed))
+}
+
+/// NKeys: Ed25519 keys written in base32 with a type prefix and a CRC-16 (the NATS
+/// `nkeys` encoding).
+pub(crate) mod nkey {
+    use ring::signature::{Ed25519KeyPair, KeyPair as _};
+
+    const PREFIX_SEED: u8 = 18 << 3;
+    const PREFIX_USER: u8 = 20 << 3;
+    const B32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+    /// CRC-16/XMODEM, as nkeys checks its encodings.
+    fn crc16(data: &[u8]) -> u16 {
+        let mut crc = 0u16;
+        for &b in data {
+            crc ^= (b as u16) << 8;
+            for _ in 0..8 {
+                crc = if crc & 0x8000 != 0 {
+                    (crc << 1) ^ 0x1021
+                } else {
+                    crc << 1
+                };
+            }
+        }
+        crc
+    }
+
+    fn b32_encode(data: &[u8]) -> String {
+        let mut out = String::new();
+        let (mut acc, mut bits) = (0u32, 0);
+        for &b in data {
+            acc = acc << 8 | b as u32;
+            bits += 8;
+            while bits >= 5 {
+                bits -= 5;
+                out.push(B32[(acc >> bits) as usize & 31] as char);
+            }
+        }
+        if bits > 0 {
+            out.push(B32[(acc << (5 - bits)) as usize & 31] as char);
+        }
+        out
+    }
+
+    fn b32_decode(s: &str) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        let (mut acc, mut bits) = (0u32, 0);
+        for c in s.bytes() {
+            let v = B32.iter().position(|&b| b == c)? as u32;
+            acc = (acc << 5 | v) & 0xffff;
+            bits += 5;
+            if bits >= 8 {
+                bits -= 8;
+                out.push((acc >> bits) as u8);
+            }
+        }
+        Some(out)
+    }
+
+    /// A user key pair from its seed.
+    pub(crate) struct KeyPair {
+        pair: Ed25519KeyPair,
+    }
+
+    impl std::fmt::Debug for KeyPair {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "KeyPair({})", self.public_key())
+        }
+    }
+
+    impl KeyPair {
+        /// Decodes a user seed (`SU...`); the error says what is wrong, never the seed.
+        pub(crate) fn from_seed(seed: &str) -> Result<KeyPair, String> {
+            let raw = b32_decode(seed.trim()).ok_or("the nkey seed is not base32")?;
+            if raw.len() != 36 {
+                return Err("the nkey seed has the wrong length".into());
+            }
+            let (body, sum) = raw.split_at(34);
+            if crc16(body) != u16::from_le_bytes([sum[0], sum[1]]) {
+                return Err("the nkey seed's checksum does not match".into());
+            }
+            if body[0] & 0xf8 != PREFIX_SEED {
+                return Err("not an nkey seed (it must start with S)".into());
+            }
+            let kind = (body[0] & 7) << 5 | (body[1] & 0xf8) >> 3;
+            if kind != PREFIX_USER {
+                return Err("not a user nkey seed (it must start with SU)".into());
+            }
+            let pair = Ed25519KeyPair::from_seed_unchecked(&body[2..34])
+                .map_err(|_| "the nkey seed is not a valid Ed25519 seed".to_string())?;
+            Ok(KeyPair { pair })
+        }
+
+        /// The public key, `U...`.
+        pub(crate) fn public_key(&self) -> String {
+            let mut raw = vec![PREFIX_USER];
+            raw.extend_from_slice(self.pair.public_key().as_ref());
+            let sum = crc16(&raw);
+            raw.extend_from_slice(&sum.to_le_bytes());
+            b32_encode(&raw)
+        }
+
+        /// The 32 bytes of the Ed25519 public key.
+        #[cfg(test)]
+        pub(crate) fn raw_public_key(&self) -> Vec<u8> {
+            self.pair.public_key().as_ref().to_vec()
+        }
+
+        /// Ed25519 signature of `msg`, base64url without padding (what `CONNECT` wants).
+        pub(crate) fn sign(&self, msg: &[u8]) -> String {
+            crate::client::s3::digest::base64(self.pair.sign(msg).as_ref())
+                .trim_end_matches('=')
+                .replace('+', "-")
+                .replace('/', "_")
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// Seed/public pairs published by NATS (its documentation and the nats crate's
+        /// tests), and a signature that verifies with the public key.
+        #[test]
+        fn published_seed_public_pairs() {
+            for (seed, public) in [
+                (
+                    "SUACSSL3UAHUDXKFSNVUZRF5UHPMWZ6BFDTJ7M6USDXIEDNPPQYYYCU3VY",
+                    "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4",
+                ),
+                (
+                    "SUANQDPB2RUOE4ETUA26CNX7FUKE5ZZKFCQIIW63OX225F2CO7UEXTM7ZY",
+                    "UAMMBNV2EYR65NYZZ7IAK5SIR5ODNTTERJOBOF4KJLMWI45YOXOSWULM",
+                ),
+            ] {
+                let kp = KeyPair::from_seed(seed).unwrap();
+                assert_eq!(kp.public_key(), public);
+                let sig = kp.sign(b"nonce-123");
+                let raw = crate::client::s3::digest::base64_decode(
+                    &sig.replace('-', "+").replace('_', "/"),
+                )
+                .unwrap();
+                let pk = ring::signature::UnparsedPublicKey::new(
+                    &ring::signature::ED25519,
+                    kp.pair.public_key().as_ref().to_vec(),
+                );
+                assert!(pk.verify(b"nonce-123", &raw).is_ok());
+            }
+        }
+
+        #[test]
+        fn bad_seeds_are_refused() {
+            let good = "SUACSSL3UAHUDXKFSNVUZRF5UHPMWZ6BFDTJ7M6USDXIEDNPPQYYYCU3VY";
+            let mut flipped = good.to_string();
+            flipped.replace_range(10..11, "A");
+            assert!(KeyPair::from_seed(&flipped)
+                .unwrap_err()
+                .contains("checksum"));
+            assert!(KeyPair::from_seed("SU!!").is_err());
+            assert!(KeyPair::from_seed(&good[..40]).is_err());
+            // A public key is not a seed.
+            assert!(
+                KeyPair::from_seed("UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4")
+                    .is_err()
+            );
+        }
     }
 }
 
@@ -237,6 +451,31 @@ impl Conn {
         if let Some(t) = &cfg.token {
             connect.push_str(&format!(",\"auth_token\":{}", quote(t)));
         }
+        if let Some(seed) = &cfg.seed {
+            let kp =
+                nkey::KeyPair::from_seed(seed).map_err(|e| Error::Invalid(format!("nats: {e}")))?;
+            let info = json::parse(line["INFO ".len()..].trim_end()).ok();
+            let nonce = info
+                .as_ref()
+                .and_then(|i| i.get("nonce"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "{} sent no nonce to sign: it does not use NKey or JWT authentication (use username/password or token)",
+                        target()
+                    ))
+                })?;
+            let sig = kp.sign(nonce.as_bytes());
+            match &cfg.jwt {
+                Some(jwt) => connect.push_str(&format!(",\"jwt\":{}", quote(jwt))),
+                None => connect.push_str(&format!(",\"nkey\":{}", quote(&kp.public_key()))),
+            }
+            connect.push_str(&format!(",\"sig\":{}", quote(&sig)));
+        } else if cfg.jwt.is_some() {
+            return Err(Error::Invalid(
+                "nats: a user JWT needs its seed (`seed`, or a `creds` file)".into(),
+            ));
+        }
         connect.push('}');
         let sub = format!("SUB {}.* 1\r\n", c.inbox);
         c.w.write_all(format!("CONNECT {connect}\r\nPING\r\n{sub}").as_bytes())
@@ -250,10 +489,15 @@ impl Conn {
                 return Ok(c);
             }
             if let Some(err) = l.strip_prefix("-ERR ") {
-                let who = match &cfg.username {
-                    Some(u) => format!(" as user {u:?}"),
-                    None if cfg.token.is_some() => " with a token".into(),
-                    None => " without credentials".into(),
+                let who = match (&cfg.username, &cfg.jwt, &cfg.seed) {
+                    (Some(u), _, _) => format!(" as user {u:?}"),
+                    (None, Some(_), _) => " with the user JWT".into(),
+                    (None, None, Some(seed)) => match nkey::KeyPair::from_seed(seed) {
+                        Ok(kp) => format!(" as nkey {}", kp.public_key()),
+                        Err(_) => " with an nkey".into(),
+                    },
+                    _ if cfg.token.is_some() => " with a token".into(),
+                    _ => " without credentials".into(),
                 };
                 return Err(Error::Backend {
                     backend: KIND,
@@ -262,7 +506,7 @@ impl Conn {
                     status: None,
                     code: err.trim_matches('\'').to_string(),
                     message: format!(
-                        "the server refused the connection{who}; check username/password (or token) in the replica config"
+                        "the server refused the connection{who}; check the credentials (username/password, token, seed, jwt or creds) in the replica config"
                     ),
                 });
             }
@@ -976,6 +1220,112 @@ pub(crate) fn fuzz(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SEED: &str = "SUACSSL3UAHUDXKFSNVUZRF5UHPMWZ6BFDTJ7M6USDXIEDNPPQYYYCU3VY";
+    const PUBLIC: &str = "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4";
+
+    /// A one-connection stand-in for a server that uses NKey/JWT authentication: sends an
+    /// INFO with a nonce, answers PING, and returns the CONNECT line it received.
+    fn fake_server() -> (String, std::thread::JoinHandle<String>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let h = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            s.write_all(b"INFO {\"server_id\":\"x\",\"headers\":true,\"max_payload\":1048576,\"nonce\":\"n0nce-XYZ\"}\r\n")
+                .unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut connect = String::new();
+            r.read_line(&mut connect).unwrap();
+            let mut ping = String::new();
+            r.read_line(&mut ping).unwrap();
+            assert_eq!(ping.trim_end(), "PING");
+            s.write_all(b"PONG\r\n").unwrap();
+            connect
+        });
+        (addr, h)
+    }
+
+    /// The `CONNECT` options a client sent, and whether its `sig` verifies as the test
+    /// key's Ed25519 signature of the nonce.
+    fn connect_options(line: &str) -> (Value, bool) {
+        let opts = json::parse(line.trim_end().strip_prefix("CONNECT ").unwrap()).unwrap();
+        let sig = opts.get("sig").and_then(Value::as_str).unwrap_or_default();
+        let raw = base64_decode(&sig.replace('-', "+").replace('_', "/")).unwrap_or_default();
+        let public = nkey::KeyPair::from_seed(SEED).unwrap().raw_public_key();
+        let ok = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public)
+            .verify(b"n0nce-XYZ", &raw)
+            .is_ok();
+        (opts, ok)
+    }
+
+    fn test_config(addr: &str) -> NatsConfig {
+        NatsConfig::from_url(&format!("nats://{addr}/bkt")).unwrap()
+    }
+
+    #[test]
+    fn nkey_seed_signs_the_nonce() {
+        let (addr, h) = fake_server();
+        let mut cfg = test_config(&addr);
+        cfg.seed = Some(SEED.into());
+        Conn::connect(&cfg).unwrap();
+        let (opts, ok) = connect_options(&h.join().unwrap());
+        assert!(ok, "the signature does not verify");
+        assert_eq!(opts.get("nkey").and_then(Value::as_str), Some(PUBLIC));
+        assert!(opts.get("jwt").is_none());
+    }
+
+    /// A user JWT with its seed, given directly or in a `.creds` file as `nsc` writes it.
+    #[test]
+    fn user_jwt_is_sent_with_the_signed_nonce() {
+        let jwt = "eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.eyJzdWIiOiJVRFhVNCJ9.c2ln";
+        let creds = format!(
+            "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+             ************************* IMPORTANT *************************\n\
+             NKEY Seed printed below can be used to sign and prove identity.\n\n\
+             -----BEGIN USER NKEY SEED-----\n{SEED}\n------END USER NKEY SEED------\n\n\
+             *************************************************************\n"
+        );
+        let path = std::env::temp_dir().join(format!("lsrs-test-{}.creds", std::process::id()));
+        std::fs::write(&path, creds).unwrap();
+        let mut from_file = test_config("127.0.0.1:1");
+        from_file.load_creds(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(from_file.jwt.as_deref(), Some(jwt));
+        assert_eq!(from_file.seed.as_deref(), Some(SEED));
+
+        let (addr, h) = fake_server();
+        let mut cfg = test_config(&addr);
+        cfg.jwt = from_file.jwt;
+        cfg.seed = from_file.seed;
+        Conn::connect(&cfg).unwrap();
+        let (opts, ok) = connect_options(&h.join().unwrap());
+        assert!(ok, "the signature does not verify");
+        assert_eq!(opts.get("jwt").and_then(Value::as_str), Some(jwt));
+        assert!(opts.get("nkey").is_none());
+
+        let e = test_config("127.0.0.1:1")
+            .load_creds(std::path::Path::new("/nonexistent.creds"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent.creds"), "{e}");
+        assert!(parse_creds("just text").is_none());
+    }
+
+    /// A server without NKey/JWT authentication sends no nonce: a clear error.
+    #[test]
+    fn a_seed_against_a_server_without_nonce_is_a_clear_error() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let _ = s.write_all(b"INFO {\"server_id\":\"x\",\"headers\":true}\r\n");
+            std::thread::sleep(Duration::from_millis(500));
+        });
+        let mut cfg = test_config(&addr);
+        cfg.seed = Some(SEED.into());
+        let e = Conn::connect(&cfg).err().unwrap().to_string();
+        assert!(e.contains("no nonce"), "{e}");
+    }
 
     #[test]
     fn urls() {
