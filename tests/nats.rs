@@ -45,11 +45,22 @@ impl Env {
     }
 
     fn official_config(&self, dir: &TempDir, db: &Path, bucket: &str) -> std::path::PathBuf {
+        self.official_config_with(dir, db, bucket, "")
+    }
+
+    /// A litestream.yml for `db` on `bucket`, with `extra` replica keys (indented lines).
+    fn official_config_with(
+        &self,
+        dir: &TempDir,
+        db: &Path,
+        bucket: &str,
+        extra: &str,
+    ) -> std::path::PathBuf {
         let cfg = dir.join(format!("{bucket}.yml"));
         std::fs::write(
             &cfg,
             format!(
-                "dbs:\n  - path: {}\n    replicas:\n      - url: nats://{}/{bucket}\n        username: {}\n        password: {}\n        sync-interval: 100ms\n",
+                "dbs:\n  - path: {}\n    replicas:\n      - url: nats://{}/{bucket}\n        username: {}\n        password: {}\n        sync-interval: 100ms\n{extra}",
                 db.display(),
                 self.addr,
                 self.user,
@@ -126,6 +137,50 @@ fn nkey_seed_authenticates_and_an_unknown_key_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("checksum"), "{e}");
+}
+
+/// TLS, which the server offers and the config asks for: with the server's CA our client
+/// and the official binary replicate and restore each other's replicas through the same
+/// litestream.yml (`tls: true`, `root-cas`); without that CA the certificate is refused,
+/// with a hint.
+#[test]
+fn tls_with_the_servers_ca_both_ways_and_refused_without_it() {
+    let Some(env) = env() else { return };
+    let Some(ca) = peer_env("LITESTREAM_TEST_NATS_CA") else {
+        return;
+    };
+    let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+    let tls = |b: &str, with_ca: bool| {
+        let mut c = NatsConfig::from_url(&env.url(b)).unwrap();
+        c.tls = true;
+        if with_ca {
+            c.root_cas = vec![ca.clone().into()];
+        }
+        NatsClient::new(c)
+    };
+    let e = tls(&bucket("tls-no-ca"), false)
+        .ltx_files(0, Txid::ZERO, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("certificate") && e.contains("root-cas"), "{e}");
+
+    let dir = TempDir::new("nats-tls");
+    let (ours, theirs) = (bucket("tls-ours"), bucket("tls-theirs"));
+    let (a, b) = (tls(&ours, true), tls(&theirs, true));
+    a.create_bucket().unwrap();
+    b.create_bucket().unwrap();
+    let extra = format!("        tls: true\n        root-cas:\n          - {ca}\n");
+    let cfg = |db: &Path, bkt: &str| env.official_config_with(&dir, db, bkt, &extra);
+    let (db, want) = replicate_and_restore_both_ways(
+        &dir,
+        Interop {
+            ours: Arc::new(a),
+            theirs: Arc::new(b),
+            official_restore: &|db, out| official_restore_by_config(&cfg(db, &ours), db, out),
+            official_replicate: &|db| official_replicate_by_config(&cfg(db, &theirs)),
+        },
+    );
+    assert_our_restore_by_config(&cfg(&db, &ours), &db, &dir.join("ours-cli.db"), &want);
 }
 
 #[test]

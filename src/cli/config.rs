@@ -96,6 +96,13 @@ pub(crate) struct ReplicaConfig {
     pub jwt: Option<String>,
     /// nats: path of a `.creds` file (JWT and seed).
     pub creds: Option<String>,
+    /// nats: require TLS.
+    pub tls: Option<bool>,
+    /// nats: CA certificate files (PEM).
+    pub root_cas: Vec<String>,
+    /// nats: client certificate and key files (PEM).
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
     pub secret_access_key: Option<String>,
     pub force_path_style: Option<bool>,
     pub sign_payload: Option<bool>,
@@ -389,15 +396,21 @@ fn read_replica_fields(
             "nats \"nkey\" (a public key) cannot sign anything from a config file, in Litestream either: give the seed (`seed: SU...`) or a `creds` file".to_string(),
         ));
     }
-    for k in ["tls", "root-cas", "client-cert", "client-key"] {
-        if o.get(k).is_some() {
-            return Err(err(
-                o.line,
-                format!(
-                    "nats {k:?} is not supported by this version (TLS is not carried; username/password, token, seed, jwt and creds are)"
-                ),
-            ));
-        }
+    set!(tls, o.bool("tls")?);
+    set!(client_cert, o.str("client-cert")?);
+    set!(client_key, o.str("client-key")?);
+    if let Some(n) = o.get("root-cas") {
+        r.root_cas = match &n.value {
+            Value::Str(one) => vec![one.clone()],
+            Value::Seq(items) => items
+                .iter()
+                .map(|i| match &i.value {
+                    Value::Str(v) => Ok(v.clone()),
+                    _ => Err(err(i.line, "root-cas: each entry must be a file path")),
+                })
+                .collect::<Result<Vec<_>>>()?,
+            _ => return Err(err(n.line, "root-cas must be a list of file paths")),
+        };
     }
     o.ignored(
         warnings,
@@ -853,6 +866,21 @@ pub(crate) fn build_client(
             if let Some(p) = &r.creds {
                 c.load_creds(std::path::Path::new(p))
                     .map_err(|e| at(e.to_string()))?;
+            }
+            if let Some(t) = r.tls {
+                c.tls = t;
+            }
+            c.root_cas = r.root_cas.iter().map(PathBuf::from).collect();
+            match (&r.client_cert, &r.client_key) {
+                (Some(cert), Some(key)) => {
+                    c.client_cert = Some((PathBuf::from(cert), PathBuf::from(key)))
+                }
+                (None, None) => {}
+                _ => {
+                    return Err(at(
+                        "nats client-cert and client-key go together".to_string(),
+                    ))
+                }
             }
             if c.jwt.is_some() && c.seed.is_none() {
                 return Err(at("nats \"jwt\" needs its \"seed\" (or use a creds file)".into()));

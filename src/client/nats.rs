@@ -16,8 +16,10 @@
 //! does, for tests and first-time setup.
 //!
 //! Authentication: user/password, token, an NKey seed (the server's nonce signed with
-//! Ed25519), or a user JWT with its seed (`jwt` + `seed`, or a `.creds` file). Not
-//! carried: TLS.
+//! Ed25519), or a user JWT with its seed (`jwt` + `seed`, or a `.creds` file). TLS
+//! (rustls) starts after the server's INFO when the server requires it or the config asks
+//! for it, trusting `root_cas` (else the Mozilla roots), with an optional client
+//! certificate.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -59,6 +61,13 @@ pub struct NatsConfig {
     pub seed: Option<String>,
     /// User JWT (decentralised authentication), used with `seed`.
     pub jwt: Option<String>,
+    /// Require TLS even if the server does not (it is always used when the server
+    /// requires it).
+    pub tls: bool,
+    /// PEM files of the certificate authorities to trust (default: the Mozilla roots).
+    pub root_cas: Vec<std::path::PathBuf>,
+    /// PEM client certificate and key, for servers that verify clients.
+    pub client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// Connect and read timeout.
     pub timeout: Duration,
 }
@@ -106,6 +115,9 @@ impl NatsConfig {
             token: None,
             seed: None,
             jwt: None,
+            tls: false,
+            root_cas: Vec::new(),
+            client_cert: None,
             timeout: Duration::from_secs(10),
         })
     }
@@ -342,10 +354,93 @@ struct Msg {
 
 /// A live connection with its reply inbox.
 struct Conn {
-    w: TcpStream,
-    r: BufReader<TcpStream>,
+    io: BufReader<Stream>,
     inbox: String,
     next: u64,
+}
+
+/// The connection: plain TCP, or TLS over it once the server's INFO was read.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// The TLS client settings of `cfg`: its CAs (else the Mozilla roots) and client key.
+fn tls_config(cfg: &NatsConfig) -> Result<Arc<rustls::ClientConfig>> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: String| Error::Invalid(format!("nats tls: {what}"));
+    let mut roots = rustls::RootCertStore::empty();
+    if cfg.root_cas.is_empty() {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    for p in &cfg.root_cas {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(p)
+            .and_then(|it| it.collect())
+            .map_err(|e| bad(format!("root CA file {}: {e}", p.display())))?;
+        if certs.is_empty() {
+            return Err(bad(format!(
+                "root CA file {} holds no certificate",
+                p.display()
+            )));
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| bad(format!("root CA file {}: {e}", p.display())))?;
+        }
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad(e.to_string()))?
+    .with_root_certificates(roots);
+    let config = match &cfg.client_cert {
+        Some((cert, key)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .and_then(|it| it.collect())
+                .map_err(|e| bad(format!("client certificate {}: {e}", cert.display())))?;
+            let key = PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| bad(format!("client key {}: {e}", key.display())))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| bad(format!("client certificate: {e}")))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+/// The host part of `host:port` (brackets of an IPv6 address removed).
+fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr);
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// Why an operation failed: worth a reconnect and retry, or final.
@@ -405,19 +500,13 @@ impl Conn {
             .map_err(|e| Error::io(format!("resolve {}", target()), e))?
             .next()
             .ok_or_else(|| Error::State(format!("{} has no address", target())))?;
-        let w = TcpStream::connect_timeout(&addr, cfg.timeout)
+        let tcp = TcpStream::connect_timeout(&addr, cfg.timeout)
             .map_err(|e| Error::io(format!("connect to {}", target()), e))?;
-        w.set_read_timeout(Some(cfg.timeout)).ok();
-        w.set_write_timeout(Some(cfg.timeout)).ok();
-        w.set_nodelay(true).ok();
-        let r = BufReader::with_capacity(
-            256 << 10,
-            w.try_clone()
-                .map_err(|e| Error::io(format!("connect to {}", target()), e))?,
-        );
+        tcp.set_read_timeout(Some(cfg.timeout)).ok();
+        tcp.set_write_timeout(Some(cfg.timeout)).ok();
+        tcp.set_nodelay(true).ok();
         let mut c = Conn {
-            w,
-            r,
+            io: BufReader::with_capacity(256 << 10, Stream::Plain(tcp)),
             inbox: format!("_INBOX.{}", nuid(22)),
             next: 0,
         };
@@ -431,11 +520,21 @@ impl Conn {
                 line.trim_end()
             )));
         }
-        if line.contains("\"tls_required\":true") {
-            return Err(Error::Invalid(format!(
-                "{} requires TLS, which this client does not carry",
-                target()
-            )));
+        let info = json::parse(line["INFO ".len()..].trim_end()).ok();
+        let flag = |k: &str| {
+            info.as_ref()
+                .and_then(|i| i.get(k))
+                .is_some_and(|v| matches!(v, Value::Bool(true)))
+        };
+        let tls = flag("tls_required") || cfg.tls;
+        if tls {
+            if !flag("tls_required") && !flag("tls_available") {
+                return Err(Error::Invalid(format!(
+                    "{} does not offer TLS, and the replica config asks for it",
+                    target()
+                )));
+            }
+            c = c.upgrade(cfg)?;
         }
         let mut connect = String::from(
             "{\"verbose\":false,\"pedantic\":false,\"headers\":true,\"no_responders\":true,\"lang\":\"rust\",\"version\":\"",
@@ -478,8 +577,17 @@ impl Conn {
         }
         connect.push('}');
         let sub = format!("SUB {}.* 1\r\n", c.inbox);
-        c.w.write_all(format!("CONNECT {connect}\r\nPING\r\n{sub}").as_bytes())
-            .map_err(|e| Error::io(format!("send CONNECT to {}", target()), e))?;
+        let w = c.io.get_mut();
+        w.write_all(format!("CONNECT {connect}\r\nPING\r\n{sub}").as_bytes())
+            .and_then(|_| w.flush())
+            .map_err(|e| {
+                let hint = if tls && e.to_string().contains("certificate") {
+                    " (is the server's CA in root-cas?)"
+                } else {
+                    ""
+                };
+                Error::io(format!("send CONNECT to {}{hint}", target()), e)
+            })?;
         loop {
             line.clear();
             c.read_line(&mut line)
@@ -513,8 +621,33 @@ impl Conn {
         }
     }
 
+    /// Starts TLS on the connection, right after the server's INFO.
+    fn upgrade(self, cfg: &NatsConfig) -> Result<Conn> {
+        if !self.io.buffer().is_empty() {
+            return Err(Error::State(format!(
+                "nats server {} sent more than INFO before TLS started",
+                cfg.addr
+            )));
+        }
+        let Stream::Plain(tcp) = self.io.into_inner() else {
+            return Err(Error::State("nats: TLS started twice".into()));
+        };
+        let name = rustls_pki_types::ServerName::try_from(host_of(&cfg.addr).to_string())
+            .map_err(|e| Error::Invalid(format!("nats tls: server name {}: {e}", cfg.addr)))?;
+        let session = rustls::ClientConnection::new(tls_config(cfg)?, name)
+            .map_err(|e| Error::Invalid(format!("nats tls: {e}")))?;
+        Ok(Conn {
+            io: BufReader::with_capacity(
+                256 << 10,
+                Stream::Tls(Box::new(rustls::StreamOwned::new(session, tcp))),
+            ),
+            inbox: self.inbox,
+            next: self.next,
+        })
+    }
+
     fn read_line(&mut self, line: &mut String) -> io::Result<()> {
-        let n = self.r.by_ref().take(64 << 10).read_line(line)?;
+        let n = self.io.by_ref().take(64 << 10).read_line(line)?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -549,7 +682,9 @@ impl Conn {
         }
         out.extend_from_slice(data);
         out.extend_from_slice(b"\r\n");
-        self.w.write_all(&out)?;
+        let w = self.io.get_mut();
+        w.write_all(&out)?;
+        w.flush()?;
         loop {
             let m = self.read_msg()?;
             if m.subject == reply {
@@ -573,7 +708,11 @@ impl Conn {
             let l = line.trim_end();
             let mut parts = l.split(' ');
             match parts.next() {
-                Some("PING") => self.w.write_all(b"PONG\r\n")?,
+                Some("PING") => {
+                    let w = self.io.get_mut();
+                    w.write_all(b"PONG\r\n")?;
+                    w.flush()?;
+                }
                 Some("PONG") | Some("+OK") | Some("INFO") | Some("") => {}
                 Some("-ERR") => {
                     return Err(Fail::Retry(Error::State(format!("nats server: {l}"))));
@@ -584,7 +723,7 @@ impl Conn {
                     };
                     let subject = subject.to_string();
                     let mut body = vec![0u8; total + 2];
-                    self.r.read_exact(&mut body)?;
+                    self.io.read_exact(&mut body)?;
                     body.truncate(total);
                     let status = if hdr > 0 {
                         parse_status(&body[..hdr])
