@@ -10,7 +10,9 @@
 //! account from the URL, `LITESTREAM_AZURE_ACCOUNT_NAME` or `AZURE_STORAGE_ACCOUNT`.
 //! A shared access signature ([`AbsConfig::sas_token`], `LITESTREAM_AZURE_SAS_TOKEN`)
 //! takes precedence over the key, as in Litestream: requests then carry the token in their
-//! query string and no `Authorization` header.
+//! query string and no `Authorization` header. With neither, requests carry a Microsoft
+//! Entra ID bearer token (a service principal, workload identity or managed identity, as
+//! Litestream's default Azure credential; see the `entra` module).
 
 use std::fs::File;
 use std::io::Read;
@@ -116,6 +118,8 @@ pub struct AbsClient {
     key: Vec<u8>,
     /// The SAS query string (no leading `?`), when one is used instead of the key.
     sas: Option<String>,
+    /// Entra ID tokens, when there is neither a key nor a SAS.
+    tokens: Option<super::entra::Tokens>,
     base: String,
     agent: ureq::Agent,
 }
@@ -293,21 +297,27 @@ impl AbsClient {
         if cfg.container.is_empty() {
             return Err(Error::Invalid("abs: container (bucket) required".into()));
         }
+        let mut tokens = None;
         let key = if sas.is_some() {
             Vec::new()
+        } else if cfg.account_key.trim().is_empty() {
+            let source =
+                super::entra::Source::from_env(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
+            log::debug!(
+                "abs: no account key or SAS token; using {}",
+                source.describe()
+            );
+            tokens = Some(super::entra::Tokens::new(source));
+            Vec::new()
         } else {
-            let key = base64_decode(cfg.account_key.trim()).ok_or_else(|| {
-                Error::Invalid(
-                    "abs: account key missing or not base64 (account-key or LITESTREAM_AZURE_ACCOUNT_KEY)"
-                        .into(),
-                )
-            })?;
-            if key.is_empty() {
-                return Err(Error::Invalid(
-                    "abs: account key or SAS token required (account-key, sas-token, LITESTREAM_AZURE_ACCOUNT_KEY or LITESTREAM_AZURE_SAS_TOKEN)".into(),
-                ));
-            }
-            key
+            base64_decode(cfg.account_key.trim())
+                .filter(|k| !k.is_empty())
+                .ok_or_else(|| {
+                    Error::Invalid(
+                        "abs: the account key is not base64 (account-key or LITESTREAM_AZURE_ACCOUNT_KEY)"
+                            .into(),
+                    )
+                })?
         };
         if cfg.block_size < (64 << 10) {
             cfg.block_size = 4 << 20;
@@ -324,6 +334,7 @@ impl AbsClient {
             cfg,
             key,
             sas,
+            tokens,
             base,
             agent,
         })
@@ -413,7 +424,9 @@ impl AbsClient {
         if matches!(method, "PUT" | "POST") {
             headers.push(("content-length".into(), len.to_string()));
         }
-        if self.sas.is_none() {
+        if let Some(t) = &self.tokens {
+            headers.push(("authorization".into(), format!("Bearer {}", t.token()?)));
+        } else if self.sas.is_none() {
             let to_sign = string_to_sign(method, &self.cfg.account_name, &path, query, &headers);
             headers.push((
                 "authorization".into(),
@@ -488,12 +501,17 @@ impl AbsClient {
             .map(|m| m.lines().next().unwrap_or("").to_string())
             .unwrap_or_default();
         if status == 403 {
-            message = match self.sas {
-                Some(_) => format!(
+            message = match (&self.sas, &self.tokens) {
+                (Some(_), _) => format!(
                     "{message} (account {:?} with a SAS token; check its permissions, services, resource types and expiry)",
                     self.cfg.account_name
                 ),
-                None => format!(
+                (None, Some(t)) => format!(
+                    "{message} (account {:?} as {}; give it a Storage Blob Data Contributor role on the container)",
+                    self.cfg.account_name,
+                    t.source().describe()
+                ),
+                (None, None) => format!(
                     "{message} (account {:?}; check the account key)",
                     self.cfg.account_name
                 ),
@@ -797,14 +815,82 @@ mod tests {
         }
         // A client needs a key or a SAS; the default endpoint is the account's.
         let mut c = AbsConfig::from_url("abs://acct@ctr/db").unwrap();
+        c.account_key = "not base64!".into();
+        assert!(AbsClient::new(c.clone()).is_err());
+        // Neither key nor SAS: Entra ID tokens (chosen now, fetched at the first request).
         c.account_key = String::new();
         c.sas_token = None;
-        assert!(AbsClient::new(c.clone()).is_err());
+        assert!(AbsClient::new(c.clone()).unwrap().tokens.is_some());
         c.sas_token = Some("?sv=2021-08-06&sig=x".into());
         let client = AbsClient::new(c).unwrap();
         assert_eq!(client.base, "https://acct.blob.core.windows.net");
         assert_eq!(client.sas.as_deref(), Some("sv=2021-08-06&sig=x"));
         assert_eq!(client.level_prefix(3), "db/ltx/3/");
+    }
+
+    /// Without key or SAS, requests carry the Entra ID token as a bearer; a refusal
+    /// names the identity and the role it needs.
+    #[test]
+    fn entra_id_bearer_on_blob_requests() {
+        use crate::client::http::stand_in::Server;
+        let s = Server::start(Box::new(|req| {
+            if req.line.starts_with("GET /imds") {
+                (
+                    "200 OK",
+                    r#"{"access_token":"tok-1","expires_in":"3600"}"#.into(),
+                )
+            } else if req.line.contains("prefix=denied") {
+                (
+                    "403 Forbidden",
+                    "<?xml version=\"1.0\"?><Error><Code>AuthorizationPermissionMismatch</Code><Message>This request is not authorized.</Message></Error>".into(),
+                )
+            } else {
+                (
+                    "200 OK",
+                    "<?xml version=\"1.0\"?><EnumerationResults><Blobs></Blobs><NextMarker/></EnumerationResults>".into(),
+                )
+            }
+        }));
+        let cfg = |path: &str| AbsConfig {
+            account_name: "acct".into(),
+            container: "ctr".into(),
+            path: path.into(),
+            endpoint: Some(format!("{}/acct", s.url)),
+            ..AbsConfig::default()
+        };
+        let with_tokens = |c: AbsConfig| {
+            let mut client = AbsClient::new(AbsConfig {
+                sas_token: Some("sv=x".into()),
+                ..c
+            })
+            .unwrap();
+            client.sas = None;
+            client.tokens = Some(super::super::entra::Tokens::new(
+                super::super::entra::Source::Imds {
+                    url: format!("{}/imds", s.url),
+                    client_id: None,
+                },
+            ));
+            client
+        };
+        let client = with_tokens(cfg("db"));
+        assert!(client.ltx_files(0, Txid::ZERO, false).unwrap().is_empty());
+        assert!(client.ltx_files(1, Txid::ZERO, false).unwrap().is_empty());
+        let blob_auth: Vec<String> = s
+            .requests()
+            .iter()
+            .filter(|r| r.line.contains("/acct/ctr"))
+            .map(|r| r.headers.get("authorization").cloned().unwrap_or_default())
+            .collect();
+        assert_eq!(blob_auth, ["Bearer tok-1", "Bearer tok-1"]);
+        let e = with_tokens(cfg("denied"))
+            .ltx_files(0, Txid::ZERO, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("managed identity") && e.contains("Storage Blob Data Contributor"),
+            "{e}"
+        );
     }
 
     #[test]

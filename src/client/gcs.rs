@@ -926,87 +926,56 @@ mod tests {
         assert!(e.contains("external_account"), "{e}");
     }
 
-    /// A local stand-in for Google's token endpoint and the storage API: checks what a
-    /// real one checks of the token request, answers a listing, records what it saw.
-    struct FakeGoogle {
-        addr: String,
-        seen: std::sync::Arc<Mutex<Vec<String>>>,
-    }
+    use crate::client::http::stand_in::{form_value, Server};
 
-    impl FakeGoogle {
-        fn start(check_token: impl Fn(&str) -> bool + Send + 'static) -> FakeGoogle {
-            use std::io::{BufRead, BufReader, Write};
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let addr = format!("http://{}", l.local_addr().unwrap());
-            let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
-            let log = seen.clone();
-            std::thread::spawn(move || {
-                for conn in l.incoming() {
-                    let Ok(mut conn) = conn else { return };
-                    let mut r = BufReader::new(conn.try_clone().unwrap());
-                    let mut line = String::new();
-                    r.read_line(&mut line).unwrap();
-                    let (mut len, mut auth) = (0usize, String::new());
-                    loop {
-                        let mut h = String::new();
-                        r.read_line(&mut h).unwrap();
-                        let h = h.trim_end();
-                        if h.is_empty() {
-                            break;
-                        }
-                        let (k, v) = h.split_once(':').unwrap();
-                        match k.to_ascii_lowercase().as_str() {
-                            "content-length" => len = v.trim().parse().unwrap(),
-                            "authorization" => auth = v.trim().to_string(),
-                            _ => {}
-                        }
-                    }
-                    let mut body = vec![0u8; len];
-                    r.read_exact(&mut body).unwrap();
-                    let body = String::from_utf8(body).unwrap();
-                    let (status, answer) = if line.starts_with("POST /token") {
-                        log.lock().unwrap().push(format!("token {body}"));
-                        if check_token(&body) {
-                            (
-                                "200 OK",
-                                r#"{"access_token":"tok-1","expires_in":3600,"token_type":"Bearer"}"#,
-                            )
-                        } else {
-                            ("400 Bad Request", r#"{"error":"invalid_grant"}"#)
-                        }
-                    } else {
-                        log.lock().unwrap().push(format!("storage {auth}"));
-                        ("200 OK", r#"{"kind":"storage#objects"}"#)
-                    };
-                    let _ = write!(
-                        conn,
-                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-                        answer.len()
-                    );
+    /// A local stand-in for Google's token endpoint (`POST /token`, answered with
+    /// `tok-1` when `check_token` accepts the form) and the storage API (an empty listing).
+    fn fake_google(check_token: impl Fn(&str) -> bool + Send + 'static) -> Server {
+        Server::start(Box::new(move |req| {
+            if req.line.starts_with("POST /token") {
+                if check_token(&req.body) {
+                    (
+                        "200 OK",
+                        r#"{"access_token":"tok-1","expires_in":3600,"token_type":"Bearer"}"#
+                            .into(),
+                    )
+                } else {
+                    ("400 Bad Request", r#"{"error":"invalid_grant"}"#.into())
                 }
-            });
-            FakeGoogle { addr, seen }
-        }
-
-        fn client(&self, auth: Auth) -> GcsClient {
-            GcsClient {
-                cfg: GcsConfig {
-                    bucket: "bkt".into(),
-                    path: "db".into(),
-                    page_size: 1000,
-                    ..GcsConfig::default()
-                },
-                base: self.addr.clone(),
-                agent: crate::client::http::agent(false),
-                auth,
-                token: Mutex::new(None),
+            } else {
+                ("200 OK", r#"{"kind":"storage#objects"}"#.into())
             }
+        }))
+    }
+
+    fn client_at(server: &Server, auth: Auth) -> GcsClient {
+        GcsClient {
+            cfg: GcsConfig {
+                bucket: "bkt".into(),
+                path: "db".into(),
+                page_size: 1000,
+                ..GcsConfig::default()
+            },
+            base: server.url.clone(),
+            agent: crate::client::http::agent(false),
+            auth,
+            token: Mutex::new(None),
         }
     }
 
-    fn form_value<'a>(form: &'a str, name: &str) -> Option<&'a str> {
-        form.split('&')
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+    /// (token requests, authorization headers of the storage requests) seen by `server`.
+    fn seen(server: &Server) -> (usize, Vec<String>) {
+        let all = server.requests();
+        let tokens = all
+            .iter()
+            .filter(|r| r.line.starts_with("POST /token"))
+            .count();
+        let storage = all
+            .iter()
+            .filter(|r| !r.line.starts_with("POST /token"))
+            .map(|r| r.headers.get("authorization").cloned().unwrap_or_default())
+            .collect();
+        (tokens, storage)
     }
 
     fn b64url_decode(s: &str) -> Vec<u8> {
@@ -1031,7 +1000,7 @@ mod tests {
         };
         let aud = std::sync::Arc::new(Mutex::new(String::new()));
         let want_aud = aud.clone();
-        let google = FakeGoogle::start(move |form| {
+        let google = fake_google(move |form| {
             let grant = form_value(form, "grant_type").unwrap_or_default();
             let Some(jwt) = form_value(form, "assertion") else {
                 return false;
@@ -1063,28 +1032,22 @@ mod tests {
                 && s("aud") == *want_aud.lock().unwrap()
                 && n("exp") == n("iat") + 3600
         });
-        let token_uri = format!("{}/token", google.addr);
+        let token_uri = format!("{}/token", google.url);
         *aud.lock().unwrap() = token_uri.clone();
-        let c = google.client(service_account(&token_uri));
+        let c = client_at(&google, service_account(&token_uri));
         assert!(c.ltx_files(0, Txid::ZERO, false).unwrap().is_empty());
         assert!(c.ltx_files(1, Txid::ZERO, false).unwrap().is_empty());
-        let seen = google.seen.lock().unwrap().clone();
-        let tokens = seen.iter().filter(|s| s.starts_with("token ")).count();
-        assert_eq!(tokens, 1, "one token for both listings: {seen:?}");
-        let storage: Vec<_> = seen.iter().filter(|s| s.starts_with("storage ")).collect();
-        assert_eq!(storage.len(), 2, "{seen:?}");
-        assert!(
-            storage.iter().all(|s| *s == "storage Bearer tok-1"),
-            "{seen:?}"
-        );
+        let (tokens, storage) = seen(&google);
+        assert_eq!(tokens, 1, "one token for both listings");
+        assert_eq!(storage, ["Bearer tok-1", "Bearer tok-1"]);
     }
 
     /// A rejected assertion (here: a key the endpoint does not know) is an error that
     /// names the token endpoint and what it answered.
     #[test]
     fn a_rejected_token_request_is_a_clear_error() {
-        let google = FakeGoogle::start(|_| false);
-        let c = google.client(service_account(&format!("{}/token", google.addr)));
+        let google = fake_google(|_| false);
+        let c = client_at(&google, service_account(&format!("{}/token", google.url)));
         let e = c.ltx_files(0, Txid::ZERO, false).unwrap_err().to_string();
         assert!(e.contains("/token") && e.contains("invalid_grant"), "{e}");
     }
@@ -1092,18 +1055,20 @@ mod tests {
     /// An `authorized_user` file: its refresh token is exchanged the same way.
     #[test]
     fn authorized_user_refresh_token_buys_a_bearer_token() {
-        let google = FakeGoogle::start(|form| {
+        let google = fake_google(|form| {
             form_value(form, "grant_type") == Some("refresh_token")
                 && form_value(form, "refresh_token") == Some("1%2F%2Frefresh")
                 && form_value(form, "client_id") == Some("cid")
         });
         let text = format!(
             r#"{{"type":"authorized_user","client_id":"cid","client_secret":"sec","refresh_token":"1//refresh","token_uri":"{}/token"}}"#,
-            google.addr
+            google.url
         );
-        let c = google.client(credentials(&text, std::path::Path::new("adc.json")).unwrap());
+        let c = client_at(
+            &google,
+            credentials(&text, std::path::Path::new("adc.json")).unwrap(),
+        );
         assert!(c.ltx_files(0, Txid::ZERO, false).unwrap().is_empty());
-        let seen = google.seen.lock().unwrap().clone();
-        assert!(seen.iter().any(|s| s == "storage Bearer tok-1"), "{seen:?}");
+        assert_eq!(seen(&google).1, ["Bearer tok-1"]);
     }
 }

@@ -42,6 +42,103 @@ pub(crate) fn backoff(attempt: u32) {
     std::thread::sleep(Duration::from_millis(delay / 2 + jitter(delay / 2)));
 }
 
+/// A stand-in HTTP server on 127.0.0.1 for the unit tests of token exchanges: each
+/// request (method + path, lower-cased headers, body) goes to a handler that returns the
+/// status line and a body; every request is also recorded.
+#[cfg(test)]
+pub(crate) mod stand_in {
+    use std::collections::HashMap;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::{Arc, Mutex};
+
+    /// One request as the stand-in saw it.
+    #[derive(Clone, Debug)]
+    pub(crate) struct Request {
+        /// `"POST /token?x=y"`: method and target.
+        pub line: String,
+        pub headers: HashMap<String, String>,
+        pub body: String,
+    }
+
+    pub(crate) struct Server {
+        /// `http://127.0.0.1:PORT`.
+        pub url: String,
+        pub seen: Arc<Mutex<Vec<Request>>>,
+    }
+
+    type Handler = dyn Fn(&Request) -> (&'static str, String) + Send + 'static;
+
+    impl Server {
+        /// Serves until the test process ends; answers `handler(request)` as JSON/XML text
+        /// with `connection: close`.
+        pub(crate) fn start(handler: Box<Handler>) -> Server {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let url = format!("http://{}", l.local_addr().unwrap());
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let log = seen.clone();
+            std::thread::spawn(move || {
+                for conn in l.incoming() {
+                    let Ok(mut conn) = conn else { return };
+                    let Ok(read_half) = conn.try_clone() else {
+                        continue;
+                    };
+                    let mut r = BufReader::new(read_half);
+                    let mut first = String::new();
+                    if r.read_line(&mut first).is_err() {
+                        continue;
+                    }
+                    let mut headers = HashMap::new();
+                    loop {
+                        let mut h = String::new();
+                        if r.read_line(&mut h).is_err() {
+                            break;
+                        }
+                        let h = h.trim_end();
+                        if h.is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+                        }
+                    }
+                    let len = headers
+                        .get("content-length")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0usize);
+                    let mut body = vec![0u8; len];
+                    if r.read_exact(&mut body).is_err() {
+                        continue;
+                    }
+                    let req = Request {
+                        line: first.trim_end().trim_end_matches(" HTTP/1.1").to_string(),
+                        headers,
+                        body: String::from_utf8_lossy(&body).into_owned(),
+                    };
+                    let (status, answer) = handler(&req);
+                    log.lock().unwrap().push(req);
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                }
+            });
+            Server { url, seen }
+        }
+
+        /// The requests seen so far.
+        pub(crate) fn requests(&self) -> Vec<Request> {
+            self.seen.lock().unwrap().clone()
+        }
+    }
+
+    /// The value of `name` in a form or query string (still percent-encoded).
+    pub(crate) fn form_value<'a>(form: &'a str, name: &str) -> Option<&'a str> {
+        form.split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -5,6 +5,7 @@
 //! is no manifest. [`from_url`] builds a client from a replica URL.
 
 mod abs;
+mod entra;
 mod file;
 mod gcs;
 mod http;
