@@ -19,5 +19,8 @@ source .cache/peers/env
 # loopback and never use instance metadata.
 unset AWS_CA_BUNDLE
 export AWS_EC2_METADATA_DISABLED=true GCE_METADATA_HOST=127.0.0.1:9
+# An Azure client without key or SAS would ask a managed-identity endpoint: keep even an
+# accidental one on loopback (a closed port) instead of the instance metadata service.
+export IDENTITY_ENDPOINT=http://127.0.0.1:9/msi IDENTITY_HEADER=none
 
 cargo test --all-features "$@"
