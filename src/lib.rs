@@ -20,6 +20,7 @@
 //! println!("restored to transaction {}", report.txid);
 //! # Ok::<(), litestream::Error>(())
 //! ```
+#![warn(missing_docs)]
 
 pub mod client;
 mod compaction;

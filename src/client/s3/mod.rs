@@ -1,5 +1,5 @@
 //! The `s3` backend (also `oss://` and `gs://` through their S3-compatible APIs): plain
-//! HTTP requests over `ureq`, signed by the hand-written SigV4 signer in [`sigv4`].
+//! HTTP requests over `ureq`, signed by the hand-written SigV4 signer in its `sigv4` module.
 //!
 //! Object keys are exactly Litestream's: `<path>/<%04x level>/<min>-<max>.ltx` for S3 and
 //! OSS, `<path>/ltx/<level>/<min>-<max>.ltx` for GCS, with the header timestamp in the
