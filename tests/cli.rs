@@ -490,3 +490,97 @@ fn replicate_once_with_a_relative_path() {
         &want,
     );
 }
+
+/// `reset` removes a database's local LTX files (`-dry-run` only lists them) and leaves
+/// the database alone; the next `replicate` starts over with a snapshot numbered after
+/// what the replica holds, and the replica still restores equal, with ours and the
+/// official binary.
+#[test]
+fn reset_clears_local_state_and_replication_resumes() {
+    let dir = TempDir::new("cli-reset");
+    let db = dir.join("app.db");
+    let rep = format!("file://{}", dir.join("rep").display());
+    let mut conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch("PRAGMA journal_mode=wal").unwrap();
+    create_schema(&conn);
+    let mut rng = Rng::new(11);
+    let once = |conn: &rusqlite::Connection| {
+        let (ok, _, err) = run(Command::new(our_bin())
+            .args(["replicate", "-once"])
+            .arg(&db)
+            .arg(&rep)
+            .env_remove("LITESTREAM_CONFIG"));
+        assert!(ok, "replicate -once failed: {err}");
+        dump_conn(conn)
+    };
+    for step in 0..20 {
+        workload_step(&mut conn, &mut rng, step);
+    }
+    once(&conn);
+    let l0 = dir.join(".app.db-litestream/ltx/0");
+    let before: Vec<_> = std::fs::read_dir(&l0).unwrap().collect();
+    assert!(!before.is_empty());
+    let reset = |extra: &[&str]| {
+        let (ok, out, err) = run(Command::new(our_bin())
+            .arg("reset")
+            .args(extra)
+            .arg(&db)
+            .env_remove("LITESTREAM_CONFIG"));
+        assert!(ok, "reset failed: {err}");
+        out
+    };
+    let db_bytes = std::fs::read(&db).unwrap();
+    let out = reset(&["-dry-run"]);
+    assert!(out.contains("would remove"), "{out}");
+    assert!(out.contains(".ltx"), "the files are listed: {out}");
+    assert_eq!(std::fs::read_dir(&l0).unwrap().count(), before.len());
+    let out = reset(&[]);
+    assert!(
+        out.contains(&format!("removed {} local LTX files", before.len())),
+        "{out}"
+    );
+    assert!(!l0.exists());
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        db_bytes,
+        "reset touched the database"
+    );
+    let remote_before = FileClient::new(dir.join("rep"))
+        .ltx_files(0, Txid::ZERO, false)
+        .unwrap();
+
+    for step in 20..40 {
+        workload_step(&mut conn, &mut rng, step);
+    }
+    let want = once(&conn);
+    let remote = FileClient::new(dir.join("rep"))
+        .ltx_files(0, Txid::ZERO, false)
+        .unwrap();
+    let last_before = remote_before.last().unwrap().max_txid;
+    assert!(
+        remote.last().unwrap().max_txid > last_before,
+        "replication continued after TXID {last_before}"
+    );
+    restored_equals(
+        &FileClient::new(dir.join("rep")),
+        &dir.join("out.db"),
+        &want,
+    );
+    if let Some(bin) = official_bin() {
+        let theirs = dir.join("official.db");
+        official_restore(&bin, &rep, &theirs, &[]);
+        assert_eq!(dump(&theirs), want);
+    }
+    // A database the given config does not list is an error, not a guess.
+    let cfg = dir.join("litestream.yml");
+    std::fs::write(
+        &cfg,
+        "dbs:\n  - path: /elsewhere.db\n    replica:\n      url: file:///tmp/x\n",
+    )
+    .unwrap();
+    let (ok, _, err) = run(Command::new(our_bin())
+        .args(["reset", "-config"])
+        .arg(&cfg)
+        .arg(&db));
+    assert!(!ok && err.contains("not found in config"), "{err}");
+}
