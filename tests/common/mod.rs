@@ -52,16 +52,16 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
-/// An environment variable the harness (`scripts/test.sh`) provides. Outside CI a missing
+/// An environment variable the harness (`.ci/test.sh`) provides. Outside CI a missing
 /// one skips the test (returns None); in CI it fails it.
 pub fn peer_env(name: &str) -> Option<String> {
     match std::env::var(name) {
         Ok(v) if !v.is_empty() => Some(v),
         _ => {
             if in_ci() {
-                panic!("{name} is not set: run the tests through scripts/test.sh, which installs and starts the peers");
+                panic!("{name} is not set: run the tests through .ci/test.sh, which installs and starts the peers");
             }
-            eprintln!("SKIP: {name} not set (run scripts/test.sh for the full suite)");
+            eprintln!("SKIP: {name} not set (run .ci/test.sh for the full suite)");
             None
         }
     }

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs, starts and stops the real servers the tests talk to, all on 127.0.0.1.
 #
-#   scripts/peers.sh install [peer...]   idempotent; caches under .cache/peers
-#   scripts/peers.sh start [peer...]     starts peers, writes .cache/peers/env
-#   scripts/peers.sh stop [peer...]      stops peers
-#   scripts/peers.sh env                 prints the env file
+#   .ci/peers.sh install [peer...]   idempotent; caches under .cache/peers
+#   .ci/peers.sh start [peer...]     starts peers, writes .cache/peers/env
+#   .ci/peers.sh stop [peer...]      stops peers
+#   .ci/peers.sh env                 prints the env file
 #
 # Peers: litestream (the official binary; no server), weed (SeaweedFS S3 with signature auth),
 #        gcs (fake-gcs-server: the GCS JSON API, no auth),
@@ -44,7 +44,7 @@ apt_install() {
 install_venv() {
   mkdir -p "$PEERS"
   [ -x "$VENV/bin/python" ] || { log "creating venv $VENV"; python3 -m venv "$VENV"; }
-  local req=$REPO/scripts/requirements-peers.txt
+  local req=$REPO/.ci/requirements-peers.txt
   local hash; hash=$(sha256sum "$req" | cut -c1-16)
   if [ "$(cat "$VENV/.req-hash" 2>/dev/null)" != "$hash" ]; then
     log "pip: installing $(grep -vc '^#' "$req") pinned packages"
@@ -116,7 +116,7 @@ cmd_install() {
 # would answer for ours, with other data or keys).
 port_free() {
   if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-    die "port $1 is in use (a server from another run?): stop it first (scripts/peers.sh stop, or kill its process)"
+    die "port $1 is in use (a server from another run?): stop it first (.ci/peers.sh stop, or kill its process)"
   fi
 }
 
@@ -157,7 +157,7 @@ export LITESTREAM_TEST_S3_ACCESS_KEY=$S3_AK
 export LITESTREAM_TEST_S3_SECRET_KEY=$S3_SK
 export LITESTREAM_TEST_S3_REGION=us-east-1
 export LITESTREAM_TEST_S3_PIDFILE=$RUN/weed.pid
-export LITESTREAM_TEST_S3_RESTART="$REPO/scripts/peers.sh restart weed"
+export LITESTREAM_TEST_S3_RESTART="$REPO/.ci/peers.sh restart weed"
 ENV
   log "weed: S3 on http://127.0.0.1:28333 (pid $(cat "$RUN/weed.pid"))"
 }
@@ -318,7 +318,7 @@ export LITESTREAM_TEST_NATS_PASS=lspass
 export LITESTREAM_TEST_NATS_SEED=SUACSSL3UAHUDXKFSNVUZRF5UHPMWZ6BFDTJ7M6USDXIEDNPPQYYYCU3VY
 export LITESTREAM_TEST_NATS_CA=$t/ca.pem
 export LITESTREAM_TEST_NATS_PIDFILE=$RUN/nats.pid
-export LITESTREAM_TEST_NATS_RESTART="$REPO/scripts/peers.sh restart nats"
+export LITESTREAM_TEST_NATS_RESTART="$REPO/.ci/peers.sh restart nats"
 ENV
   log "nats: nats-server -js on 127.0.0.1:24222 (pid $(cat "$RUN/nats.pid"))"
 }

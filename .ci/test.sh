@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command: installs what the tests need (cached under .cache/),
 # starts the test servers on 127.0.0.1, runs the whole test suite, stops the servers.
-# Extra arguments go to `cargo test` (e.g. scripts/test.sh --test replicate).
+# Extra arguments go to `cargo test` (e.g. .ci/test.sh --test replicate).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -10,9 +10,9 @@ PEERS_NEEDED=(litestream weed gcs sftp webdav azurite nats)
 command -v cargo >/dev/null || { echo "cargo is required (install a Rust toolchain)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
 
-scripts/peers.sh install "${PEERS_NEEDED[@]}"
-trap 'scripts/peers.sh stop "${PEERS_NEEDED[@]}" >/dev/null 2>&1 || true' EXIT
-scripts/peers.sh start "${PEERS_NEEDED[@]}"
+.ci/peers.sh install "${PEERS_NEEDED[@]}"
+trap '.ci/peers.sh stop "${PEERS_NEEDED[@]}" >/dev/null 2>&1 || true' EXIT
+.ci/peers.sh start "${PEERS_NEEDED[@]}"
 # shellcheck disable=SC1091
 source .cache/peers/env
 # The official binary's S3 client fails when AWS_CA_BUNDLE is set; tests never leave
