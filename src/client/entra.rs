@@ -11,13 +11,10 @@
 //!    user-assigned identity is chosen with `AZURE_CLIENT_ID`.
 //!
 //! `AZURE_AUTHORITY_HOST` replaces `https://login.microsoftonline.com` (sovereign clouds).
-//! Tokens are cached until five minutes before they expire.
+//! Tokens are cached until five minutes before they expire ([`TokenCache`]).
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
-
+use crate::client::http::{TokenCache, TokenRequest};
 use crate::client::s3::sigv4::uri_encode;
-use crate::json::{self, Value};
 use crate::{Error, Result};
 
 const SCOPE: &str = "https://storage.azure.com/.default";
@@ -115,11 +112,11 @@ impl Source {
     }
 }
 
-/// Access tokens from one [`Source`], cached.
+/// Access tokens from one [`Source`], cached until five minutes before they expire.
 pub(crate) struct Tokens {
     source: Source,
     agent: ureq::Agent,
-    cache: Mutex<Option<(String, Instant)>>,
+    cache: TokenCache,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -135,7 +132,7 @@ impl Tokens {
         Tokens {
             source,
             agent: crate::client::http::agent(false),
-            cache: Mutex::new(None),
+            cache: TokenCache::new(300, 30),
         }
     }
 
@@ -145,31 +142,34 @@ impl Tokens {
 
     /// A valid access token for Azure Storage.
     pub(crate) fn token(&self) -> Result<String> {
-        let mut g = self
-            .cache
-            .lock()
-            .map_err(|_| Error::State("abs token lock poisoned".into()))?;
-        if let Some((t, until)) = g.as_ref() {
-            if Instant::now() < *until {
-                return Ok(t.clone());
+        self.cache
+            .get(&self.agent, "abs", &self.source.describe(), || {
+                self.request()
+            })
+    }
+
+    /// The token request of the source.
+    fn request(&self) -> Result<TokenRequest> {
+        let with_client_id = |mut url: String, client_id: &Option<String>| {
+            if let Some(id) = client_id {
+                url.push_str(&format!("&client_id={}", uri_encode(id, false)));
             }
-        }
-        let (url, form, headers): (String, Option<String>, Vec<(&str, String)>) = match &self.source
-        {
+            url
+        };
+        Ok(match &self.source {
             Source::ClientSecret {
                 token_url,
                 client_id,
                 secret,
-            } => (
-                token_url.clone(),
-                Some(format!(
+            } => TokenRequest::Form {
+                url: token_url.clone(),
+                body: format!(
                     "grant_type=client_credentials&client_id={}&client_secret={}&scope={}",
                     uri_encode(client_id, false),
                     uri_encode(&secret.0, false),
                     uri_encode(SCOPE, false)
-                )),
-                Vec::new(),
-            ),
+                ),
+            },
             Source::Workload {
                 token_url,
                 client_id,
@@ -178,11 +178,11 @@ impl Tokens {
                 let assertion = std::fs::read_to_string(token_file).map_err(|e| {
                     Error::io(format!("read AZURE_FEDERATED_TOKEN_FILE {token_file}"), e)
                 })?;
-                (
-                    token_url.clone(),
-                    Some(format!(
+                TokenRequest::Form {
+                    url: token_url.clone(),
+                    body: format!(
                         "grant_type=client_credentials&client_id={}&scope={}\
-                             &client_assertion_type={}&client_assertion={}",
+                         &client_assertion_type={}&client_assertion={}",
                         uri_encode(client_id, false),
                         uri_encode(SCOPE, false),
                         uri_encode(
@@ -190,89 +190,34 @@ impl Tokens {
                             false
                         ),
                         uri_encode(assertion.trim(), false)
-                    )),
-                    Vec::new(),
-                )
+                    ),
+                }
             }
             Source::AppService {
                 endpoint,
                 header,
                 client_id,
-            } => {
-                let mut url = format!(
-                    "{endpoint}?api-version=2019-08-01&resource={}",
-                    uri_encode(RESOURCE, false)
-                );
-                if let Some(id) = client_id {
-                    url.push_str(&format!("&client_id={}", uri_encode(id, false)));
-                }
-                (url, None, vec![("x-identity-header", header.0.clone())])
-            }
-            Source::Imds { url, client_id } => {
-                let mut url = format!(
-                    "{url}?api-version=2018-02-01&resource={}",
-                    uri_encode(RESOURCE, false)
-                );
-                if let Some(id) = client_id {
-                    url.push_str(&format!("&client_id={}", uri_encode(id, false)));
-                }
-                (url, None, vec![("metadata", "true".into())])
-            }
-        };
-        let shown = url.split('?').next().unwrap_or(&url).to_string();
-        let fail = |status: Option<u16>, m: String| Error::Backend {
-            backend: "abs",
-            op: "token",
-            target: shown.clone(),
-            status,
-            code: String::new(),
-            message: format!("{}: {m}", self.source.describe()),
-        };
-        let result = match &form {
-            Some(f) => self
-                .agent
-                .post(&url)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .send(f.as_bytes()),
-            None => {
-                let mut req = self.agent.get(&url);
-                for (k, v) in &headers {
-                    req = req.header(*k, v.as_str());
-                }
-                req.call()
-            }
-        };
-        let mut resp = result.map_err(|e| fail(None, format!("no access token: {e}")))?;
-        let status = resp.status().as_u16();
-        let text = resp
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| fail(None, format!("reading the token failed: {e}")))?;
-        if status != 200 {
-            return Err(fail(
-                Some(status),
-                format!(
-                    "no access token: {}",
-                    text.chars().take(300).collect::<String>()
+            } => TokenRequest::Get {
+                url: with_client_id(
+                    format!(
+                        "{endpoint}?api-version=2019-08-01&resource={}",
+                        uri_encode(RESOURCE, false)
+                    ),
+                    client_id,
                 ),
-            ));
-        }
-        let doc = json::parse(&text).map_err(|e| fail(None, format!("token answer: {e}")))?;
-        let token = doc
-            .get("access_token")
-            .and_then(Value::as_str)
-            .ok_or_else(|| fail(None, "token answer has no access_token".into()))?
-            .to_string();
-        // expires_in is a number from Entra ID and a string from managed identity.
-        let secs = doc
-            .get("expires_in")
-            .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
-            .unwrap_or(300);
-        *g = Some((
-            token.clone(),
-            Instant::now() + Duration::from_secs(secs.saturating_sub(300).max(30)),
-        ));
-        Ok(token)
+                headers: vec![("x-identity-header", header.0.clone())],
+            },
+            Source::Imds { url, client_id } => TokenRequest::Get {
+                url: with_client_id(
+                    format!(
+                        "{url}?api-version=2018-02-01&resource={}",
+                        uri_encode(RESOURCE, false)
+                    ),
+                    client_id,
+                ),
+                headers: vec![("metadata", "true".into())],
+            },
+        })
     }
 }
 

@@ -15,8 +15,7 @@
 
 use std::fs::File;
 use std::io::{Cursor, Read};
-use std::sync::Mutex;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use super::{read_header, FileInfo, ReadAt, ReplicaClient};
 use crate::client::s3::sigv4::uri_encode;
@@ -24,7 +23,7 @@ use crate::json::{self, Value};
 use crate::ltx::{self, Txid};
 use crate::{Error, Result};
 
-use crate::client::http::MAX_ATTEMPTS;
+use crate::client::http::{TokenCache, TokenRequest, MAX_ATTEMPTS};
 const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
 
 /// Where a `gs://` replica lives and how to reach it.
@@ -181,7 +180,7 @@ pub struct GcsClient {
     base: String,
     agent: ureq::Agent,
     auth: Auth,
-    token: Mutex<Option<(String, Instant)>>,
+    token: TokenCache,
 }
 
 impl std::fmt::Debug for GcsClient {
@@ -304,7 +303,7 @@ impl GcsClient {
             base,
             agent,
             auth,
-            token: Mutex::new(None),
+            token: TokenCache::new(60, 10),
         })
     }
 
@@ -362,22 +361,20 @@ impl GcsClient {
     /// An access token for the Authorization header, cached until shortly before expiry.
     fn bearer(&self) -> Result<Option<String>> {
         match &self.auth {
-            Auth::None => return Ok(None),
-            Auth::Static(t) => return Ok(Some(t.clone())),
-            _ => {}
+            Auth::None => Ok(None),
+            Auth::Static(t) => Ok(Some(t.clone())),
+            _ => self
+                .token
+                .get(&self.agent, "gs", &self.auth_name(), || {
+                    self.token_request()
+                })
+                .map(Some),
         }
-        let mut g = self
-            .token
-            .lock()
-            .map_err(|_| Error::State("gs token lock poisoned".into()))?;
-        if let Some((t, until)) = g.as_ref() {
-            if Instant::now() < *until {
-                return Ok(Some(t.clone()));
-            }
-        }
-        let form_header = vec![("content-type", "application/x-www-form-urlencoded")];
-        let (url, form, headers): (String, Option<String>, Vec<(&str, &str)>) = match &self.auth {
-            Auth::None | Auth::Static(_) => return Ok(None),
+    }
+
+    /// How the credentials ask for a new access token.
+    fn token_request(&self) -> Result<TokenRequest> {
+        Ok(match &self.auth {
             Auth::ServiceAccount {
                 email,
                 key_id,
@@ -389,87 +386,47 @@ impl GcsClient {
                     .map(|d| d.as_secs())
                     .unwrap_or_default();
                 let jwt = service_account_assertion(email, key_id, key, token_uri, now)?;
-                (
-                    token_uri.clone(),
-                    Some(format!(
+                TokenRequest::Form {
+                    url: token_uri.clone(),
+                    body: format!(
                         "grant_type={}&assertion={jwt}",
                         uri_encode("urn:ietf:params:oauth:grant-type:jwt-bearer", false)
-                    )),
-                    form_header,
-                )
+                    ),
+                }
             }
             Auth::Refresh {
                 client_id,
                 client_secret,
                 refresh_token,
                 token_uri,
-            } => (
-                token_uri.clone(),
-                Some(format!(
+            } => TokenRequest::Form {
+                url: token_uri.clone(),
+                body: format!(
                     "grant_type=refresh_token&client_id={}&client_secret={}&refresh_token={}",
                     uri_encode(client_id, false),
                     uri_encode(client_secret, false),
                     uri_encode(refresh_token, false)
-                )),
-                form_header,
-            ),
-            Auth::Metadata(u) => (u.clone(), None, vec![("metadata-flavor", "Google")]),
-        };
-        let fail = |m: String| Error::Backend {
-            backend: "gs",
-            op: "token",
-            target: url.clone(),
-            status: None,
-            code: String::new(),
-            message: m,
-        };
-        let result = match &form {
-            Some(f) => {
-                let mut req = self.agent.post(&url);
-                for (k, v) in &headers {
-                    req = req.header(*k, *v);
-                }
-                req.send(f.as_bytes())
-            }
-            None => {
-                let mut req = self.agent.get(&url);
-                for (k, v) in &headers {
-                    req = req.header(*k, *v);
-                }
-                req.call()
-            }
-        };
-        let mut resp = result.map_err(|e| fail(format!("no access token: {e}")))?;
-        let status = resp.status().as_u16();
-        let text = resp
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| fail(format!("reading the token failed: {e}")))?;
-        if status != 200 {
-            return Err(Error::Backend {
-                backend: "gs",
-                op: "token",
-                target: url.clone(),
-                status: Some(status),
-                code: String::new(),
-                message: format!(
-                    "no access token: {}",
-                    text.chars().take(300).collect::<String>()
                 ),
-            });
+            },
+            Auth::Metadata(u) => TokenRequest::Get {
+                url: u.clone(),
+                headers: vec![("metadata-flavor", "Google".into())],
+            },
+            Auth::None | Auth::Static(_) => {
+                return Err(Error::State("gs: these credentials need no token".into()))
+            }
+        })
+    }
+
+    /// Names the credentials in errors (never a secret).
+    fn auth_name(&self) -> String {
+        match &self.auth {
+            Auth::None => "none (emulator)".to_string(),
+            Auth::Static(_) => "an access token".to_string(),
+            Auth::Refresh { client_id, .. } => format!("authorized_user {client_id}"),
+            Auth::ServiceAccount { email, .. } => format!("service account {email}"),
+            Auth::Metadata(u) => format!("metadata server {u}"),
         }
-        let doc = json::parse(&text).map_err(|e| fail(format!("token answer: {e}")))?;
-        let token = doc
-            .get("access_token")
-            .and_then(Value::as_str)
-            .ok_or_else(|| fail("token answer has no access_token".into()))?
-            .to_string();
-        let secs = doc.get("expires_in").and_then(Value::as_u64).unwrap_or(300);
-        *g = Some((
-            token.clone(),
-            Instant::now() + Duration::from_secs(secs.saturating_sub(60).max(10)),
-        ));
-        Ok(Some(token))
     }
 
     /// Sends a request with retries on transient failures; the whole answer is read.
@@ -583,16 +540,7 @@ impl GcsClient {
             .unwrap_or_default()
             .to_string();
         let message = match status {
-            401 | 403 => format!(
-                "{message} (credentials: {})",
-                match &self.auth {
-                    Auth::None => "none (emulator)".to_string(),
-                    Auth::Static(_) => "an access token".to_string(),
-                    Auth::Refresh { client_id, .. } => format!("authorized_user {client_id}"),
-                    Auth::ServiceAccount { email, .. } => format!("service account {email}"),
-                    Auth::Metadata(u) => format!("metadata server {u}"),
-                }
-            ),
+            401 | 403 => format!("{message} (credentials: {})", self.auth_name()),
             _ => message,
         };
         Err(Error::Backend {
@@ -959,7 +907,7 @@ mod tests {
             base: server.url.clone(),
             agent: crate::client::http::agent(false),
             auth,
-            token: Mutex::new(None),
+            token: TokenCache::new(60, 10),
         }
     }
 
@@ -998,7 +946,7 @@ mod tests {
                 .as_ref()
                 .to_vec()
         };
-        let aud = std::sync::Arc::new(Mutex::new(String::new()));
+        let aud = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let want_aud = aud.clone();
         let google = fake_google(move |form| {
             let grant = form_value(form, "grant_type").unwrap_or_default();

@@ -1,6 +1,11 @@
-//! What the HTTP backends share: one way to build a `ureq` agent and one retry pause.
+//! What the HTTP backends share: one way to build a `ureq` agent, one retry pause, and
+//! one cache of OAuth access tokens.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::json::{self, Value};
+use crate::{Error, Result};
 
 /// Attempts per request before a transient failure is reported.
 pub(crate) const MAX_ATTEMPTS: u32 = 10;
@@ -24,6 +29,104 @@ pub(crate) fn agent(skip_verify: bool) -> ureq::Agent {
         .tls_config(tls.build())
         .build()
         .into()
+}
+
+/// How to ask for an OAuth access token.
+pub(crate) enum TokenRequest {
+    /// A form POST to a token endpoint (refresh token, JWT assertion, client secret).
+    Form { url: String, body: String },
+    /// A GET with headers (a metadata or managed-identity service).
+    Get {
+        url: String,
+        headers: Vec<(&'static str, String)>,
+    },
+}
+
+/// Access tokens, cached until `margin` seconds before they expire (at least `floor`).
+pub(crate) struct TokenCache {
+    cached: Mutex<Option<(String, Instant)>>,
+    margin: u64,
+    floor: u64,
+}
+
+impl TokenCache {
+    pub(crate) fn new(margin: u64, floor: u64) -> TokenCache {
+        TokenCache {
+            cached: Mutex::new(None),
+            margin,
+            floor,
+        }
+    }
+
+    /// The cached token, else a new one asked for with `request` through `agent`. Errors
+    /// name `backend`, the endpoint (without its query) and `who` asked.
+    pub(crate) fn get(
+        &self,
+        agent: &ureq::Agent,
+        backend: &'static str,
+        who: &str,
+        request: impl FnOnce() -> Result<TokenRequest>,
+    ) -> Result<String> {
+        let mut g = self
+            .cached
+            .lock()
+            .map_err(|_| Error::State(format!("{backend} token lock poisoned")))?;
+        if let Some((t, until)) = g.as_ref() {
+            if Instant::now() < *until {
+                return Ok(t.clone());
+            }
+        }
+        let req = request()?;
+        let url = match &req {
+            TokenRequest::Form { url, .. } | TokenRequest::Get { url, .. } => url.clone(),
+        };
+        let endpoint = url.split('?').next().unwrap_or(&url).to_string();
+        let fail = |status: Option<u16>, m: String| Error::Backend {
+            backend,
+            op: "token",
+            target: endpoint.clone(),
+            status,
+            code: String::new(),
+            message: format!("{who}: {m}"),
+        };
+        let result = match &req {
+            TokenRequest::Form { body, .. } => agent
+                .post(&url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .send(body.as_bytes()),
+            TokenRequest::Get { headers, .. } => {
+                let mut r = agent.get(&url);
+                for (k, v) in headers {
+                    r = r.header(*k, v.as_str());
+                }
+                r.call()
+            }
+        };
+        let mut resp = result.map_err(|e| fail(None, format!("no access token: {e}")))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| fail(None, format!("reading the token failed: {e}")))?;
+        if status != 200 {
+            let answer: String = text.chars().take(300).collect();
+            return Err(fail(Some(status), format!("no access token: {answer}")));
+        }
+        let doc = json::parse(&text).map_err(|e| fail(None, format!("token answer: {e}")))?;
+        let token = doc
+            .get("access_token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| fail(None, "token answer has no access_token".into()))?
+            .to_string();
+        // A number from OAuth endpoints, a string from some managed-identity services.
+        let secs = doc
+            .get("expires_in")
+            .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+            .unwrap_or(300);
+        let life = secs.saturating_sub(self.margin).max(self.floor);
+        *g = Some((token.clone(), Instant::now() + Duration::from_secs(life)));
+        Ok(token)
+    }
 }
 
 /// A pseudo-random number below `max` (from the clock; for jitter and boundaries only).
