@@ -18,6 +18,7 @@ use std::io::{Cursor, Read};
 use std::time::UNIX_EPOCH;
 
 use super::{read_header, FileInfo, ReadAt, ReplicaClient};
+use crate::client::s3::digest::base64url;
 use crate::client::s3::sigv4::uri_encode;
 use crate::json::{self, Value};
 use crate::ltx::{self, Txid};
@@ -121,14 +122,6 @@ fn pem_private_key(pem: &str) -> Option<Vec<u8>> {
     crate::client::s3::digest::base64_decode(&body).filter(|d| !d.is_empty())
 }
 
-/// Base64 with the URL alphabet and no padding (JWT's encoding).
-fn base64url_nopad(data: &[u8]) -> String {
-    crate::client::s3::digest::base64(data)
-        .trim_end_matches('=')
-        .replace('+', "-")
-        .replace('/', "_")
-}
-
 /// Signs `msg` with RSASSA-PKCS1-v1_5 and SHA-256 (JWT's RS256).
 fn rs256(key: &PrivateKey, msg: &[u8]) -> Result<Vec<u8>> {
     use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
@@ -167,11 +160,11 @@ fn service_account_assertion(
     );
     let signing_input = format!(
         "{}.{}",
-        base64url_nopad(header.as_bytes()),
-        base64url_nopad(claims.as_bytes())
+        base64url(header.as_bytes(), false),
+        base64url(claims.as_bytes(), false)
     );
     let sig = rs256(key, signing_input.as_bytes())?;
-    Ok(format!("{signing_input}.{}", base64url_nopad(&sig)))
+    Ok(format!("{signing_input}.{}", base64url(&sig, false)))
 }
 
 /// A replica in a Google Cloud Storage bucket (JSON API).

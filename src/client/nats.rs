@@ -27,7 +27,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use super::s3::digest::{base64, base64_decode};
+use super::s3::digest::{base64_decode, base64url};
 use super::{FileInfo, ReadAt, ReplicaClient};
 use crate::json::{self, quote, Value};
 use crate::ltx::{self, Txid};
@@ -267,10 +267,7 @@ pub(crate) mod nkey {
 
         /// Ed25519 signature of `msg`, base64url without padding (what `CONNECT` wants).
         pub(crate) fn sign(&self, msg: &[u8]) -> String {
-            crate::client::s3::digest::base64(self.pair.sign(msg).as_ref())
-                .trim_end_matches('=')
-                .replace('+', "-")
-                .replace('/', "_")
+            crate::client::s3::digest::base64url(self.pair.sign(msg).as_ref(), false)
         }
     }
 
@@ -486,11 +483,6 @@ fn nuid(n: usize) -> String {
     out
 }
 
-/// Base64 with the URL alphabet and padding (Go's `base64.URLEncoding`).
-fn base64url(data: &[u8]) -> String {
-    base64(data).replace('+', "-").replace('/', "_")
-}
-
 impl Conn {
     fn connect(cfg: &NatsConfig) -> Result<Conn> {
         let target = || format!("nats server {}", cfg.addr);
@@ -550,10 +542,18 @@ impl Conn {
         if let Some(t) = &cfg.token {
             connect.push_str(&format!(",\"auth_token\":{}", quote(t)));
         }
-        if let Some(seed) = &cfg.seed {
-            let kp =
-                nkey::KeyPair::from_seed(seed).map_err(|e| Error::Invalid(format!("nats: {e}")))?;
-            let info = json::parse(line["INFO ".len()..].trim_end()).ok();
+        let nkey = match (&cfg.seed, &cfg.jwt) {
+            (Some(seed), _) => Some(
+                nkey::KeyPair::from_seed(seed).map_err(|e| Error::Invalid(format!("nats: {e}")))?,
+            ),
+            (None, Some(_)) => {
+                return Err(Error::Invalid(
+                    "nats: a user JWT needs its seed (`seed`, or a `creds` file)".into(),
+                ))
+            }
+            (None, None) => None,
+        };
+        if let Some(kp) = &nkey {
             let nonce = info
                 .as_ref()
                 .and_then(|i| i.get("nonce"))
@@ -570,10 +570,6 @@ impl Conn {
                 None => connect.push_str(&format!(",\"nkey\":{}", quote(&kp.public_key()))),
             }
             connect.push_str(&format!(",\"sig\":{}", quote(&sig)));
-        } else if cfg.jwt.is_some() {
-            return Err(Error::Invalid(
-                "nats: a user JWT needs its seed (`seed`, or a `creds` file)".into(),
-            ));
         }
         connect.push('}');
         let sub = format!("SUB {}.* 1\r\n", c.inbox);
@@ -597,13 +593,10 @@ impl Conn {
                 return Ok(c);
             }
             if let Some(err) = l.strip_prefix("-ERR ") {
-                let who = match (&cfg.username, &cfg.jwt, &cfg.seed) {
+                let who = match (&cfg.username, &cfg.jwt, &nkey) {
                     (Some(u), _, _) => format!(" as user {u:?}"),
                     (None, Some(_), _) => " with the user JWT".into(),
-                    (None, None, Some(seed)) => match nkey::KeyPair::from_seed(seed) {
-                        Ok(kp) => format!(" as nkey {}", kp.public_key()),
-                        Err(_) => " with an nkey".into(),
-                    },
+                    (None, None, Some(kp)) => format!(" as nkey {}", kp.public_key()),
                     _ if cfg.token.is_some() => " with a token".into(),
                     _ => " without credentials".into(),
                 };
@@ -836,7 +829,11 @@ impl Inner {
     }
 
     fn meta_subject(&self, name: &str) -> String {
-        format!("$O.{}.M.{}", self.cfg.bucket, base64url(name.as_bytes()))
+        format!(
+            "$O.{}.M.{}",
+            self.cfg.bucket,
+            base64url(name.as_bytes(), true)
+        )
     }
 
     fn chunk_subject(&self, nuid: &str) -> String {
@@ -1175,7 +1172,7 @@ impl ReplicaClient for NatsClient {
                 quote(&crate::time::format_rfc3339(created)),
                 quote(&i.cfg.bucket),
                 quote(&nuid),
-                quote(&format!("SHA-256={}", base64url(&digest)))
+                quote(&format!("SHA-256={}", base64url(&digest, true)))
             );
             let meta_subject = i.meta_subject(&name);
             let m = conn.request(&meta_subject, &[("Nats-Rollup", "sub")], meta.as_bytes())?;
@@ -1484,8 +1481,9 @@ mod tests {
     #[test]
     fn names_and_tokens() {
         // Go's base64.URLEncoding of the name, padding kept.
-        assert_eq!(base64url(b"ltx/0/a"), "bHR4LzAvYQ==");
-        assert_eq!(base64url(&[0xfb, 0xff]), "-_8=");
+        assert_eq!(base64url(b"ltx/0/a", true), "bHR4LzAvYQ==");
+        assert_eq!(base64url(&[0xfb, 0xff], true), "-_8=");
+        assert_eq!(base64url(&[0xfb, 0xff], false), "-_8");
         let a = nuid(22);
         assert_eq!(a.len(), 22);
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));

@@ -81,6 +81,17 @@ pub(crate) fn base64(data: &[u8]) -> String {
     out
 }
 
+/// Base64 with the URL alphabet (`-`, `_`), with padding (Go's `URLEncoding`) or without
+/// (`RawURLEncoding`, JWT's).
+pub(crate) fn base64url(data: &[u8], padded: bool) -> String {
+    let s = base64(data).replace('+', "-").replace('/', "_");
+    if padded {
+        s
+    } else {
+        s.trim_end_matches('=').to_string()
+    }
+}
+
 /// Decodes standard base64 (padding optional); `None` if malformed.
 pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let s = s.trim().trim_end_matches('=');
