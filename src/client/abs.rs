@@ -115,13 +115,19 @@ impl AbsConfig {
 /// A replica in an Azure Blob Storage container.
 pub struct AbsClient {
     cfg: AbsConfig,
-    key: Vec<u8>,
-    /// The SAS query string (no leading `?`), when one is used instead of the key.
-    sas: Option<String>,
-    /// Entra ID tokens, when there is neither a key nor a SAS.
-    tokens: Option<super::entra::Tokens>,
+    cred: Cred,
     base: String,
     agent: ureq::Agent,
+}
+
+/// How requests are authorised.
+enum Cred {
+    /// SharedKey signatures with the decoded account key.
+    Key(Vec<u8>),
+    /// A SAS query string (no leading `?`) on every request.
+    Sas(String),
+    /// Entra ID bearer tokens (neither a key nor a SAS was given).
+    Entra(super::entra::Tokens),
 }
 
 impl std::fmt::Debug for AbsClient {
@@ -297,9 +303,8 @@ impl AbsClient {
         if cfg.container.is_empty() {
             return Err(Error::Invalid("abs: container (bucket) required".into()));
         }
-        let mut tokens = None;
-        let key = if sas.is_some() {
-            Vec::new()
+        let cred = if let Some(sas) = sas {
+            Cred::Sas(sas)
         } else if cfg.account_key.trim().is_empty() {
             let source =
                 super::entra::Source::from_env(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
@@ -307,17 +312,18 @@ impl AbsClient {
                 "abs: no account key or SAS token; using {}",
                 source.describe()
             );
-            tokens = Some(super::entra::Tokens::new(source));
-            Vec::new()
+            Cred::Entra(super::entra::Tokens::new(source))
         } else {
-            base64_decode(cfg.account_key.trim())
-                .filter(|k| !k.is_empty())
-                .ok_or_else(|| {
-                    Error::Invalid(
-                        "abs: the account key is not base64 (account-key or LITESTREAM_AZURE_ACCOUNT_KEY)"
-                            .into(),
-                    )
-                })?
+            Cred::Key(
+                base64_decode(cfg.account_key.trim())
+                    .filter(|k| !k.is_empty())
+                    .ok_or_else(|| {
+                        Error::Invalid(
+                            "abs: the account key is not base64 (account-key or LITESTREAM_AZURE_ACCOUNT_KEY)"
+                                .into(),
+                        )
+                    })?,
+            )
         };
         if cfg.block_size < (64 << 10) {
             cfg.block_size = 4 << 20;
@@ -332,9 +338,7 @@ impl AbsClient {
         let agent = crate::client::http::agent(false);
         Ok(AbsClient {
             cfg,
-            key,
-            sas,
-            tokens,
+            cred,
             base,
             agent,
         })
@@ -424,20 +428,25 @@ impl AbsClient {
         if matches!(method, "PUT" | "POST") {
             headers.push(("content-length".into(), len.to_string()));
         }
-        if let Some(t) = &self.tokens {
-            headers.push(("authorization".into(), format!("Bearer {}", t.token()?)));
-        } else if self.sas.is_none() {
-            let to_sign = string_to_sign(method, &self.cfg.account_name, &path, query, &headers);
-            headers.push((
-                "authorization".into(),
-                authorization(&self.cfg.account_name, &self.key, &to_sign),
-            ));
+        match &self.cred {
+            Cred::Key(key) => {
+                let to_sign =
+                    string_to_sign(method, &self.cfg.account_name, &path, query, &headers);
+                headers.push((
+                    "authorization".into(),
+                    authorization(&self.cfg.account_name, key, &to_sign),
+                ));
+            }
+            Cred::Entra(t) => {
+                headers.push(("authorization".into(), format!("Bearer {}", t.token()?)));
+            }
+            Cred::Sas(_) => {}
         }
         let mut qs: Vec<String> = query
             .iter()
             .map(|(k, v)| format!("{}={}", uri_encode(k, false), uri_encode(v, false)))
             .collect();
-        if let Some(sas) = &self.sas {
+        if let Cred::Sas(sas) = &self.cred {
             qs.push(sas.clone());
         }
         let url = if qs.is_empty() {
@@ -453,7 +462,7 @@ impl AbsClient {
         );
         let transport = |e: ureq::Error| {
             let mut message = format!("request to {scheme}://{authority} failed: {e}");
-            if let Some(sas) = &self.sas {
+            if let Cred::Sas(sas) = &self.cred {
                 // Never echo the signature (a URL in the error text).
                 message = message.replace(sas.as_str(), "<sas-token>");
             }
@@ -501,17 +510,17 @@ impl AbsClient {
             .map(|m| m.lines().next().unwrap_or("").to_string())
             .unwrap_or_default();
         if status == 403 {
-            message = match (&self.sas, &self.tokens) {
-                (Some(_), _) => format!(
+            message = match &self.cred {
+                Cred::Sas(_) => format!(
                     "{message} (account {:?} with a SAS token; check its permissions, services, resource types and expiry)",
                     self.cfg.account_name
                 ),
-                (None, Some(t)) => format!(
+                Cred::Entra(t) => format!(
                     "{message} (account {:?} as {}; give it a Storage Blob Data Contributor role on the container)",
                     self.cfg.account_name,
                     t.source().describe()
                 ),
-                (None, None) => format!(
+                Cred::Key(_) => format!(
                     "{message} (account {:?}; check the account key)",
                     self.cfg.account_name
                 ),
@@ -820,11 +829,14 @@ mod tests {
         // Neither key nor SAS: Entra ID tokens (chosen now, fetched at the first request).
         c.account_key = String::new();
         c.sas_token = None;
-        assert!(AbsClient::new(c.clone()).unwrap().tokens.is_some());
+        assert!(matches!(
+            AbsClient::new(c.clone()).unwrap().cred,
+            Cred::Entra(_)
+        ));
         c.sas_token = Some("?sv=2021-08-06&sig=x".into());
         let client = AbsClient::new(c).unwrap();
         assert_eq!(client.base, "https://acct.blob.core.windows.net");
-        assert_eq!(client.sas.as_deref(), Some("sv=2021-08-06&sig=x"));
+        assert!(matches!(&client.cred, Cred::Sas(s) if s == "sv=2021-08-06&sig=x"));
         assert_eq!(client.level_prefix(3), "db/ltx/3/");
     }
 
@@ -864,8 +876,7 @@ mod tests {
                 ..c
             })
             .unwrap();
-            client.sas = None;
-            client.tokens = Some(super::super::entra::Tokens::new(
+            client.cred = Cred::Entra(super::super::entra::Tokens::new(
                 super::super::entra::Source::Imds {
                     url: format!("{}/imds", s.url),
                     client_id: None,
