@@ -185,6 +185,13 @@ fn find_db(cfg: &config::Config, path: &Path) -> Result<config::Resolved> {
         .ok_or_else(|| Error::Invalid(format!("database not found in config: {}", path.display())))
 }
 
+/// Where a configured database keeps its local state.
+fn meta_path_of(d: &config::Resolved) -> PathBuf {
+    d.meta_path
+        .clone()
+        .unwrap_or_else(|| crate::db::default_meta_path(&d.path))
+}
+
 /// The replica clients of a `DB_PATH|REPLICA_URL` argument.
 fn clients_for(target: &str, p: &Parsed) -> Result<Vec<Arc<dyn ReplicaClient>>> {
     if crate::is_url(target) {
@@ -842,30 +849,24 @@ fn cmd_reset(args: &[String]) -> CliResult {
         return Err(Usage("reset: exactly one database path required".into()).into());
     };
     let db = Path::new(db);
-    // The database's meta-path from the config when it is there; a missing default
-    // config means the default meta-path.
+    // The database's meta-path from the config when it lists it; without a config file,
+    // the default meta-path.
     let explicit = p.get("config").is_some() || std::env::var_os("LITESTREAM_CONFIG").is_some();
-    let meta = if explicit || config_path(&p).exists() {
+    let listed = if explicit || config_path(&p).exists() {
         let cfg = load_config(&p)?;
-        match config::resolve_dbs(&cfg)?
-            .into_iter()
-            .find(|d| same_path(&d.path, db))
-        {
-            Some(d) => d
-                .meta_path
-                .unwrap_or_else(|| crate::db::default_meta_path(&d.path)),
-            None if explicit => {
-                return Err(Error::Invalid(format!(
-                    "database not found in config {}: {}",
-                    config_path(&p).display(),
-                    db.display()
-                ))
-                .into())
-            }
-            None => crate::db::default_meta_path(&std::path::absolute(db).unwrap_or(db.into())),
+        if explicit {
+            Some(find_db(&cfg, db)?)
+        } else {
+            config::resolve_dbs(&cfg)?
+                .into_iter()
+                .find(|d| same_path(&d.path, db))
         }
     } else {
-        crate::db::default_meta_path(&std::path::absolute(db).unwrap_or(db.into()))
+        None
+    };
+    let meta = match &listed {
+        Some(d) => meta_path_of(d),
+        None => crate::db::default_meta_path(&std::path::absolute(db).unwrap_or(db.into())),
     };
     let ltx_dir = meta.join("ltx");
     let mut files = Vec::new();
@@ -948,10 +949,7 @@ fn cmd_status(args: &[String]) -> CliResult {
     let mut rows: Vec<[String; 7]> = Vec::new();
     let mut json = Vec::new();
     for d in &dbs {
-        let meta = d
-            .meta_path
-            .clone()
-            .unwrap_or_else(|| crate::db::default_meta_path(&d.path));
+        let meta = meta_path_of(d);
         let l0 = meta.join("ltx").join("0");
         let local = crate::db::max_local_txid(&l0)?;
         let last_sync = std::fs::metadata(l0.join(crate::ltx::file_name(local, local)))
