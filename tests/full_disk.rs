@@ -97,6 +97,65 @@ fn no_temp_files(dir: &Path) -> bool {
     })
 }
 
+/// A writer on `dir/app.db`, a few transactions in, and an open store replicating it to
+/// `replica` every 50 ms (its local state under `meta` when given).
+fn start(dir: &TempDir, replica: &Path, meta: Option<PathBuf>) -> (PathBuf, Writer, Store) {
+    let db = dir.join("app.db");
+    let mut w = Writer::spawn(&db, 5000);
+    w.cmd("mixed 1 5");
+    let mut d = Db::new(&db)
+        .monitor_interval(Duration::from_millis(50))
+        .replica(
+            Replica::from_url(&format!("file://{}", replica.display()))
+                .unwrap()
+                .sync_interval(Duration::from_millis(50)),
+        );
+    if let Some(m) = meta {
+        d = d.meta_path(m);
+    }
+    let mut store = Store::new(vec![d], CompactionLevels::default()).unwrap();
+    store.open().unwrap();
+    store.sync(&db).unwrap();
+    // About 6 MB of incompressible rows: more than the small disk holds.
+    w.cmd("big 2");
+    (db, w, store)
+}
+
+/// The error says what failed, where (`place`), and what to do.
+fn assert_clear(err: &str, place: &str) {
+    eprintln!("error: {err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains(place), "the error names the path: {err}");
+    assert!(
+        err.contains("free space"),
+        "the error says what to do: {err}"
+    );
+}
+
+/// The disk gets room again: after more writes the replica catches up by itself, leaves
+/// no temp files, and restores equal to the source.
+fn space_again(
+    fs: &Tmpfs,
+    dir: &TempDir,
+    db: &Path,
+    mut w: Writer,
+    mut store: Store,
+    replica: &Path,
+) {
+    fs.resize("64m");
+    w.cmd("mixed 4 5");
+    let want = dump(db);
+    store.sync(db).unwrap();
+    store
+        .wait_replicated(db, None, Duration::from_secs(60))
+        .unwrap();
+    assert!(store.status()[0].error.is_none());
+    assert!(store.close().unwrap().is_complete());
+    drop(w);
+    assert!(no_temp_files(replica), "temp files left on the replica");
+    restore_equals(replica, &dir.join("out.db"), &want);
+}
+
 #[test]
 fn replica_disk_full_then_space_again() {
     let dir = TempDir::new("full-replica");
@@ -104,47 +163,17 @@ fn replica_disk_full_then_space_again() {
         return;
     };
     let replica = dir.join("replica-fs/replica");
-    let db = dir.join("app.db");
-    let mut w = Writer::spawn(&db, 5000);
-    w.cmd("mixed 1 5");
-    let d = Db::new(&db)
-        .monitor_interval(Duration::from_millis(50))
-        .replica(
-            Replica::from_url(&format!("file://{}", replica.display()))
-                .unwrap()
-                .sync_interval(Duration::from_millis(50)),
-        );
-    let mut store = Store::new(vec![d], CompactionLevels::default()).unwrap();
-    store.open().unwrap();
-    store.sync(&db).unwrap();
-    // About 6 MB of incompressible rows: more than the replica's disk holds.
-    w.cmd("big 2");
+    let (db, mut w, store) = start(&dir, &replica, None);
     let err = wait_for(30, "the replica's full-disk error", || {
         store.status()[0].replicas[0].error.clone()
     });
-    eprintln!("replica error: {err}");
-    assert!(err.contains("No space left on device"), "{err}");
-    assert!(
-        err.contains("replica-fs"),
-        "the error names the path: {err}"
-    );
+    assert_clear(&err, "replica-fs");
     // The application is not held up, and its writes are kept locally meanwhile.
     w.cmd("mixed 3 10");
     let st = &store.status()[0];
     assert!(st.error.is_none(), "the local side is fine: {:?}", st.error);
     assert!(st.replicas[0].remote_txid.unwrap_or_default() < st.local_txid);
-
-    fs.resize("64m");
-    w.cmd("mixed 4 5");
-    let want = dump(&db);
-    store.sync(&db).unwrap();
-    store
-        .wait_replicated(&db, None, Duration::from_secs(60))
-        .unwrap();
-    assert!(store.close().unwrap().is_complete());
-    drop(w);
-    assert!(no_temp_files(&replica), "temp files left on the replica");
-    restore_equals(&replica, &dir.join("out.db"), &want);
+    space_again(&fs, &dir, &db, w, store, &replica);
 }
 
 #[test]
@@ -155,44 +184,13 @@ fn local_disk_full_then_space_again() {
         return;
     };
     let replica = dir.join("replica");
-    let db = dir.join("app.db");
-    let mut w = Writer::spawn(&db, 5000);
-    w.cmd("mixed 1 5");
-    let d = Db::new(&db)
-        .meta_path(meta.join("state"))
-        .monitor_interval(Duration::from_millis(50))
-        .replica(
-            Replica::from_url(&format!("file://{}", replica.display()))
-                .unwrap()
-                .sync_interval(Duration::from_millis(50)),
-        );
-    let mut store = Store::new(vec![d], CompactionLevels::default()).unwrap();
-    store.open().unwrap();
-    store.sync(&db).unwrap();
-    w.cmd("big 2");
+    let (db, mut w, store) = start(&dir, &replica, Some(meta.join("state")));
     let err = wait_for(30, "the local full-disk error", || {
         store.status()[0].error.clone()
     });
-    eprintln!("local error: {err}");
-    assert!(err.contains("No space left on device"), "{err}");
-    assert!(err.contains("meta-fs"), "the error names the path: {err}");
-    assert!(
-        err.contains("free space"),
-        "the error says what to do: {err}"
-    );
+    assert_clear(&err, "meta-fs");
     // The application keeps writing; its frames wait in the WAL.
     w.cmd("mixed 3 10");
     w.cmd("checkpoint PASSIVE");
-
-    fs.resize("64m");
-    w.cmd("mixed 4 5");
-    let want = dump(&db);
-    store.sync(&db).unwrap();
-    store
-        .wait_replicated(&db, None, Duration::from_secs(60))
-        .unwrap();
-    assert!(store.status()[0].error.is_none());
-    assert!(store.close().unwrap().is_complete());
-    drop(w);
-    restore_equals(&replica, &dir.join("out.db"), &want);
+    space_again(&fs, &dir, &db, w, store, &replica);
 }
