@@ -72,6 +72,15 @@ impl Env {
     }
 }
 
+/// The error of a client that cannot connect (its first listing), as text.
+fn refusal_of(c: &NatsClient) -> String {
+    c.ltx_files(0, Txid::ZERO, false).unwrap_err().to_string()
+}
+
+fn refusal(cfg: NatsConfig) -> String {
+    refusal_of(&NatsClient::new(cfg))
+}
+
 fn bucket(name: &str) -> String {
     unique(name).replace('.', "-")
 }
@@ -82,10 +91,7 @@ fn wrong_password_is_a_clear_error() {
     let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
     let mut c = NatsConfig::from_url(&env.url("denied")).unwrap();
     c.password = Some("nope".into());
-    let e = NatsClient::new(c)
-        .ltx_files(0, Txid::ZERO, false)
-        .unwrap_err()
-        .to_string();
+    let e = refusal(c);
     assert!(e.contains("Authorization Violation"), "{e}");
     assert!(e.contains("user \"lsuser\""), "{e}");
     assert!(!e.contains("nope"), "{e}");
@@ -119,10 +125,7 @@ fn nkey_seed_authenticates_and_an_unknown_key_is_refused() {
 
     // A well-formed seed (from the nats crate's tests) that this server does not know.
     cfg.seed = Some("SUANQDPB2RUOE4ETUA26CNX7FUKE5ZZKFCQIIW63OX225F2CO7UEXTM7ZY".into());
-    let e = NatsClient::new(cfg.clone())
-        .ltx_files(0, Txid::ZERO, false)
-        .unwrap_err()
-        .to_string();
+    let e = refusal(cfg.clone());
     assert!(e.contains("Authorization Violation"), "{e}");
     assert!(
         e.contains("nkey UAMMBNV2EYR65NYZZ7IAK5SIR5ODNTTERJOBOF4KJLMWI45YOXOSWULM"),
@@ -132,10 +135,7 @@ fn nkey_seed_authenticates_and_an_unknown_key_is_refused() {
     // A damaged seed never reaches the server.
     cfg.seed =
         Some("SUANQDPB2RUOE4ETUA26CNX7FUKE5ZZKFCQIIW63OX225F2CO7UEXTM7ZY".replace("FUKE", "FUKF"));
-    let e = NatsClient::new(cfg)
-        .ltx_files(0, Txid::ZERO, false)
-        .unwrap_err()
-        .to_string();
+    let e = refusal(cfg);
     assert!(e.contains("checksum"), "{e}");
 }
 
@@ -158,10 +158,7 @@ fn tls_with_the_servers_ca_both_ways_and_refused_without_it() {
         }
         NatsClient::new(c)
     };
-    let e = tls(&bucket("tls-no-ca"), false)
-        .ltx_files(0, Txid::ZERO, false)
-        .unwrap_err()
-        .to_string();
+    let e = refusal_of(&tls(&bucket("tls-no-ca"), false));
     assert!(e.contains("certificate") && e.contains("root-cas"), "{e}");
 
     let dir = TempDir::new("nats-tls");
