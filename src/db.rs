@@ -607,15 +607,20 @@ impl Syncer {
             }
             _ => None,
         };
-        // A copy raced by a WAL restart (possible only while R reads the database file
-        // alone) is discarded; the one restart R allowed has happened, so copying again
-        // cannot be raced.
+        self.redo_if_raced(|s| s.sync_chunks(allow_snapshot, budget))
+    }
+
+    /// Runs `copy`, and once more if a WAL restart raced it (possible only while R reads
+    /// the database file alone; see [`Syncer::check_wal_unchanged`]): the raced result was
+    /// discarded, and the one restart R allowed has happened, so the second copy cannot be
+    /// raced.
+    fn redo_if_raced<T>(&mut self, mut copy: impl FnMut(&mut Syncer) -> Result<T>) -> Result<T> {
         self.copy_raced = false;
-        match self.sync_chunks(allow_snapshot, budget) {
+        match copy(self) {
             Err(e) if self.copy_raced => {
                 log::debug!("{e}");
                 self.copy_raced = false;
-                self.sync_chunks(allow_snapshot, budget)
+                copy(self)
             }
             r => r,
         }
@@ -1241,16 +1246,7 @@ impl Syncer {
 
     /// Writes a full snapshot of the current state as `1-<pos>` into a temp file.
     pub(crate) fn snapshot_file(&mut self) -> Result<(PathBuf, Header)> {
-        self.copy_raced = false;
-        match self.snapshot_file_once() {
-            Err(e) if self.copy_raced => {
-                // As in `sync`: the one restart R allowed happened; the next copy is safe.
-                log::debug!("{e}");
-                self.copy_raced = false;
-                self.snapshot_file_once()
-            }
-            r => r,
-        }
+        self.redo_if_raced(Syncer::snapshot_file_once)
     }
 
     fn snapshot_file_once(&mut self) -> Result<(PathBuf, Header)> {
@@ -1295,6 +1291,7 @@ impl Syncer {
             .shared
             .meta_path
             .join(format!("snapshot-{}.ltx.tmp", pos.txid));
+        let name = path.display().to_string();
         let result = (|| -> Result<()> {
             let f = File::create(&path)
                 .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
@@ -1303,7 +1300,7 @@ impl Syncer {
                 &header,
                 self.shared.opts.encoding,
             )
-            .map_err(|e| e.in_file(&path.display().to_string()))?;
+            .map_err(|e| e.in_file(&name))?;
             let lock = ltx::lock_pgno(self.page_size);
             let mut progress =
                 Progress::new(self.shared.path.clone(), header.commit, self.page_size);
@@ -1317,12 +1314,10 @@ impl Syncer {
                     h(pgno);
                 }
                 enc.write_page(pgno, &self.buf)
-                    .map_err(|e| e.in_file(&path.display().to_string()))?;
+                    .map_err(|e| e.in_file(&name))?;
                 progress.tick(pgno);
             }
-            let (w, _) = enc
-                .finish()
-                .map_err(|e| e.in_file(&path.display().to_string()))?;
+            let (w, _) = enc.finish().map_err(|e| e.in_file(&name))?;
             let f = w
                 .into_inner()
                 .map_err(|e| Error::io(format!("write {}", path.display()), e.into_error()))?;
