@@ -380,13 +380,19 @@ impl Writer {
 
 /// Restores `url` with the official binary into `out`, with a full integrity check.
 pub fn official_restore(bin: &Path, url: &str, out: &Path, extra: &[&str]) {
-    let (ok, _, err) = run(official_cmd(bin)
-        .arg("restore")
+    let (ok, _, err) = run(&mut restore_url_cmd(bin, url, out, extra));
+    assert!(ok, "official restore of {url} {extra:?} failed: {err}");
+}
+
+/// `restore EXTRA -integrity-check full -o OUT URL` with the official binary `bin`.
+fn restore_url_cmd(bin: &Path, url: &str, out: &Path, extra: &[&str]) -> Command {
+    let mut c = official_cmd(bin);
+    c.arg("restore")
         .args(extra)
         .args(["-integrity-check", "full", "-o"])
         .arg(out)
-        .arg(url));
-    assert!(ok, "official restore of {url} {extra:?} failed: {err}");
+        .arg(url);
+    c
 }
 
 /// A name unique to this test run, for paths on shared servers.
@@ -402,9 +408,13 @@ pub fn unique(name: &str) -> String {
     )
 }
 
-/// The official binary (installed: only called once `official_bin()` found it).
+/// The official binary, once `official_bin()` found it installed.
+fn installed_official_bin() -> PathBuf {
+    official_bin().expect("the official litestream binary")
+}
+
 fn official() -> Command {
-    official_cmd(&official_bin().expect("the official litestream binary"))
+    official_cmd(&installed_official_bin())
 }
 
 /// The official `restore -integrity-check full` of `db` through a litestream.yml.
@@ -420,11 +430,7 @@ pub fn official_restore_by_config(cfg: &Path, db: &Path, out: &Path) -> Command 
 
 /// The official `restore -integrity-check full` of a replica URL.
 pub fn official_restore_by_url(url: &str, out: &Path) -> Command {
-    let mut c = official();
-    c.args(["restore", "-integrity-check", "full", "-o"])
-        .arg(out)
-        .arg(url);
-    c
+    restore_url_cmd(&installed_official_bin(), url, out, &[])
 }
 
 /// The official `replicate -config cfg`.
