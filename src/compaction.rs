@@ -12,9 +12,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::client::{FileInfo, ReplicaClient, ResumableReader, SNAPSHOT_LEVEL};
 use crate::db::{Cmd, DbShared};
+use crate::error::{Error, Result};
 use crate::ltx::{self, Decoder, PageEncoding, Txid};
 use crate::replica::ReplicaShared;
-use crate::{Error, Result};
 
 /// One compaction level and how often it is compacted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -38,11 +38,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::client::sync_dir;
+use crate::error::{Error, Result};
 use crate::ltx::{self, Encoder, Header, PageEncoding, Txid, HEADER_FLAG_NO_CHECKSUM};
 use crate::replica::{Replica, ReplicaShared};
 use crate::sqlite::{CheckpointMode, Conn};
 use crate::wal::{self, Start, WalHeader, WAL_HEADER_SIZE};
-use crate::{Error, Result};
 
 /// Most WAL bytes a checkpoint backfills while writers wait at the barrier; more than
 /// that is backfilled with writers running first, in rounds that shrink while the

@@ -21,22 +21,24 @@
 //! # Ok::<(), litestream::Error>(())
 //! ```
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod client;
 mod compaction;
 mod db;
 mod error;
-mod json;
 pub mod ltx;
 mod pool;
 mod replica;
 pub mod restore;
+#[allow(unsafe_code)] // the SQLite C API
 mod sqlite;
 mod store;
 mod time;
 mod timer;
 mod url;
 mod wal;
+mod wire;
 
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -76,11 +78,11 @@ pub mod fuzz_api {
     /// clients read; must never panic.
     pub fn json_parse(data: &[u8]) {
         if let Ok(s) = std::str::from_utf8(data) {
-            if let Ok(v) = crate::json::parse(s) {
-                let items = v.get("items").and_then(crate::json::Value::as_array);
+            if let Ok(v) = crate::wire::json::parse(s) {
+                let items = v.get("items").and_then(crate::wire::json::Value::as_array);
                 for it in items.unwrap_or_default() {
-                    let _ = it.get("size").and_then(crate::json::Value::as_u64);
-                    let _ = it.get("name").and_then(crate::json::Value::as_str);
+                    let _ = it.get("size").and_then(crate::wire::json::Value::as_u64);
+                    let _ = it.get("name").and_then(crate::wire::json::Value::as_str);
                 }
             }
         }

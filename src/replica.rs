@@ -17,9 +17,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::client::{ReplicaClient, SNAPSHOT_LEVEL};
 use crate::db::{Cmd, DbShared};
+use crate::error::{Error, Result};
 use crate::ltx::Txid;
 use crate::pool::Pool;
-use crate::{Error, Result};
 
 /// Longest wait between upload retries.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::client::{FileInfo, ReplicaClient, ResumableReader, SNAPSHOT_LEVEL};
+use crate::error::{Error, Result};
 use crate::ltx::{self, Decoder, Txid, HEADER_SIZE};
-use crate::{Error, Result};
 
 /// Which SQLite check to run on the restored database.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

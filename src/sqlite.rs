@@ -7,7 +7,7 @@ use std::ptr;
 
 use libsqlite3_sys as ffi;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// One SQLite connection, used from one thread at a time.
 pub(crate) struct Conn {

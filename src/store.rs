@@ -15,10 +15,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::compaction::{self, CompactionLevels};
 use crate::db::{self, Cmd, Db, DbShared};
+use crate::error::{Error, Result};
 use crate::ltx::Txid;
 use crate::pool::{Pool, Workers};
 use crate::timer::{self, Clock, Millis, SystemClock, TimerWheel};
-use crate::{Error, Result};
 
 /// Store-wide settings, with Litestream's defaults.
 #[derive(Clone, Debug)]

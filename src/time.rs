@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Milliseconds since the Unix epoch (negative before it).
 pub(crate) fn to_millis(t: SystemTime) -> i64 {

@@ -1,6 +1,7 @@
 //! A small parser for replica URLs (`scheme://[user[:pass]@]host[:port]/path?query`).
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
+use crate::wire::uri;
 
 /// The parts of a replica URL.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -26,34 +27,8 @@ pub fn is_url(s: &str) -> bool {
     }
 }
 
-pub(crate) fn percent_decode(s: &str) -> Result<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| Error::InvalidUrl {
-                    url: s.to_string(),
-                    reason: format!("bad percent escape at byte {i}"),
-                })?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| Error::InvalidUrl {
-        url: s.to_string(),
-        reason: "percent escapes do not decode to UTF-8".into(),
-    })
-}
-
 fn query_decode(s: &str) -> Result<String> {
-    percent_decode(&s.replace('+', " "))
+    uri::decode(&s.replace('+', " "))
 }
 
 /// Cleans a slash-separated path like Go's `path.Clean` (`""` becomes `"."`).
@@ -133,23 +108,23 @@ impl ReplicaUrl {
             ..ReplicaUrl::default()
         };
         if url.scheme == "file" {
-            url.path = percent_decode(before_q)?;
+            url.path = uri::decode(before_q)?;
             return Ok(url);
         }
         let (authority, path) = match before_q.find('/') {
             Some(j) => (&before_q[..j], &before_q[j..]),
             None => (before_q, ""),
         };
-        url.path = percent_decode(path)?;
+        url.path = uri::decode(path)?;
         let hostport = match authority.rfind('@') {
             Some(j) => {
                 let userinfo = &authority[..j];
                 match userinfo.split_once(':') {
                     Some((u, p)) => {
-                        url.username = Some(percent_decode(u)?);
-                        url.password = Some(percent_decode(p)?);
+                        url.username = Some(uri::decode(u)?);
+                        url.password = Some(uri::decode(p)?);
                     }
-                    None => url.username = Some(percent_decode(userinfo)?),
+                    None => url.username = Some(uri::decode(userinfo)?),
                 }
                 &authority[j + 1..]
             }
@@ -166,7 +141,7 @@ impl ReplicaUrl {
                 None => (hostport, None),
             }
         };
-        url.host = percent_decode(host)?;
+        url.host = uri::decode(host)?;
         if let Some(p) = port {
             if !p.is_empty() {
                 url.port = Some(p.parse().map_err(|_| bad("invalid port"))?);

@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Size of the WAL header.
 pub(crate) const WAL_HEADER_SIZE: u64 = 32;

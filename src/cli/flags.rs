@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// One flag a command accepts.
 pub(crate) struct Flag {

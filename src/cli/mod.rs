@@ -8,6 +8,7 @@ mod config;
 mod flags;
 mod logger;
 mod metrics;
+#[allow(unsafe_code)] // signal(2), kill(2), isatty(3)
 mod sys;
 pub(crate) mod yaml;
 
@@ -103,7 +104,7 @@ fn run(args: &[String]) -> CliResult {
             println!(
                 "litestream-rs {} (sqlite {})",
                 env!("CARGO_PKG_VERSION"),
-                crate::sqlite_version()
+                crate::sqlite::sqlite_version()
             );
             Ok(0)
         }
@@ -194,7 +195,7 @@ fn meta_path_of(d: &config::Resolved) -> PathBuf {
 
 /// The replica clients of a `DB_PATH|REPLICA_URL` argument.
 fn clients_for(target: &str, p: &Parsed) -> Result<Vec<Arc<dyn ReplicaClient>>> {
-    if crate::is_url(target) {
+    if crate::url::is_url(target) {
         return Ok(vec![client::from_url(target)?]);
     }
     let cfg = load_config(p)?;
@@ -527,7 +528,7 @@ fn cmd_restore(args: &[String]) -> CliResult {
     };
     let output = match p.get("o") {
         Some(o) => PathBuf::from(o),
-        None if crate::is_url(target) => {
+        None if crate::url::is_url(target) => {
             return Err(Usage(
                 "restore: output path required: use -o PATH when restoring from a URL".into(),
             )
@@ -540,7 +541,7 @@ fn cmd_restore(args: &[String]) -> CliResult {
         opts.txid = Some(t.parse::<Txid>().map_err(|e| Usage(e.to_string()))?);
     }
     if let Some(ts) = p.get("timestamp") {
-        opts.timestamp = Some(crate::parse_rfc3339(ts).map_err(|e| Usage(e.to_string()))?);
+        opts.timestamp = Some(crate::time::parse_rfc3339(ts).map_err(|e| Usage(e.to_string()))?);
     }
     if opts.txid.is_some() && opts.timestamp.is_some() {
         return Err(Usage("restore: cannot specify both -txid and -timestamp".into()).into());
@@ -652,20 +653,6 @@ fn table<const N: usize>(out: &mut impl Write, head: &[&str; N], rows: &[[String
     for r in rows {
         let _ = writeln!(out, "{}", line(r.iter().map(|s| s.as_str()).collect()));
     }
-}
-
-fn json_str(s: &str) -> String {
-    let mut o = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
 }
 
 fn cmd_ltx(args: &[String]) -> CliResult {
@@ -800,11 +787,11 @@ fn cmd_databases(args: &[String]) -> CliResult {
                     .cfg
                     .replicas
                     .iter()
-                    .map(|r| json_str(&describe(r)))
+                    .map(|r| crate::wire::json::quote(&describe(r)))
                     .collect();
                 format!(
                     "  {{\"path\": {}, \"replicas\": [{}]}}",
-                    json_str(&d.path.display().to_string()),
+                    crate::wire::json::quote(&d.path.display().to_string()),
                     reps.join(", ")
                 )
             })
@@ -978,10 +965,10 @@ fn cmd_status(args: &[String]) -> CliResult {
                 .unwrap_or_else(|| "-".into());
             json.push(format!(
                 "  {{\"path\": {}, \"local_txid\": \"{local}\", \"wal_size\": {wal_size}, \"last_sync\": {}, \"replica\": {}, \"replica_txid\": {}, \"lag_txids\": {}}}",
-                json_str(&d.path.display().to_string()),
-                json_str(&sync),
-                json_str(&describe(rc)),
-                json_str(&remote_s),
+                crate::wire::json::quote(&d.path.display().to_string()),
+                crate::wire::json::quote(&sync),
+                crate::wire::json::quote(&describe(rc)),
+                crate::wire::json::quote(&remote_s),
                 if lag == "?" { "null".to_string() } else { lag.clone() }
             ));
             rows.push([

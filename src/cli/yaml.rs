@@ -4,7 +4,7 @@
 //! aliases, tags and block scalars (`|`, `>`) are refused with a clear error rather than
 //! misread. It is fuzzed (`fuzz/fuzz_targets/config_parse.rs`).
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// A parsed value.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -23,11 +23,9 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use super::{read_header, FileInfo, ReadAt, ReplicaClient};
-use crate::client::s3::digest::{base64, base64_decode};
-use crate::client::s3::sigv4::uri_encode;
-use crate::client::s3::xml;
+use crate::error::{Error, Result};
 use crate::ltx::{self, Txid};
-use crate::{Error, Result};
+use crate::wire::{base64, http_date, uri, xml};
 
 use crate::client::http::MAX_ATTEMPTS;
 const API_VERSION: &str = "2021-08-06";
@@ -141,27 +139,6 @@ impl std::fmt::Debug for AbsClient {
     }
 }
 
-/// `Tue, 24 Nov 2026 20:41:00 GMT`.
-fn http_date(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0) as i64;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = crate::time::civil_from_days(days);
-    let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
-    let mon = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ][(m - 1) as usize];
-    format!(
-        "{wd}, {d:02} {mon} {y} {:02}:{:02}:{:02} GMT",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 /// The SharedKey string to sign (Blob service, version 2009-09-19 and later).
 /// `headers` are (lowercase name, value); `path` is the URL path as sent; `query` decoded.
 pub(crate) fn string_to_sign(
@@ -220,41 +197,11 @@ pub(crate) fn authorization(account: &str, key: &[u8], to_sign: &str) -> String 
     let sig = match <Hmac<Sha256> as KeyInit>::new_from_slice(key) {
         Ok(mut m) => {
             m.update(to_sign.as_bytes());
-            base64(&m.finalize().into_bytes())
+            base64::encode(&m.finalize().into_bytes())
         }
         Err(_) => String::new(),
     };
     format!("SharedKey {account}:{sig}")
-}
-
-/// Parses an RFC 1123 date as Azure writes them (`Tue, 24 Nov 2026 20:41:05 GMT`).
-fn parse_http_date(s: &str) -> Option<SystemTime> {
-    let rest = s.trim().split_once(", ")?.1;
-    let mut it = rest.split(' ');
-    let day: u32 = it.next()?.parse().ok()?;
-    let mon = it.next()?;
-    let year: i64 = it.next()?.parse().ok()?;
-    let hms: Vec<u64> = it
-        .next()?
-        .split(':')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
-    if it.next()? != "GMT" || hms.len() != 3 || hms[0] > 23 || hms[1] > 59 || hms[2] > 60 {
-        return None;
-    }
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| *m == mon)? as u32
-        + 1;
-    if !(1..=31).contains(&day) {
-        return None;
-    }
-    let days = crate::time::days_from_civil(year, month, day);
-    let secs = days * 86_400 + (hms[0] * 3600 + hms[1] * 60 + hms[2]) as i64;
-    let secs = u64::try_from(secs).ok()?;
-    Some(UNIX_EPOCH + std::time::Duration::from_secs(secs))
 }
 
 /// A List Blobs page: (name, size, created) per blob and the next marker. `created` is
@@ -271,7 +218,7 @@ fn parse_list(text: &str) -> (Vec<(String, u64, SystemTime)>, Option<String>) {
             .unwrap_or(0);
         let created = xml::text(b, "litestreamtimestamp")
             .and_then(|t| crate::time::parse_rfc3339(&t).ok())
-            .or_else(|| xml::text(b, "Creation-Time").and_then(|t| parse_http_date(&t)))
+            .or_else(|| xml::text(b, "Creation-Time").and_then(|t| http_date::parse(&t)))
             .unwrap_or(UNIX_EPOCH);
         out.push((name, size, created));
     }
@@ -315,7 +262,7 @@ impl AbsClient {
             Cred::Entra(super::entra::Tokens::new(source))
         } else {
             Cred::Key(
-                base64_decode(cfg.account_key.trim())
+                base64::decode(cfg.account_key.trim())
                     .filter(|k| !k.is_empty())
                     .ok_or_else(|| {
                         Error::Invalid(
@@ -407,10 +354,10 @@ impl AbsClient {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
-        let mut path = format!("{base_path}/{}", uri_encode(&self.cfg.container, false));
+        let mut path = format!("{base_path}/{}", uri::encode(&self.cfg.container, false));
         if let Some(b) = blob {
             path.push('/');
-            path.push_str(&uri_encode(b, true));
+            path.push_str(&uri::encode(b, true));
         }
         let len = match body {
             Body::Bytes(b) => b.len() as u64,
@@ -423,7 +370,7 @@ impl AbsClient {
             .iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
             .collect();
-        headers.push(("x-ms-date".into(), http_date(SystemTime::now())));
+        headers.push(("x-ms-date".into(), http_date::format(SystemTime::now())));
         headers.push(("x-ms-version".into(), API_VERSION.into()));
         if matches!(method, "PUT" | "POST") {
             headers.push(("content-length".into(), len.to_string()));
@@ -444,7 +391,7 @@ impl AbsClient {
         }
         let mut qs: Vec<String> = query
             .iter()
-            .map(|(k, v)| format!("{}={}", uri_encode(k, false), uri_encode(v, false)))
+            .map(|(k, v)| format!("{}={}", uri::encode(k, false), uri::encode(v, false)))
             .collect();
         if let Cred::Sas(sas) = &self.cred {
             qs.push(sas.clone());
@@ -696,7 +643,7 @@ impl ReplicaClient for AbsClient {
                 let n = (size - off).min(self.cfg.block_size) as usize;
                 src.read_exact_at(&mut buf[..n], off)
                     .map_err(|e| Error::io("read the file to upload", e))?;
-                let id = base64(format!("block-{:08}", ids.len()).as_bytes());
+                let id = base64::encode(format!("block-{:08}", ids.len()).as_bytes());
                 let q = vec![
                     ("comp".to_string(), "block".to_string()),
                     ("blockid".to_string(), id.clone()),
@@ -760,15 +707,6 @@ impl ReplicaClient for AbsClient {
 mod tests {
     use super::*;
 
-    #[test]
-    fn dates() {
-        assert_eq!(http_date(UNIX_EPOCH), "Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(
-            http_date(crate::parse_rfc3339("2026-11-24T20:41:05Z").unwrap()),
-            "Tue, 24 Nov 2026 20:41:05 GMT"
-        );
-    }
-
     /// The canonical string and signature, against a value computed independently with
     /// Python's hmac/hashlib/base64 over the same string (Microsoft's documented layout).
     #[test]
@@ -800,7 +738,7 @@ mod tests {
             s,
             "PUT\n\n\n11\n\napplication/octet-stream\n\n\n\n\n\n\nx-ms-blob-type:BlockBlob\nx-ms-date:Tue, 24 Nov 2026 20:41:05 GMT\nx-ms-version:2021-08-06\n/devstoreaccount1/devstoreaccount1/lsbkt/db/ltx/0/a.ltx\nblockid:YQ==\ncomp:block"
         );
-        let key = base64_decode("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==").unwrap();
+        let key = base64::decode("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==").unwrap();
         let auth = authorization("devstoreaccount1", &key, &s);
         assert!(auth.starts_with("SharedKey devstoreaccount1:"));
         assert_eq!(auth, format!("SharedKey devstoreaccount1:{}", EXPECTED_SIG));
@@ -904,28 +842,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn http_dates_parse() {
-        for t in [
-            "1970-01-01T00:00:00Z",
-            "2026-11-24T20:41:05Z",
-            "2000-02-29T23:59:59Z",
-        ] {
-            let t = crate::parse_rfc3339(t).unwrap();
-            assert_eq!(parse_http_date(&http_date(t)), Some(t));
-        }
-        for bad in [
-            "",
-            "Tue, 24 Nov 2026 20:41:05",
-            "Tue, 24 Foo 2026 20:41:05 GMT",
-            "Tue, 32 Nov 2026 20:41:05 GMT",
-            "Tue, 24 Nov 2026 24:41:05 GMT",
-            "Tue, 24 Nov 2026 20:41 GMT",
-        ] {
-            assert_eq!(parse_http_date(bad), None, "{bad:?}");
-        }
-    }
-
     /// A page as Azure (and Azurite) sends it: the metadata timestamp when there is one,
     /// else the creation time; names unescaped; the next marker.
     #[test]
@@ -950,12 +866,12 @@ mod tests {
         assert_eq!(blobs[0].1, 3476);
         assert_eq!(
             blobs[0].2,
-            crate::parse_rfc3339("2026-11-24T21:43:35.05Z").unwrap()
+            crate::time::parse_rfc3339("2026-11-24T21:43:35.05Z").unwrap()
         );
         assert_eq!(blobs[1].0, "a&b/ltx/0/x.ltx");
         assert_eq!(
             blobs[1].2,
-            crate::parse_rfc3339("2026-11-24T21:43:33Z").unwrap()
+            crate::time::parse_rfc3339("2026-11-24T21:43:33Z").unwrap()
         );
         let (none, next) =
             parse_list("<EnumerationResults><Blobs/><NextMarker/></EnumerationResults>");

@@ -14,8 +14,8 @@
 //! Tokens are cached until five minutes before they expire ([`TokenCache`]).
 
 use crate::client::http::{TokenCache, TokenRequest};
-use crate::client::s3::sigv4::uri_encode;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
+use crate::wire::uri;
 
 const SCOPE: &str = "https://storage.azure.com/.default";
 const RESOURCE: &str = "https://storage.azure.com";
@@ -64,7 +64,7 @@ impl Source {
             format!(
                 "{}/{}/oauth2/v2.0/token",
                 authority.trim_end_matches('/'),
-                uri_encode(tenant, false)
+                uri::encode(tenant, false)
             )
         };
         let client_id = env("AZURE_CLIENT_ID");
@@ -152,7 +152,7 @@ impl Tokens {
     fn request(&self) -> Result<TokenRequest> {
         let with_client_id = |mut url: String, client_id: &Option<String>| {
             if let Some(id) = client_id {
-                url.push_str(&format!("&client_id={}", uri_encode(id, false)));
+                url.push_str(&format!("&client_id={}", uri::encode(id, false)));
             }
             url
         };
@@ -165,9 +165,9 @@ impl Tokens {
                 url: token_url.clone(),
                 body: format!(
                     "grant_type=client_credentials&client_id={}&client_secret={}&scope={}",
-                    uri_encode(client_id, false),
-                    uri_encode(&secret.0, false),
-                    uri_encode(SCOPE, false)
+                    uri::encode(client_id, false),
+                    uri::encode(&secret.0, false),
+                    uri::encode(SCOPE, false)
                 ),
             },
             Source::Workload {
@@ -183,13 +183,13 @@ impl Tokens {
                     body: format!(
                         "grant_type=client_credentials&client_id={}&scope={}\
                          &client_assertion_type={}&client_assertion={}",
-                        uri_encode(client_id, false),
-                        uri_encode(SCOPE, false),
-                        uri_encode(
+                        uri::encode(client_id, false),
+                        uri::encode(SCOPE, false),
+                        uri::encode(
                             "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
                             false
                         ),
-                        uri_encode(assertion.trim(), false)
+                        uri::encode(assertion.trim(), false)
                     ),
                 }
             }
@@ -201,7 +201,7 @@ impl Tokens {
                 url: with_client_id(
                     format!(
                         "{endpoint}?api-version=2019-08-01&resource={}",
-                        uri_encode(RESOURCE, false)
+                        uri::encode(RESOURCE, false)
                     ),
                     client_id,
                 ),
@@ -211,7 +211,7 @@ impl Tokens {
                 url: with_client_id(
                     format!(
                         "{url}?api-version=2018-02-01&resource={}",
-                        uri_encode(RESOURCE, false)
+                        uri::encode(RESOURCE, false)
                     ),
                     client_id,
                 ),

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{read_header, FileInfo, ReplicaClient};
+use crate::error::{Error, Result};
 use crate::ltx::{self, Txid};
-use crate::{Error, Result};
 
 /// A replica in a local directory, laid out exactly as Litestream's file replica.
 #[derive(Debug)]

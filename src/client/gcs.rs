@@ -18,11 +18,10 @@ use std::io::{Cursor, Read};
 use std::time::UNIX_EPOCH;
 
 use super::{read_header, FileInfo, ReadAt, ReplicaClient};
-use crate::client::s3::digest::base64url;
-use crate::client::s3::sigv4::uri_encode;
-use crate::json::{self, Value};
+use crate::error::{Error, Result};
 use crate::ltx::{self, Txid};
-use crate::{Error, Result};
+use crate::wire::json::{self, Value};
+use crate::wire::{base64, uri};
 
 use crate::client::http::{TokenCache, TokenRequest, MAX_ATTEMPTS};
 const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
@@ -119,7 +118,7 @@ fn pem_private_key(pem: &str) -> Option<Vec<u8>> {
         .chars()
         .filter(|c| !c.is_whitespace())
         .collect();
-    crate::client::s3::digest::base64_decode(&body).filter(|d| !d.is_empty())
+    base64::decode(&body).filter(|d| !d.is_empty())
 }
 
 /// Signs `msg` with RSASSA-PKCS1-v1_5 and SHA-256 (JWT's RS256).
@@ -160,11 +159,14 @@ fn service_account_assertion(
     );
     let signing_input = format!(
         "{}.{}",
-        base64url(header.as_bytes(), false),
-        base64url(claims.as_bytes(), false)
+        base64::encode_url(header.as_bytes(), false),
+        base64::encode_url(claims.as_bytes(), false)
     );
     let sig = rs256(key, signing_input.as_bytes())?;
-    Ok(format!("{signing_input}.{}", base64url(&sig, false)))
+    Ok(format!(
+        "{signing_input}.{}",
+        base64::encode_url(&sig, false)
+    ))
 }
 
 /// A replica in a Google Cloud Storage bucket (JSON API).
@@ -316,7 +318,7 @@ impl GcsClient {
         let url = format!(
             "{}/storage/v1/b?project={}",
             self.base,
-            uri_encode(project, false)
+            uri::encode(project, false)
         );
         let body = format!("{{\"name\":{}}}", json::quote(&self.cfg.bucket));
         match self.request(
@@ -346,8 +348,8 @@ impl GcsClient {
         format!(
             "{}/storage/v1/b/{}/o/{}",
             self.base,
-            uri_encode(&self.cfg.bucket, false),
-            uri_encode(name, false)
+            uri::encode(&self.cfg.bucket, false),
+            uri::encode(name, false)
         )
     }
 
@@ -383,7 +385,7 @@ impl GcsClient {
                     url: token_uri.clone(),
                     body: format!(
                         "grant_type={}&assertion={jwt}",
-                        uri_encode("urn:ietf:params:oauth:grant-type:jwt-bearer", false)
+                        uri::encode("urn:ietf:params:oauth:grant-type:jwt-bearer", false)
                     ),
                 }
             }
@@ -396,9 +398,9 @@ impl GcsClient {
                 url: token_uri.clone(),
                 body: format!(
                     "grant_type=refresh_token&client_id={}&client_secret={}&refresh_token={}",
-                    uri_encode(client_id, false),
-                    uri_encode(client_secret, false),
-                    uri_encode(refresh_token, false)
+                    uri::encode(client_id, false),
+                    uri::encode(client_secret, false),
+                    uri::encode(refresh_token, false)
                 ),
             },
             Auth::Metadata(u) => TokenRequest::Get {
@@ -551,12 +553,12 @@ impl GcsClient {
         let mut url = format!(
             "{}/storage/v1/b/{}/o?prefix={}&maxResults={}",
             self.base,
-            uri_encode(&self.cfg.bucket, false),
-            uri_encode(prefix, false),
+            uri::encode(&self.cfg.bucket, false),
+            uri::encode(prefix, false),
             self.cfg.page_size
         );
         if let Some(t) = token {
-            url.push_str(&format!("&pageToken={}", uri_encode(t, false)));
+            url.push_str(&format!("&pageToken={}", uri::encode(t, false)));
         }
         let body = self.request("list", "GET", &url, &[], Body::Bytes(&[]))?;
         let text = String::from_utf8_lossy(&body);
@@ -619,7 +621,7 @@ fn target_of(url: &str, base: &str) -> String {
     let rest = url.strip_prefix(base).unwrap_or(url);
     let rest = rest.split('?').next().unwrap_or(rest);
     match rest.split_once("/o/") {
-        Some((_, name)) => crate::url::percent_decode(name).unwrap_or_else(|_| name.to_string()),
+        Some((_, name)) => uri::decode(name).unwrap_or_else(|_| name.to_string()),
         None => String::new(),
     }
 }
@@ -734,7 +736,7 @@ impl ReplicaClient for GcsClient {
         let url = format!(
             "{}/upload/storage/v1/b/{}/o?uploadType=multipart",
             self.base,
-            uri_encode(&self.cfg.bucket, false)
+            uri::encode(&self.cfg.bucket, false)
         );
         let size = file_len(src)?;
         self.request(
@@ -833,7 +835,7 @@ mod tests {
             "replicator@litestream-rs-test.iam.gserviceaccount.com"
         );
         let sig = rs256(&key, b"eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ0ZXN0In0").unwrap();
-        let want = crate::client::s3::digest::base64_decode(
+        let want = base64::decode(
             "UoHP4O+YuABtYZkQr2Sot/YQEqKEk06acm/IUdTENA7S6AxCzB8+ED00aTg1upA1DGPv0Xx8gZab3MieA5VJ\
              n7ON8ERqxMpkQvtPtKg/7TsNNCEnR8gWWLGQHKkJ079q8nDowV7aeScVjSAyqUQ86gr+BB7Y06vnodHrAfHd\
              swjKnMCaBnDoVh32HYgzHT9lm1H453ZbZSuspV3+OpX4MEuBepxFE6kFm4xaBqLLz3TRWeTASoxg0Edbfl\
@@ -920,7 +922,7 @@ mod tests {
     }
 
     fn b64url_decode(s: &str) -> Vec<u8> {
-        crate::client::s3::digest::base64_decode(&s.replace('-', "+").replace('_', "/")).unwrap()
+        base64::decode(&s.replace('-', "+").replace('_', "/")).unwrap()
     }
 
     /// A service-account key file: the JWT assertion is signed with the key (verified

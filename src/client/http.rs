@@ -4,8 +4,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::json::{self, Value};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
+use crate::wire::json::{self, Value};
 
 /// Attempts per request before a transient failure is reported.
 pub(crate) const MAX_ATTEMPTS: u32 = 10;

@@ -32,9 +32,9 @@ pub use nats::{NatsClient, NatsConfig};
 pub use sftp::{SftpClient, SftpConfig};
 pub use webdav::{WebDavClient, WebDavConfig};
 
+use crate::error::{Error, Result};
 use crate::ltx::Txid;
 use crate::url::ReplicaUrl;
-use crate::{Error, Result};
 
 /// The level that holds full snapshots.
 pub const SNAPSHOT_LEVEL: u8 = 9;

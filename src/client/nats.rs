@@ -6,7 +6,7 @@
 //! The NATS protocol is text over one TCP connection, spoken here by hand: `CONNECT`,
 //! `PUB`/`HPUB` with a reply inbox, `MSG`/`HMSG`, `PING`/`PONG`. The object store is the
 //! layout every NATS client shares: chunks on `$O.<bucket>.C.<nuid>`, one metadata message
-//! per object on `$O.<bucket>.M.<base64url(name)>` (JSON, rolled up so only the newest
+//! per object on `$O.<bucket>.M.<base64::encode_url(name)>` (JSON, rolled up so only the newest
 //! stays), read back through the JetStream API (`STREAM.MSG.GET`). An upload publishes
 //! every chunk and waits for its acknowledgement before the metadata, so an object is
 //! never visible half-written; it accepts objects of any chunking (the official binary
@@ -27,11 +27,11 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use super::s3::digest::{base64_decode, base64url};
 use super::{FileInfo, ReadAt, ReplicaClient};
-use crate::json::{self, quote, Value};
+use crate::error::{Error, Result};
 use crate::ltx::{self, Txid};
-use crate::{Error, Result};
+use crate::wire::base64;
+use crate::wire::json::{self, quote, Value};
 
 const KIND: &str = "nats";
 /// Chunk size of uploads (the NATS clients' default).
@@ -267,7 +267,7 @@ pub(crate) mod nkey {
 
         /// Ed25519 signature of `msg`, base64url without padding (what `CONNECT` wants).
         pub(crate) fn sign(&self, msg: &[u8]) -> String {
-            crate::client::s3::digest::base64url(self.pair.sign(msg).as_ref(), false)
+            crate::wire::base64::encode_url(self.pair.sign(msg).as_ref(), false)
         }
     }
 
@@ -292,10 +292,8 @@ pub(crate) mod nkey {
                 let kp = KeyPair::from_seed(seed).unwrap();
                 assert_eq!(kp.public_key(), public);
                 let sig = kp.sign(b"nonce-123");
-                let raw = crate::client::s3::digest::base64_decode(
-                    &sig.replace('-', "+").replace('_', "/"),
-                )
-                .unwrap();
+                let raw =
+                    crate::wire::base64::decode(&sig.replace('-', "+").replace('_', "/")).unwrap();
                 let pk = ring::signature::UnparsedPublicKey::new(
                     &ring::signature::ED25519,
                     kp.pair.public_key().as_ref().to_vec(),
@@ -832,7 +830,7 @@ impl Inner {
         format!(
             "$O.{}.M.{}",
             self.cfg.bucket,
-            base64url(name.as_bytes(), true)
+            base64::encode_url(name.as_bytes(), true)
         )
     }
 
@@ -891,7 +889,7 @@ impl Inner {
         };
         let msg = v.get("message").cloned().unwrap_or(Value::Null);
         let data = match msg.get("data").and_then(Value::as_str) {
-            Some(d) => base64_decode(d).ok_or_else(|| {
+            Some(d) => base64::decode(d).ok_or_else(|| {
                 Fail::Final(Error::State(format!("nats: {subject}: bad base64 data")))
             })?,
             None => Vec::new(),
@@ -1172,7 +1170,7 @@ impl ReplicaClient for NatsClient {
                 quote(&crate::time::format_rfc3339(created)),
                 quote(&i.cfg.bucket),
                 quote(&nuid),
-                quote(&format!("SHA-256={}", base64url(&digest, true)))
+                quote(&format!("SHA-256={}", base64::encode_url(&digest, true)))
             );
             let meta_subject = i.meta_subject(&name);
             let m = conn.request(&meta_subject, &[("Nats-Rollup", "sub")], meta.as_bytes())?;
@@ -1386,7 +1384,7 @@ mod tests {
     fn connect_options(line: &str) -> (Value, bool) {
         let opts = json::parse(line.trim_end().strip_prefix("CONNECT ").unwrap()).unwrap();
         let sig = opts.get("sig").and_then(Value::as_str).unwrap_or_default();
-        let raw = base64_decode(&sig.replace('-', "+").replace('_', "/")).unwrap_or_default();
+        let raw = base64::decode(&sig.replace('-', "+").replace('_', "/")).unwrap_or_default();
         let public = nkey::KeyPair::from_seed(SEED).unwrap().raw_public_key();
         let ok = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public)
             .verify(b"n0nce-XYZ", &raw)
@@ -1481,9 +1479,9 @@ mod tests {
     #[test]
     fn names_and_tokens() {
         // Go's base64.URLEncoding of the name, padding kept.
-        assert_eq!(base64url(b"ltx/0/a", true), "bHR4LzAvYQ==");
-        assert_eq!(base64url(&[0xfb, 0xff], true), "-_8=");
-        assert_eq!(base64url(&[0xfb, 0xff], false), "-_8");
+        assert_eq!(base64::encode_url(b"ltx/0/a", true), "bHR4LzAvYQ==");
+        assert_eq!(base64::encode_url(&[0xfb, 0xff], true), "-_8=");
+        assert_eq!(base64::encode_url(&[0xfb, 0xff], false), "-_8");
         let a = nuid(22);
         assert_eq!(a.len(), 22);
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));

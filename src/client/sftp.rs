@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ssh2::{ErrorCode, FileStat, RenameFlags, Session, Sftp};
 
 use super::{read_header, FileInfo, ReadAt, ReplicaClient};
+use crate::error::{Error, Result};
 use crate::ltx::{self, Txid};
-use crate::{Error, Result};
 
 /// SFTP status "no such file".
 const FX_NO_SUCH_FILE: i32 = 2;
@@ -183,7 +183,7 @@ impl SftpClient {
         match &self.cfg.host_key {
             Some(want) => {
                 let want_b64 = want.split_whitespace().nth(1).unwrap_or(want.as_str());
-                let got = crate::client::s3::digest::base64(key);
+                let got = crate::wire::base64::encode(key);
                 if got != want_b64 {
                     return Err(self.denied(
                         "HostKeyMismatch",

@@ -10,14 +10,12 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{FileInfo, ReadAt, ReplicaClient};
-use crate::client::s3::digest::base64;
-use crate::client::s3::sigv4::uri_encode;
-use crate::client::s3::xml;
+use crate::error::{Error, Result};
 use crate::ltx::{self, Txid};
-use crate::{Error, Result};
+use crate::wire::{base64, http_date, uri, xml};
 
 const MAX_ATTEMPTS: u32 = 6;
 
@@ -123,27 +121,6 @@ fn strip_prefixes(doc: &str) -> String {
     out
 }
 
-/// RFC 1123 dates (`Tue, 24 Nov 2026 20:41:00 GMT`), as `getlastmodified` carries them.
-fn parse_http_date(s: &str) -> Option<SystemTime> {
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    let [_, day, mon, year, hms, ..] = parts.as_slice() else {
-        return None;
-    };
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| m.eq_ignore_ascii_case(mon))? as u32
-        + 1;
-    let mut t = hms.split(':').map(|x| x.parse::<i64>().ok());
-    let (h, m, sec) = (t.next()??, t.next()??, t.next()??);
-    let days = crate::time::days_from_civil(year.parse().ok()?, month, day.parse().ok()?);
-    let secs = days * 86_400 + h * 3600 + m * 60 + sec;
-    u64::try_from(secs)
-        .ok()
-        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
-}
-
 impl WebDavClient {
     /// A client for `cfg`. No request is made until the first operation.
     pub fn new(cfg: WebDavConfig) -> Result<WebDavClient> {
@@ -179,7 +156,7 @@ impl WebDavClient {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{}", self.cfg.base_url, uri_encode(path, true))
+        format!("{}{}", self.cfg.base_url, uri::encode(path, true))
     }
 
     fn level_dir(&self, level: u8) -> String {
@@ -203,7 +180,7 @@ impl WebDavClient {
         let url = self.url(path);
         let auth = self.cfg.username.as_ref().map(|u| {
             let p = self.cfg.password.as_deref().unwrap_or("");
-            format!("Basic {}", base64(format!("{u}:{p}").as_bytes()))
+            format!("Basic {}", base64::encode(format!("{u}:{p}").as_bytes()))
         });
         let mut attempt = 0;
         loop {
@@ -359,12 +336,12 @@ impl WebDavClient {
                     .to_string(),
                 None => href.clone(),
             };
-            let path = crate::url::percent_decode(&path).unwrap_or(path);
+            let path = uri::decode(&path).unwrap_or(path);
             let size = xml::text(r, "getcontentlength")
                 .and_then(|s| s.trim().parse().ok())
                 .unwrap_or(0);
             let modified = xml::text(r, "getlastmodified")
-                .and_then(|s| parse_http_date(&s))
+                .and_then(|s| http_date::parse(&s))
                 .unwrap_or(UNIX_EPOCH);
             out.push((path, size, modified));
         }
@@ -564,11 +541,6 @@ mod tests {
             w.file_path(9, Txid(1), Txid(2)),
             "/backups/db/ltx/9/0000000000000001-0000000000000002.ltx"
         );
-        assert_eq!(
-            parse_http_date("Tue, 24 Nov 2026 20:41:05 GMT"),
-            crate::parse_rfc3339("2026-11-24T20:41:05Z").ok()
-        );
-        assert_eq!(parse_http_date("yesterday"), None);
         assert_eq!(
             strip_prefixes(
                 "<D:multistatus xmlns:D=\"DAV:\"><D:href>/a</D:href><x/></D:multistatus>"

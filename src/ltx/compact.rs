@@ -3,7 +3,7 @@
 use std::io::{Read, Write};
 
 use super::{Decoder, Encoder, Header, PageEncoding, HEADER_FLAG_NO_CHECKSUM};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Merges `inputs` (oldest first, each with a name for error messages) into one LTX file
 /// written to `out`, the way ltx's `Compactor` does:

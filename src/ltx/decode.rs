@@ -8,7 +8,7 @@ use super::{
     lock_pgno, read_uvarint, Header, CHECKSUM_FLAG, HEADER_FLAG_NO_CHECKSUM, HEADER_SIZE,
     PAGE_FLAG_SIZE, PAGE_HEADER_SIZE, TRAILER_SIZE,
 };
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Reads one LTX file page by page and verifies it.
 ///

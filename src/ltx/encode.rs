@@ -7,7 +7,7 @@ use super::page::{encode_block, encode_frame};
 use super::{
     lock_pgno, put_uvarint, Header, CHECKSUM_FLAG, HEADER_SIZE, PAGE_FLAG_SIZE, PAGE_HEADER_SIZE,
 };
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// How page payloads are compressed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -81,7 +81,7 @@ impl fmt::Debug for Txid {
 }
 
 impl FromStr for Txid {
-    type Err = crate::Error;
+    type Err = crate::error::Error;
 
     /// Parses exactly 16 hex digits, as Litestream's `-txid` flag does.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -92,7 +92,7 @@ impl FromStr for Txid {
         }
         u64::from_str_radix(s, 16)
             .map(Txid)
-            .map_err(|e| crate::Error::Invalid(format!("invalid txid {s:?}: {e}")))
+            .map_err(|e| crate::error::Error::Invalid(format!("invalid txid {s:?}: {e}")))
     }
 }
 
@@ -174,7 +174,7 @@ impl Header {
     }
 
     /// Parses and validates a header.
-    pub fn from_bytes(b: &[u8; HEADER_SIZE]) -> crate::Result<Header> {
+    pub fn from_bytes(b: &[u8; HEADER_SIZE]) -> crate::error::Result<Header> {
         let u32at = |o: usize| u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
         let u64at = |o: usize| {
             let mut a = [0u8; 8];
@@ -206,7 +206,7 @@ impl Header {
     }
 
     /// Checks the header the way ltx's `Header.Validate` does.
-    pub fn validate(&self) -> crate::Result<()> {
+    pub fn validate(&self) -> crate::error::Result<()> {
         let bad = |m: String| Err(crate::Error::corrupt(0, format!("invalid header: {m}")));
         if self.flags & !HEADER_FLAG_NO_CHECKSUM != 0 {
             return bad(format!("unknown flags {:#010x}", self.flags));
@@ -334,7 +334,7 @@ mod tests {
 #[cfg(test)]
 mod codec_tests {
     use super::*;
-    use crate::Error;
+    use crate::error::Error;
 
     fn golden(name: &str) -> Vec<u8> {
         let hex =
@@ -361,7 +361,7 @@ mod codec_tests {
 
     type Decoded = (Header, Vec<(u32, Vec<u8>)>, u64);
 
-    fn decode_all(data: &[u8]) -> crate::Result<Decoded> {
+    fn decode_all(data: &[u8]) -> crate::error::Result<Decoded> {
         let mut d = Decoder::new(data)?;
         let h = d.header().clone();
         let mut pages = Vec::new();

@@ -2,8 +2,8 @@
 //! Litestream's query parameters, host heuristics and provider quirks.
 
 use super::sigv4::Credentials;
+use crate::error::{Error, Result};
 use crate::url::{clean_path, ReplicaUrl};
-use crate::{Error, Result};
 
 /// Which service and key layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

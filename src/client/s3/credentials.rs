@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use super::sigv4::Credentials;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
+use crate::wire::json::{self, Value};
 
 /// Credentials and where they came from.
 #[derive(Clone, Debug)]
@@ -95,40 +96,16 @@ fn from_shared_file() -> Option<Resolved> {
     })
 }
 
-/// Reads `"name": "value"` from a flat JSON object (credential endpoint responses).
-pub(crate) fn json_string(doc: &str, name: &str) -> Option<String> {
-    let key = format!("\"{name}\"");
-    let at = doc.find(&key)? + key.len();
-    let rest = doc[at..].trim_start().strip_prefix(':')?.trim_start();
-    let rest = rest.strip_prefix('"')?;
-    let mut out = String::new();
-    let mut chars = rest.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => return Some(out),
-            '\\' => match chars.next()? {
-                'n' => out.push('\n'),
-                't' => out.push('\t'),
-                'u' => {
-                    let hex: String = chars.by_ref().take(4).collect();
-                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
-                }
-                c => out.push(c),
-            },
-            c => out.push(c),
-        }
-    }
-    None
-}
-
 fn parse_credential_json(doc: &str, source: String) -> Option<Resolved> {
+    let doc = json::parse(doc).ok()?;
+    let json_string = |doc: &Value, name: &str| doc.get(name)?.as_str().map(str::to_string);
     Some(Resolved {
         creds: Credentials {
-            access_key_id: json_string(doc, "AccessKeyId")?,
-            secret_access_key: json_string(doc, "SecretAccessKey")?,
-            session_token: json_string(doc, "Token"),
+            access_key_id: json_string(&doc, "AccessKeyId")?,
+            secret_access_key: json_string(&doc, "SecretAccessKey")?,
+            session_token: json_string(&doc, "Token"),
         },
-        expires: json_string(doc, "Expiration").and_then(|e| crate::parse_rfc3339(&e).ok()),
+        expires: json_string(&doc, "Expiration").and_then(|e| crate::time::parse_rfc3339(&e).ok()),
         source,
     })
 }
@@ -256,6 +233,6 @@ mod tests {
         assert_eq!(r.creds.secret_access_key, "s/k");
         assert_eq!(r.creds.session_token.as_deref(), Some("tA"));
         assert!(r.expires.is_some());
-        assert!(json_string("{\"a\": 1}", "a").is_none());
+        assert!(parse_credential_json("{\"AccessKeyId\": 1}", "x".into()).is_none());
     }
 }

@@ -7,9 +7,7 @@
 
 mod config;
 mod credentials;
-pub(crate) mod digest;
 pub(crate) mod sigv4;
-pub(crate) mod xml;
 
 use std::fs::File;
 use std::io::Read;
@@ -23,8 +21,9 @@ pub use config::{parse_size, Flavor, S3Config};
 pub use sigv4::Credentials;
 
 use super::{read_header, FileInfo, ReplicaClient};
+use crate::error::{Error, Result};
 use crate::ltx::{self, Txid};
-use crate::{Error, Result};
+use crate::wire::{base64, md5, uri, xml};
 
 use crate::client::http::MAX_ATTEMPTS;
 const DELETE_BATCH: usize = 1000;
@@ -229,7 +228,7 @@ impl S3Client {
                 )
             }
         };
-        let encoded_key = key.map(|k| sigv4::uri_encode(k, true)).unwrap_or_default();
+        let encoded_key = key.map(|k| uri::encode(k, true)).unwrap_or_default();
         if path_style {
             let path = match key {
                 Some(_) => format!("/{}/{encoded_key}", self.cfg.bucket),
@@ -419,7 +418,7 @@ impl S3Client {
     fn sse_headers(&self, for_write: bool) -> Vec<(String, String)> {
         let mut h = Vec::new();
         if let Some(key) = &self.cfg.sse_customer_key {
-            let raw = digest::base64_decode(key).unwrap_or_default();
+            let raw = base64::decode(key).unwrap_or_default();
             h.push((
                 "x-amz-server-side-encryption-customer-algorithm".into(),
                 "AES256".into(),
@@ -430,7 +429,7 @@ impl S3Client {
             ));
             h.push((
                 "x-amz-server-side-encryption-customer-key-md5".into(),
-                digest::base64(&digest::md5(&raw)),
+                base64::encode(&md5::digest(&raw)),
             ));
         }
         if for_write {
@@ -654,7 +653,7 @@ impl S3Client {
                     .and_then(|s| s.parse().ok())
                     .unwrap_or(0);
                 let modified = xml::text(c, "LastModified")
-                    .and_then(|t| crate::parse_rfc3339(&t).ok())
+                    .and_then(|t| crate::time::parse_rfc3339(&t).ok())
                     .unwrap_or(UNIX_EPOCH);
                 out.push((key, size, modified));
             }
@@ -678,7 +677,7 @@ impl S3Client {
             body: &[],
         })?;
         Ok(r.header("x-amz-meta-litestream-timestamp")
-            .and_then(|t| crate::parse_rfc3339(t).ok()))
+            .and_then(|t| crate::time::parse_rfc3339(t).ok()))
     }
 
     fn delete_keys(&self, keys: &[String]) -> Result<()> {
@@ -692,7 +691,7 @@ impl S3Client {
             if self.cfg.require_content_md5 {
                 headers.push((
                     "content-md5".to_string(),
-                    digest::base64(&digest::md5(doc.as_bytes())),
+                    base64::encode(&md5::digest(doc.as_bytes())),
                 ));
             }
             let r = self.send(&Call {

@@ -8,6 +8,8 @@
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
+use crate::wire::{hex, uri};
+
 /// Access key, secret and optional session token.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -62,17 +64,6 @@ pub(crate) struct Signed {
     pub string_to_sign: String,
 }
 
-/// Lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const H: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(H[(b >> 4) as usize] as char);
-        s.push(H[(b & 15) as usize] as char);
-    }
-    s
-}
-
 /// SHA-256 as lowercase hex.
 pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
@@ -90,27 +81,11 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     }
 }
 
-/// RFC 3986 encoding as SigV4 wants it: unreserved characters stay, everything else is
-/// `%XX` (uppercase); `/` stays when `keep_slash`.
-pub(crate) fn uri_encode(s: &str, keep_slash: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for &b in s.as_bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b'/' if keep_slash => out.push('/'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
 /// The canonical query string: pairs encoded, sorted by key then value.
 pub(crate) fn canonical_query(query: &[(String, String)]) -> String {
     let mut pairs: Vec<(String, String)> = query
         .iter()
-        .map(|(k, v)| (uri_encode(k, false), uri_encode(v, false)))
+        .map(|(k, v)| (uri::encode(k, false), uri::encode(v, false)))
         .collect();
     pairs.sort();
     pairs
@@ -404,10 +379,10 @@ mod tests {
         check("get-unreserved", "GET", &format!("/{unreserved}"), &[], &[HOST, DATE], b"",
             &format!("GET\n/{unreserved}\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\n{EMPTY}"),
             &auth("host;x-amz-date", "07ef7494c76fa4850883e2b006601f940f8a34d404d0cfa977f52a65bbf5f24f"));
-        check("get-utf8", "GET", &format!("/{}", uri_encode("\u{1234}", true)), &[], &[HOST, DATE], b"",
+        check("get-utf8", "GET", &format!("/{}", uri::encode("\u{1234}", true)), &[], &[HOST, DATE], b"",
             &format!("GET\n/%E1%88%B4\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\n{EMPTY}"),
             &auth("host;x-amz-date", "8318018e0b0f223aa2bbf98705b62bb787dc9c0e678f255a891fd03141be5d85"));
-        check("normalize-path/get-space", "GET", &uri_encode("/example space/", true), &[], &[HOST, DATE], b"",
+        check("normalize-path/get-space", "GET", &uri::encode("/example space/", true), &[], &[HOST, DATE], b"",
             &format!("GET\n/example%20space/\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\n{EMPTY}"),
             &auth("host;x-amz-date", "652487583200325589f1fba4c7e578f72c47cb61beeca81406b39ddec1366741"));
         check("get-header-key-duplicate", "GET", "/", &[], &[HOST, ("My-Header1", "value2"), ("My-Header1", "value2"), ("My-Header1", "value1"), DATE], b"",
@@ -483,7 +458,7 @@ mod tests {
         let put = sign(
             &Request {
                 method: "PUT",
-                path: &format!("/{}", uri_encode("test$file.text", true)),
+                path: &format!("/{}", uri::encode("test$file.text", true)),
                 query: &[],
                 headers: &[
                     ("date".into(), "Fri, 24 May 2013 00:00:00 GMT".into()),
@@ -572,8 +547,8 @@ mod tests {
         assert_eq!(amz_date(0), "19700101T000000Z");
         assert_eq!(amz_date(951_782_400), "20000229T000000Z");
         assert_eq!(amz_date(4_102_444_800), "21000101T000000Z");
-        assert_eq!(uri_encode("a b/c~+", true), "a%20b/c~%2B");
-        assert_eq!(uri_encode("a/b", false), "a%2Fb");
+        assert_eq!(uri::encode("a b/c~+", true), "a%20b/c~%2B");
+        assert_eq!(uri::encode("a/b", false), "a%2Fb");
         assert_eq!(sha256_hex(b""), EMPTY);
     }
 }

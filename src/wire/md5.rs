@@ -1,8 +1,8 @@
-//! MD5 (for `Content-MD5`, which S3 requires on DeleteObjects) and base64, both small
-//! enough to keep in-house.
+//! MD5 (RFC 1321), for `Content-MD5` headers (S3 requires one on DeleteObjects): a
+//! checksum, not security, and small enough to keep in-house.
 
 /// MD5 of `data` (RFC 1321).
-pub(crate) fn md5(data: &[u8]) -> [u8; 16] {
+pub(crate) fn digest(data: &[u8]) -> [u8; 16] {
     const S: [u32; 64] = [
         7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 5, 9, 14, 20, 5, 9, 14, 20, 5,
         9, 14, 20, 5, 9, 14, 20, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 6, 10,
@@ -56,64 +56,10 @@ pub(crate) fn md5(data: &[u8]) -> [u8; 16] {
     out
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding.
-pub(crate) fn base64(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        out.push(B64[(n >> 18) as usize & 63] as char);
-        out.push(B64[(n >> 12) as usize & 63] as char);
-        out.push(if c.len() > 1 {
-            B64[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if c.len() > 2 {
-            B64[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    out
-}
-
-/// Base64 with the URL alphabet (`-`, `_`), with padding (Go's `URLEncoding`) or without
-/// (`RawURLEncoding`, JWT's).
-pub(crate) fn base64url(data: &[u8], padded: bool) -> String {
-    let s = base64(data).replace('+', "-").replace('/', "_");
-    if padded {
-        s
-    } else {
-        s.trim_end_matches('=').to_string()
-    }
-}
-
-/// Decodes standard base64 (padding optional); `None` if malformed.
-pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim().trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in s.bytes() {
-        let v = B64.iter().position(|&b| b == c)? as u32;
-        acc = acc << 6 | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::s3::sigv4::hex;
+    use crate::wire::hex;
 
     #[test]
     fn md5_rfc1321_vectors() {
@@ -131,22 +77,7 @@ mod tests {
                 "57edf4a22be3c955ac49da2e2107b67a",
             ),
         ] {
-            assert_eq!(hex(&md5(input.as_bytes())), want, "{input}");
+            assert_eq!(hex(&digest(input.as_bytes())), want, "{input}");
         }
-    }
-
-    #[test]
-    fn base64_round_trip() {
-        for (raw, enc) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(raw.as_bytes()), enc);
-            assert_eq!(base64_decode(enc).unwrap(), raw.as_bytes());
-        }
-        assert!(base64_decode("!!").is_none());
     }
 }
