@@ -26,7 +26,9 @@
 pub mod client;
 mod compaction;
 mod db;
+mod durable;
 mod error;
+mod logging;
 pub mod ltx;
 mod pool;
 mod replica;
@@ -105,11 +107,10 @@ pub mod fuzz_api {
 
 pub use client::{FileClient, FileInfo, ReplicaClient};
 pub use compaction::{CompactionLevel, CompactionLevels};
-pub use db::Db;
 pub use error::{Error, Result};
 pub use ltx::Txid;
 pub use replica::Replica;
 pub use sqlite::sqlite_version;
-pub use store::{CloseReport, DbStatus, ReplicaStatus, Store, StoreMonitor};
+pub use store::{CloseReport, Db, DbStatus, ReplicaStatus, Store, StoreMonitor};
 pub use time::{format_rfc3339, parse_rfc3339};
 pub use url::is_url;

@@ -16,7 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::client::{ReplicaClient, SNAPSHOT_LEVEL};
-use crate::db::{Cmd, DbShared};
+use crate::db::DbHandle;
 use crate::error::{Error, Result};
 use crate::ltx::Txid;
 use crate::pool::Pool;
@@ -76,17 +76,17 @@ pub(crate) struct ReplicaState {
     pub l0_deleted_through: Txid,
 }
 
-/// A replica inside a running store.
+/// A replica inside a running store: its client, upload state and uploads.
 #[derive(Debug)]
 pub(crate) struct ReplicaShared {
-    pub client: Arc<dyn ReplicaClient>,
-    pub sync_interval: Duration,
-    pub index: usize,
-    pub state: Mutex<ReplicaState>,
-    pub changed: Condvar,
+    client: Arc<dyn ReplicaClient>,
+    sync_interval: Duration,
+    index: usize,
+    state: Mutex<ReplicaState>,
+    changed: Condvar,
     /// Bumped when something other than the compactor writes a compaction level (a
     /// snapshot uploaded by a rebase), so the compactor's cache is dropped.
-    pub rebases: std::sync::atomic::AtomicU64,
+    rebases: std::sync::atomic::AtomicU64,
 }
 
 impl ReplicaShared {
@@ -101,10 +101,27 @@ impl ReplicaShared {
         }
     }
 
+    /// The replica's client.
+    pub(crate) fn client(&self) -> &dyn ReplicaClient {
+        self.client.as_ref()
+    }
+
+    /// How many snapshots uploads other than the compactor's have written to level 9.
+    pub(crate) fn rebases(&self) -> u64 {
+        self.rebases.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Records that L0 retention deleted this replica's L0 files through `through`.
+    pub(crate) fn note_l0_deleted(&self, through: Txid) {
+        self.update(|s| s.l0_deleted_through = s.l0_deleted_through.max(through));
+    }
+
+    /// A copy of the upload state.
     pub(crate) fn state(&self) -> ReplicaState {
         self.state.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// The highest TXID known to be on the replica (`None`: not known yet).
     pub(crate) fn remote_txid(&self) -> Option<Txid> {
         self.state.lock().ok().and_then(|s| s.remote)
     }
@@ -118,12 +135,8 @@ impl ReplicaShared {
 
     /// Starts an upload batch on the pool if there is work, none is running, the backoff
     /// has passed and the sync interval allows. Costs no I/O.
-    pub(crate) fn kick(self: &Arc<Self>, db: &Arc<DbShared>, pool: &Pool) {
-        self.kick_with(db, pool, false)
-    }
-
-    /// Like [`kick`](Self::kick); `urgent` ignores backoff and sync interval (shutdown).
-    pub(crate) fn kick_with(self: &Arc<Self>, db: &Arc<DbShared>, pool: &Pool, urgent: bool) {
+    /// `urgent` ignores backoff and sync interval (forced syncs, shutdown).
+    pub(crate) fn kick(self: &Arc<Self>, db: &DbHandle, pool: &Pool, urgent: bool) {
         let local = db.txid();
         if local == Txid::ZERO {
             return;
@@ -167,10 +180,10 @@ impl ReplicaShared {
                         };
                         s.next_attempt = Some(Instant::now() + s.backoff);
                         s.last_error = Some(e.to_string());
-                        crate::db::log_rate_limited(&mut s.last_error_log, || {
+                        crate::logging::error_rate_limited(&mut s.last_error_log, || {
                             format!(
                                 "{}: replica {} ({}): {e}; retrying in {:?}",
-                                db.path.display(),
+                                db.path().display(),
                                 me.index,
                                 me.client.kind(),
                                 s.backoff
@@ -186,7 +199,7 @@ impl ReplicaShared {
     }
 
     /// Uploads local L0 files until the replica has the database's current TXID.
-    fn upload(&self, db: &Arc<DbShared>) -> Result<()> {
+    fn upload(&self, db: &DbHandle) -> Result<()> {
         let mut remote = match self.remote_txid() {
             Some(r) => r,
             None => {
@@ -207,7 +220,7 @@ impl ReplicaShared {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     log::warn!(
                         "{}: replica {} needs transaction {t}, which is no longer kept locally; uploading a snapshot",
-                        db.path.display(),
+                        db.path().display(),
                         self.index
                     );
                     remote = self.rebase_with_snapshot(db)?;
@@ -229,7 +242,7 @@ impl ReplicaShared {
             });
             log::debug!(
                 "{}: uploaded L0 {t} to replica {}",
-                db.path.display(),
+                db.path().display(),
                 self.index
             );
         }
@@ -237,14 +250,14 @@ impl ReplicaShared {
 
     /// Finds where the replica stands and proves it continues this database's lineage.
     /// Returns the TXID to upload after.
-    fn establish(&self, db: &Arc<DbShared>) -> Result<Txid> {
+    fn establish(&self, db: &DbHandle) -> Result<Txid> {
         let l0 = self.client.ltx_files(0, Txid::ZERO, false)?;
         let l9 = self.client.ltx_files(SNAPSHOT_LEVEL, Txid::ZERO, false)?;
         let l0_max = l0.last().map(|f| f.max_txid).unwrap_or_default();
         let l9_max = l9.iter().map(|f| f.max_txid).max().unwrap_or_default();
         let remote_max = l0_max.max(l9_max);
         if remote_max == Txid::ZERO {
-            log::info!("{}: replica {} is empty", db.path.display(), self.index);
+            log::info!("{}: replica {} is empty", db.path().display(), self.index);
             return Ok(Txid::ZERO);
         }
         if remote_max <= db.txid() && l0_max == remote_max && self.same_file(db, remote_max)? {
@@ -252,7 +265,7 @@ impl ReplicaShared {
         }
         log::warn!(
             "{}: replica {} ends at {remote_max}, which is not provably this database's (local position {}); continuing after it with a full snapshot",
-            db.path.display(),
+            db.path().display(),
             self.index,
             db.txid()
         );
@@ -264,8 +277,8 @@ impl ReplicaShared {
     /// applying it over anything gives this database and a compaction merging across the
     /// boundary stays correct; if that leaves a gap after the replica's files, an L9
     /// snapshot keeps the replica restorable. Returns the TXID to upload after.
-    fn rebase(&self, db: &Arc<DbShared>, remote_max: Txid) -> Result<Txid> {
-        let s = db.request(|tx| Cmd::Renumber(remote_max.max(db.txid()), tx))?;
+    fn rebase(&self, db: &DbHandle, remote_max: Txid) -> Result<Txid> {
+        let s = db.new_lineage_after(remote_max.max(db.txid()))?;
         if s != remote_max.next() {
             self.rebase_with_snapshot(db)?;
         }
@@ -273,7 +286,7 @@ impl ReplicaShared {
     }
 
     /// True if the replica's L0 file `t` is byte-identical in its checksum to ours.
-    fn same_file(&self, db: &DbShared, t: Txid) -> Result<bool> {
+    fn same_file(&self, db: &DbHandle, t: Txid) -> Result<bool> {
         let path = db.l0_path(t);
         let Ok(local) = File::open(&path) else {
             return Ok(false);
@@ -302,22 +315,18 @@ impl ReplicaShared {
     }
 
     /// Uploads a full snapshot of the current state to level 9; returns its TXID.
-    fn rebase_with_snapshot(&self, db: &Arc<DbShared>) -> Result<Txid> {
-        let (path, header) = db.request(Cmd::Snapshot)?;
-        let result = (|| {
-            let f =
-                File::open(&path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
-            self.client
-                .write_ltx_file(SNAPSHOT_LEVEL, Txid(1), header.max_txid, &f)
-                .map_err(|e| annotate(e, "upload snapshot"))
-        })();
-        let _ = std::fs::remove_file(&path);
-        let info = result?;
+    fn rebase_with_snapshot(&self, db: &DbHandle) -> Result<Txid> {
+        let snap = db.snapshot()?;
+        let header = snap.header();
+        let info = self
+            .client
+            .write_ltx_file(SNAPSHOT_LEVEL, Txid(1), header.max_txid, &snap.open()?)
+            .map_err(|e| annotate(e, "upload snapshot"))?;
         self.rebases
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         log::info!(
             "{}: uploaded snapshot 1-{} ({} bytes) to replica {}",
-            db.path.display(),
+            db.path().display(),
             header.max_txid,
             info.size,
             self.index
@@ -327,12 +336,12 @@ impl ReplicaShared {
 
     /// Waits until the replica holds `txid` (true) or the deadline passes (false). A TXID
     /// from before the database's current numbering means the start of that numbering.
-    pub(crate) fn wait_for(&self, db: &DbShared, txid: Txid, deadline: Instant) -> bool {
+    pub(crate) fn wait_for(&self, db: &DbHandle, txid: Txid, deadline: Instant) -> bool {
         let Ok(mut s) = self.state.lock() else {
             return false;
         };
         loop {
-            let need = txid.max(db.status().lineage_start);
+            let need = txid.max(db.state().lineage_start);
             if s.remote.is_some_and(|r| r >= need) {
                 return true;
             }

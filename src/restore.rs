@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::client::{FileInfo, ReplicaClient, ResumableReader, SNAPSHOT_LEVEL};
+use crate::durable::{sibling, sync_dir, TempFile};
 use crate::error::{Error, Result};
 use crate::ltx::{self, Decoder, Txid, HEADER_SIZE};
 
@@ -287,23 +288,6 @@ pub fn plan(
     plan_files(&listing, txid, timestamp)
 }
 
-/// Removes a path (ignoring "not found") when dropped unless disarmed.
-struct Cleanup(Vec<PathBuf>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            let _ = fs::remove_file(p);
-        }
-    }
-}
-
-fn sidecar(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
 /// Restores the replica to `opts.output`.
 pub fn restore(client: &dyn ReplicaClient, opts: &RestoreOptions) -> Result<RestoreReport> {
     if opts.output.as_os_str().is_empty() {
@@ -313,7 +297,7 @@ pub fn restore(client: &dyn ReplicaClient, opts: &RestoreOptions) -> Result<Rest
         return Err(Error::OutputExists(opts.output.clone()));
     }
     for suffix in ["-wal", "-shm"] {
-        let p = sidecar(&opts.output, suffix);
+        let p = sibling(&opts.output, suffix);
         if p.symlink_metadata().is_ok() {
             return Err(Error::State(format!(
                 "cannot restore to {}: a stale {} exists beside it and SQLite would apply it to the restored database; remove it first",
@@ -345,7 +329,7 @@ pub fn restore(client: &dyn ReplicaClient, opts: &RestoreOptions) -> Result<Rest
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "db".into());
     let tmp = dir.join(format!(".{file_name}.{}.restore.tmp", std::process::id()));
-    let mut cleanup = Cleanup(vec![tmp.clone()]);
+    let cleanup = TempFile::new(tmp.clone());
     let out = OpenOptions::new()
         .write(true)
         .read(true)
@@ -376,15 +360,15 @@ pub fn restore(client: &dyn ReplicaClient, opts: &RestoreOptions) -> Result<Rest
         }
     }
     let _ = fs::remove_file(&tmp);
-    crate::client::sync_dir(&dir)?;
-    cleanup.0.clear();
+    sync_dir(&dir)?;
+    cleanup.keep();
 
     if opts.integrity_check != IntegrityCheck::None {
         if let Err(e) = integrity_check(&opts.output, opts.integrity_check) {
             for p in [
                 opts.output.clone(),
-                sidecar(&opts.output, "-wal"),
-                sidecar(&opts.output, "-shm"),
+                sibling(&opts.output, "-wal"),
+                sibling(&opts.output, "-shm"),
             ] {
                 let _ = fs::remove_file(p);
             }
@@ -414,7 +398,7 @@ fn integrity_check(path: &Path, check: IntegrityCheck) -> Result<()> {
         conn.query_column(pragma)?
     };
     for suffix in ["-wal", "-shm"] {
-        let _ = fs::remove_file(sidecar(path, suffix));
+        let _ = fs::remove_file(sibling(path, suffix));
     }
     if result.len() == 1 && result[0] == "ok" {
         Ok(())

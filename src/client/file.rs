@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{read_header, FileInfo, ReplicaClient};
+use crate::durable::sync_dir;
 use crate::error::{Error, Result};
 use crate::ltx::{self, Txid};
 
@@ -64,13 +65,6 @@ impl FileClient {
     fn path(&self, level: u8, min: Txid, max: Txid) -> PathBuf {
         self.level_dir(level).join(ltx::file_name(min, max))
     }
-}
-
-/// fsyncs a directory so a rename in it is durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(format!("fsync directory {}", dir.display()), e))
 }
 
 impl ReplicaClient for FileClient {

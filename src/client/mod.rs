@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use abs::{AbsClient, AbsConfig};
-pub(crate) use file::sync_dir;
 pub use file::FileClient;
 pub use gcs::{GcsClient, GcsConfig};
 #[cfg(fuzzing)]

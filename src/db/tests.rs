@@ -1,0 +1,154 @@
+//! The race that damaged a snapshot in CI, driven deterministically: a WAL restart in
+//! the middle of a full copy must be noticed and the copy redone.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::*;
+use crate::ltx;
+use crate::wal;
+
+/// A scratch directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let p = std::env::temp_dir().join(format!(
+            "lsrs-unit-{name}-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        ));
+        fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+const INSERT_ROWS: &str =
+    "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 300) \
+     INSERT INTO t (v) SELECT randomblob(1000) FROM c";
+
+/// An application connection in another "process" of the test (SQLite's own locks).
+fn app(path: &Path) -> Conn {
+    if !path.exists() {
+        File::create(path).unwrap();
+    }
+    let c = Conn::open(path).unwrap();
+    c.busy_timeout(5000);
+    c.exec("PRAGMA wal_autocheckpoint = 0").unwrap();
+    c.query_column("PRAGMA journal_mode = wal").unwrap();
+    c.exec("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v BLOB)")
+        .unwrap();
+    c
+}
+
+/// Applies an LTX snapshot to a fresh database file and returns (integrity, row count).
+fn check_snapshot(ltx: &Path, out: &Path) -> (String, i64) {
+    use std::os::unix::fs::FileExt;
+    let mut d = ltx::Decoder::new(io::BufReader::new(File::open(ltx).unwrap())).unwrap();
+    let h = d.header().clone();
+    let f = File::create(out).unwrap();
+    let mut buf = vec![0u8; h.page_size as usize];
+    while let Some(pgno) = d.next_page(&mut buf).unwrap() {
+        f.write_all_at(&buf, (pgno as u64 - 1) * h.page_size as u64)
+            .unwrap();
+    }
+    d.finish().unwrap();
+    f.set_len(h.commit as u64 * h.page_size as u64).unwrap();
+    drop(f);
+    let c = Conn::open(out).unwrap();
+    let check = c.query_column("PRAGMA integrity_check").unwrap().join("; ");
+    let n = c.query_i64("SELECT COUNT(*) FROM t").unwrap_or(-1);
+    (check, n)
+}
+
+/// A syncer whose `R` holds read mark 0 after a full checkpoint, and a racing
+/// application connection armed to commit (restarting the WAL, overwriting its first
+/// frames) right after page 2 of the next copy is read. Returns the syncer, the WAL
+/// salts before the race and a flag set once the racing commit is done.
+fn racing_syncer(path: &Path) -> (Syncer, (u32, u32), Arc<std::sync::atomic::AtomicBool>) {
+    let app = app(path);
+    app.exec(INSERT_ROWS).unwrap();
+    let shared = DbHandle::new(path, default_meta_path(path), DbOptions::default()).0;
+    let mut s = Syncer::open(shared).unwrap();
+    s.tick(true).unwrap();
+    // A checkpoint whose final barrier backfills everything: R is re-taken on a fully
+    // backfilled WAL, so it holds read mark 0 and does not block a restart.
+    s.checkpoint(false).unwrap();
+    let salts_before = s.pos.as_ref().unwrap().salts;
+    let fired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = fired.clone();
+    s.after_page = Some(Box::new(move |pgno| {
+        use std::sync::atomic::Ordering::SeqCst;
+        if pgno == 2 && !flag.load(SeqCst) {
+            app.exec(INSERT_ROWS).unwrap();
+            flag.store(true, SeqCst);
+        }
+    }));
+    (s, salts_before, fired)
+}
+
+/// The racing commit ran during the copy and restarted the WAL.
+fn assert_raced(s: &Syncer, salts_before: (u32, u32), fired: &std::sync::atomic::AtomicBool) {
+    assert!(
+        fired.load(std::sync::atomic::Ordering::SeqCst),
+        "the race never ran"
+    );
+    let wal = File::open(&s.wal_path).unwrap();
+    let salts_now = wal::read_header(&wal).unwrap().unwrap().salts();
+    assert_ne!(
+        salts_before, salts_now,
+        "the racing commit was meant to restart the WAL"
+    );
+}
+
+/// The race that damaged a snapshot in CI: after a checkpoint that backfilled the whole
+/// WAL, `R` reads the database file alone ("read mark 0"), which lets the application's
+/// next commit restart the WAL and overwrite, from its start, the very frames a full
+/// snapshot is copying. The copy must notice (the WAL header changed) and be redone,
+/// never hand out pages of the new generation under the old one's page numbers.
+#[test]
+fn snapshot_copy_survives_a_wal_restart_in_the_middle() {
+    let dir = Scratch::new("restart-race");
+    let path = dir.0.join("app.db");
+    let (mut s, salts_before, fired) = racing_syncer(&path);
+    let snap = s.snapshot_file().unwrap();
+    s.after_page = None;
+    assert_raced(&s, salts_before, &fired);
+    // The copy was redone after the racing commit: the snapshot holds its rows.
+    let (check, n) = check_snapshot(&snap.path, &dir.0.join("snap.db"));
+    assert_eq!(check, "ok", "a snapshot copied across a WAL restart");
+    assert_eq!(n, 600);
+    assert_eq!(Some(snap.header.max_txid), s.pos.as_ref().map(|p| p.txid));
+}
+
+/// The same race for a full-snapshot L0 file (a new lineage, or continuity lost): the
+/// file must not be written from frames of two generations.
+#[test]
+fn snapshot_l0_survives_a_wal_restart_in_the_middle() {
+    let dir = Scratch::new("restart-race-l0");
+    let path = dir.0.join("app.db");
+    let (mut s, salts_before, fired) = racing_syncer(&path);
+    let before = s.pos.as_ref().unwrap().txid;
+    s.renumber_after = Some(before);
+    s.tick(true).unwrap();
+    s.after_page = None;
+    assert_raced(&s, salts_before, &fired);
+    // One L0 file, written after the racing commit, with its rows.
+    let txid = s.pos.as_ref().unwrap().txid;
+    assert_eq!(txid, before.next());
+    let (check, n) = check_snapshot(&s.shared.l0_path(txid), &dir.0.join("l0.db"));
+    assert_eq!(check, "ok", "a snapshot L0 copied across a WAL restart");
+    assert_eq!(n, 600);
+}

@@ -1,0 +1,181 @@
+//! A database's thread: every monitor interval a `stat` of the WAL and, when it changed, a
+//! sync and the checkpoint policy; requests from handles in between; back-off while it
+//! fails. After each tick of an open database it calls its listener (the store kicks the
+//! replicas' uploads from there), which is all it knows of what happens downstream.
+
+use std::fs;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{local, Cmd, DbHandle, Shared, Syncer};
+use crate::error::{Error, Result};
+
+/// Called after every tick of an open database; cheap, no I/O.
+pub(crate) type Listener = Box<dyn Fn() + Send>;
+
+/// Starts the thread of `db` (named `litestream-db-<file name>`); requests through its
+/// handles are served from now on.
+pub(crate) fn spawn(db: &DbHandle, listener: Listener) -> Result<JoinHandle<()>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    if let Ok(mut g) = db.0.cmd.lock() {
+        *g = Some(tx);
+    }
+    let shared = db.0.clone();
+    let name = format!(
+        "litestream-db-{}",
+        shared
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    );
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || run(shared, rx, listener))
+        .map_err(|e| Error::io("start database thread", e))
+}
+
+impl Syncer {
+    /// One monitor tick: a `stat`, and a sync plus checkpoint policy when the WAL changed.
+    pub(super) fn tick(&mut self, force: bool) -> Result<bool> {
+        let key = local::stat_key(&self.wal_path);
+        if !force && !self.recheck && key.is_some() && key == self.last_stat {
+            // Unchanged: only a time-based checkpoint may be due after writes stopped.
+            if self.time_checkpoint_due() {
+                self.checkpoint(false)?;
+                self.last_stat = local::stat_key(&self.wal_path);
+            }
+            return Ok(false);
+        }
+        let changed = key != self.last_stat;
+        self.last_stat = key;
+        let before = self.txid();
+        let started = Instant::now();
+        self.sync(true)?;
+        let db_size = fs::metadata(&self.shared.path)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let secs = started.elapsed().as_secs_f64();
+        self.shared.publish(|st| {
+            st.sync_count += 1;
+            st.sync_seconds += secs;
+            st.db_size = db_size;
+        });
+        let wrote = self.txid() != before;
+        // A write may land with the same mtime as the stat above: look once more.
+        self.recheck = changed || wrote;
+        self.checkpoint_policy()?;
+        Ok(wrote)
+    }
+}
+
+/// The body of a database's thread.
+fn run(shared: Arc<Shared>, rx: Receiver<Cmd>, listener: Listener) {
+    let mut syncer: Option<Syncer> = None;
+    let mut failures = 0u32;
+    let mut last_error_log: Option<Instant> = None;
+    let interval = shared.opts.monitor_interval;
+    loop {
+        let wait = if failures == 0 {
+            interval
+        } else {
+            (interval * 2u32.saturating_pow(failures.min(16))).min(Duration::from_secs(60))
+        };
+        let cmd = match rx.recv_timeout(wait) {
+            Ok(c) => Some(c),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        if syncer.is_none() && shared.path.exists() {
+            match Syncer::open(shared.clone()) {
+                Ok(s) => {
+                    log::info!("{}: replicating", shared.path.display());
+                    syncer = Some(s);
+                }
+                Err(e) => {
+                    shared.publish(|st| st.error = Some(e.to_string()));
+                    crate::logging::error_rate_limited(&mut last_error_log, || {
+                        format!("{}: open: {e}", shared.path.display())
+                    });
+                }
+            }
+        }
+        let result: Result<()> = match (cmd, syncer.as_mut()) {
+            (Some(Cmd::Close(reply)), _) => {
+                let r = match syncer.take() {
+                    Some(s) => s.close(),
+                    None => Ok(shared.state().txid),
+                };
+                let _ = reply.send(r);
+                break;
+            }
+            (Some(Cmd::Sync(reply)), Some(s)) => {
+                let r = s.tick(true).map(|_| s.txid());
+                let e = r.as_ref().err().map(|e| e.to_string());
+                let _ = reply.send(r);
+                e.map_or(Ok(()), |m| Err(Error::State(m)))
+            }
+            (Some(Cmd::Snapshot(reply)), Some(s)) => {
+                let _ = reply.send(s.snapshot_file());
+                Ok(())
+            }
+            (Some(Cmd::NewLineage(after, reply)), Some(s)) => {
+                s.renumber_after = Some(after.max(s.txid()));
+                let _ = reply.send(s.tick(true).map(|_| s.txid()));
+                Ok(())
+            }
+            (Some(Cmd::Sync(reply)), None) => {
+                let _ = reply.send(Err(not_ready(&shared)));
+                Ok(())
+            }
+            (Some(Cmd::Snapshot(reply)), None) => {
+                let _ = reply.send(Err(not_ready(&shared)));
+                Ok(())
+            }
+            (Some(Cmd::NewLineage(_, reply)), None) => {
+                let _ = reply.send(Err(not_ready(&shared)));
+                Ok(())
+            }
+            (None, Some(s)) => s.tick(false).map(|_| ()),
+            (None, None) => Ok(()),
+        };
+        match result {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                log::debug!("{}: tick failed: {e}", shared.path.display());
+                failures += 1;
+                shared.publish(|st| {
+                    st.error = Some(e.to_string());
+                    st.sync_errors += 1;
+                });
+                crate::logging::error_rate_limited(&mut last_error_log, || {
+                    format!("{}: sync: {e}", shared.path.display())
+                });
+                if let Some(s) = syncer.as_mut() {
+                    // Clean up after repeated failures (e.g. the file was replaced).
+                    if failures >= 3 {
+                        local::remove_temp_files(&s.l0_dir);
+                    }
+                }
+            }
+        }
+        if syncer.is_some() {
+            listener();
+        }
+    }
+    // Dropping the syncer rolls back R and closes our connections.
+    drop(syncer);
+}
+
+fn not_ready(shared: &Shared) -> Error {
+    Error::State(format!(
+        "{} is not ready: {}",
+        shared.path.display(),
+        shared
+            .state()
+            .error
+            .unwrap_or_else(|| "the database file does not exist yet".into())
+    ))
+}

@@ -1,0 +1,144 @@
+//! What a store reports: the replication state of each database and replica
+//! ([`DbStatus`], [`ReplicaStatus`]), from any thread ([`StoreMonitor`]) and at shutdown
+//! ([`CloseReport`]).
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use super::Entry;
+use crate::ltx::Txid;
+
+/// Replication state of one database, as [`Store::status`] reports it.
+#[derive(Clone, Debug)]
+pub struct DbStatus {
+    /// Database path.
+    pub path: PathBuf,
+    /// TXID of the newest local L0 file.
+    pub local_txid: Txid,
+    /// Size of the WAL at the last sync.
+    pub wal_size: u64,
+    /// When the last L0 file was written.
+    pub last_sync: Option<SystemTime>,
+    /// The last error of the database thread, if it is failing.
+    pub error: Option<String>,
+    /// Size of the database file at the last sync.
+    pub db_size: u64,
+    /// Syncs run (ticks that found the WAL changed, and forced syncs).
+    pub sync_count: u64,
+    /// Syncs that failed.
+    pub sync_errors: u64,
+    /// Seconds spent syncing.
+    pub sync_seconds: f64,
+    /// Checkpoints completed.
+    pub checkpoint_count: u64,
+    /// One entry per replica.
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+/// Replication state of one replica.
+#[derive(Clone, Debug)]
+pub struct ReplicaStatus {
+    /// Backend kind.
+    pub kind: &'static str,
+    /// Highest TXID known to be on the replica.
+    pub remote_txid: Option<Txid>,
+    /// When the last file was uploaded.
+    pub last_upload: Option<SystemTime>,
+    /// Files and bytes uploaded since the store opened.
+    pub uploaded_files: u64,
+    /// Bytes uploaded since the store opened.
+    pub uploaded_bytes: u64,
+    /// Failed upload batches since the store opened.
+    pub errors: u64,
+    /// The last upload error, while it is failing.
+    pub error: Option<String>,
+}
+
+/// Reads a running store's status from any thread.
+#[derive(Clone, Debug)]
+pub struct StoreMonitor {
+    pub(super) dbs: Vec<Entry>,
+}
+
+impl StoreMonitor {
+    /// The replication state of every database.
+    pub fn status(&self) -> Vec<DbStatus> {
+        self.dbs.iter().map(db_status).collect()
+    }
+}
+
+/// What [`Store::close`] managed to replicate.
+#[derive(Clone, Debug)]
+pub struct CloseReport {
+    /// One entry per database.
+    pub dbs: Vec<DbStatus>,
+}
+
+impl CloseReport {
+    /// True if every replica holds its database's final TXID.
+    pub fn is_complete(&self) -> bool {
+        self.dbs.iter().all(|d| {
+            d.replicas
+                .iter()
+                .all(|r| r.remote_txid.is_some_and(|t| t >= d.local_txid))
+        })
+    }
+
+    /// One line per replica that did not get everything.
+    pub fn missing(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for d in &self.dbs {
+            for (i, r) in d.replicas.iter().enumerate() {
+                if r.remote_txid.is_none_or(|t| t < d.local_txid) {
+                    out.push(format!(
+                        "{}: replica {i} ({}) has {} of {}{}",
+                        d.path.display(),
+                        r.kind,
+                        r.remote_txid
+                            .map(|t| t.to_string())
+                            .unwrap_or_else(|| "nothing known".into()),
+                        d.local_txid,
+                        r.error
+                            .as_ref()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The status of a database and its replicas.
+pub(super) fn db_status(e: &Entry) -> DbStatus {
+    let (d, s) = (&e.db, e.db.state());
+    DbStatus {
+        path: d.path().to_path_buf(),
+        local_txid: s.txid,
+        wal_size: s.wal_size,
+        last_sync: s.last_sync,
+        error: s.error,
+        db_size: s.db_size,
+        sync_count: s.sync_count,
+        sync_errors: s.sync_errors,
+        sync_seconds: s.sync_seconds,
+        checkpoint_count: s.checkpoint_count,
+        replicas: e
+            .replicas
+            .iter()
+            .map(|r| {
+                let st = r.state();
+                ReplicaStatus {
+                    kind: r.client().kind(),
+                    remote_txid: st.remote,
+                    last_upload: st.last_upload,
+                    uploaded_files: st.uploaded_files,
+                    uploaded_bytes: st.uploaded_bytes,
+                    errors: st.errors,
+                    error: st.last_error,
+                }
+            })
+            .collect(),
+    }
+}
