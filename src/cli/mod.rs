@@ -21,7 +21,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use config::databases::{resolve_dbs, Resolved};
-use config::replicas::build_client;
 use config::{Config, ReplicaConfig};
 use flags::{Flag, Parsed};
 
@@ -113,32 +112,41 @@ fn run(args: &[String]) -> CliResult {
     }
 }
 
+/// The flags every command takes, ahead of its own.
+const CONFIG_FLAGS: [Flag; 2] = [
+    Flag {
+        name: "config",
+        value: Some("PATH"),
+        help: "Specifies the configuration file.\nDefaults to /etc/litestream.yml (or $LITESTREAM_CONFIG)",
+    },
+    Flag {
+        name: "no-expand-env",
+        value: None,
+        help: "Disables environment variable expansion in configuration file.",
+    },
+];
+
+/// `-json` of the commands that print a table or JSON.
+const JSON_FLAG: Flag = Flag {
+    name: "json",
+    value: None,
+    help: "Output JSON.",
+};
+
+/// Parses a command's arguments against [`CONFIG_FLAGS`] and its `own` flags; `None` when
+/// `-h` asked for (and got) the usage text.
 fn parse_or_usage(
     args: &[String],
-    spec: &[Flag],
+    own: &[Flag],
     usage: &str,
 ) -> std::result::Result<Option<Parsed>, CliError> {
-    let p = flags::parse(args, spec).map_err(|e| Usage(e.to_string()))?;
+    let spec: Vec<Flag> = CONFIG_FLAGS.iter().chain(own).copied().collect();
+    let p = flags::parse(args, &spec).map_err(|e| Usage(e.to_string()))?;
     if p.help {
-        print!("{usage}\nArguments:\n\n{}", flags::usage(spec));
+        print!("{usage}\nArguments:\n\n{}", flags::usage(&spec));
         return Ok(None);
     }
     Ok(Some(p))
-}
-
-fn config_flags() -> [Flag; 2] {
-    [
-        Flag {
-            name: "config",
-            value: Some("PATH"),
-            help: "Specifies the configuration file.\nDefaults to /etc/litestream.yml (or $LITESTREAM_CONFIG)",
-        },
-        Flag {
-            name: "no-expand-env",
-            value: None,
-            help: "Disables environment variable expansion in configuration file.",
-        },
-    ]
 }
 
 fn config_path(p: &Parsed) -> PathBuf {
@@ -175,11 +183,16 @@ fn same_path(a: &Path, b: &Path) -> bool {
     abs(a) == abs(b)
 }
 
+/// The configured database at `path`, if the config lists it.
+fn listed_db(cfg: &Config, path: &Path) -> Result<Option<Resolved>> {
+    Ok(resolve_dbs(cfg)?
+        .into_iter()
+        .find(|r| same_path(&r.path, path)))
+}
+
 /// The configured database at `path`.
 fn find_db(cfg: &Config, path: &Path) -> Result<Resolved> {
-    resolve_dbs(cfg)?
-        .into_iter()
-        .find(|r| same_path(&r.path, path))
+    listed_db(cfg, path)?
         .ok_or_else(|| Error::Invalid(format!("database not found in config: {}", path.display())))
 }
 
@@ -196,14 +209,15 @@ fn clients_for(target: &str, p: &Parsed) -> Result<Vec<Arc<dyn ReplicaClient>>> 
         return Ok(vec![client::from_url(target)?]);
     }
     let cfg = load_config(p)?;
-    let r = find_db(&cfg, Path::new(target))?;
-    r.cfg
-        .replicas
-        .iter()
-        .map(|rc| build_client(rc, r.sub_path.as_deref()))
-        .collect()
+    find_db(&cfg, Path::new(target))?.clients()
 }
 
+/// Items already formatted as JSON, as a JSON array (one item a line).
+fn json_array(out: &mut impl Write, items: &[String]) {
+    let _ = writeln!(out, "[\n{}\n]", items.join(",\n"));
+}
+
+/// Rows as a table under `head`, each column as wide as its widest cell.
 fn table<const N: usize>(out: &mut impl Write, head: &[&str; N], rows: &[[String; N]]) {
     let mut widths = head.map(|h| h.len());
     for r in rows {

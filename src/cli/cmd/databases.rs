@@ -1,26 +1,13 @@
 //! `litestream databases`: lists the configured databases and their replicas, as a table or
 //! as JSON.
 
-use std::io::Write;
-
 use crate::cli::config::databases::resolve_dbs;
-use crate::cli::flags::Flag;
-use crate::cli::{config_flags, describe, load_config, parse_or_usage, table, CliResult};
+use crate::cli::{describe, json_array, load_config, parse_or_usage, table, CliResult, JSON_FLAG};
 
 /// Runs the command.
 pub(crate) fn run(args: &[String]) -> CliResult {
-    let [c0, c1] = config_flags();
-    let spec = [
-        c0,
-        c1,
-        Flag {
-            name: "json",
-            value: None,
-            help: "Output JSON.",
-        },
-    ];
     let usage = "The databases command lists all databases in the configuration file.\n\nUsage:\n\n\tlitestream databases [arguments]\n";
-    let Some(p) = parse_or_usage(args, &spec, usage)? else {
+    let Some(p) = parse_or_usage(args, &[JSON_FLAG], usage)? else {
         return Ok(0);
     };
     let cfg = load_config(&p)?;
@@ -43,7 +30,7 @@ pub(crate) fn run(args: &[String]) -> CliResult {
                 )
             })
             .collect();
-        let _ = writeln!(out, "[\n{}\n]", items.join(",\n"));
+        json_array(&mut out, &items);
         return Ok(0);
     }
     let rows: Vec<[String; 2]> = dbs

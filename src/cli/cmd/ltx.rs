@@ -4,16 +4,13 @@
 use std::io::Write;
 
 use crate::cli::flags::Flag;
-use crate::cli::{clients_for, config_flags, parse_or_usage, table, CliResult, Usage};
+use crate::cli::{clients_for, json_array, parse_or_usage, table, CliResult, Usage};
 use crate::client::SNAPSHOT_LEVEL;
 use crate::ltx::Txid;
 
 /// Runs the command.
 pub(crate) fn run(args: &[String]) -> CliResult {
-    let [c0, c1] = config_flags();
-    let spec = [
-        c0,
-        c1,
+    let flags = [
         Flag {
             name: "level",
             value: Some("LEVEL"),
@@ -26,7 +23,7 @@ pub(crate) fn run(args: &[String]) -> CliResult {
         },
     ];
     let usage = "The ltx command lists all LTX files available for a database.\n\nUsage:\n\n\tlitestream ltx [arguments] DB_PATH\n\n\tlitestream ltx [arguments] REPLICA_URL\n";
-    let Some(p) = parse_or_usage(args, &spec, usage)? else {
+    let Some(p) = parse_or_usage(args, &flags, usage)? else {
         return Ok(0);
     };
     let [target] = p.positional.as_slice() else {
@@ -68,7 +65,7 @@ pub(crate) fn run(args: &[String]) -> CliResult {
                     )
                 })
                 .collect();
-            let _ = writeln!(out, "[\n{}\n]", items.join(",\n"));
+            json_array(&mut out, &items);
             continue;
         }
         let rows: Vec<[String; 5]> = files

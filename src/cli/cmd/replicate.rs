@@ -2,33 +2,27 @@
 //! optionally restores missing databases first, runs it until a signal or the `-exec` child
 //! ends, and closes it.
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cli::config::databases::{build_db, build_store, resolve_dbs};
 use crate::cli::flags::Flag;
 use crate::cli::{
-    config_flags, config_path, load_config, logger, metrics, parse_or_usage, sys, CliError,
-    CliResult, Usage,
+    config_path, load_config, logger, metrics, parse_or_usage, sys, CliError, CliResult, Usage,
 };
-use crate::client::ReplicaClient;
 use crate::error::{Error, Result};
 use crate::restore;
+use crate::{CompactionLevels, Db, Replica, Store};
 
 /// Runs the command.
 pub(crate) fn run(args: &[String]) -> CliResult {
-    let [c0, c1] = config_flags();
-    let spec = [
-        c0,
-        c1,
+    let flags = [
         Flag { name: "exec", value: Some("CMD"), help: "Executes a subprocess (your application) and replicates until it exits;\nsignals are forwarded to it and its exit status is litestream's." },
         Flag { name: "log-level", value: Some("LEVEL"), help: "Log level: debug, info, warn or error." },
         Flag { name: "restore-if-db-not-exists", value: None, help: "Restores each database from its replica first if the file is missing." },
         Flag { name: "once", value: None, help: "Syncs every database once, uploads, and exits." },
     ];
     let usage = "The replicate command starts a server to monitor & replicate databases.\n\nUsage:\n\n\tlitestream replicate [arguments]\n\n\tlitestream replicate [arguments] DB_PATH REPLICA_URL [REPLICA_URL...]\n";
-    let Some(p) = parse_or_usage(args, &spec, usage)? else {
+    let Some(p) = parse_or_usage(args, &flags, usage)? else {
         return Ok(0);
     };
     let (dbs, cfg) = if p.positional.is_empty() {
@@ -44,30 +38,23 @@ pub(crate) fn run(args: &[String]) -> CliResult {
         let mut dbs = Vec::new();
         for r in &resolved {
             let db = build_db(r)?;
-            if (r.cfg.restore_if_db_not_exists || p.bool("restore-if-db-not-exists"))
-                && !r.path.exists()
-            {
-                restore_on_start(&r.path, db.replicas.first().map(|r| r.client().clone()))?;
+            if r.cfg.restore_if_db_not_exists || p.bool("restore-if-db-not-exists") {
+                restore_on_start(&db)?;
             }
             dbs.push(db);
         }
         (dbs, Some(cfg))
     } else {
-        let [db_path, urls @ ..] = p.positional.as_slice() else {
-            return Err(Usage("replicate: want DB_PATH REPLICA_URL".into()).into());
+        let (db_path, urls) = match p.positional.as_slice() {
+            [db_path, urls @ ..] if !urls.is_empty() => (db_path, urls),
+            _ => return Err(Usage("replicate: want DB_PATH REPLICA_URL".into()).into()),
         };
-        if urls.is_empty() {
-            return Err(Usage("replicate: want DB_PATH REPLICA_URL".into()).into());
-        }
-        let mut db = crate::Db::new(db_path);
+        let mut db = Db::new(db_path);
         for u in urls {
-            db = db.replica(crate::Replica::from_url(u)?);
+            db = db.replica(Replica::from_url(u)?);
         }
-        if p.bool("restore-if-db-not-exists") && !Path::new(db_path).exists() {
-            restore_on_start(
-                Path::new(db_path),
-                db.replicas.first().map(|r| r.client().clone()),
-            )?;
+        if p.bool("restore-if-db-not-exists") {
+            restore_on_start(&db)?;
         }
         (vec![db], None)
     };
@@ -78,7 +65,7 @@ pub(crate) fn run(args: &[String]) -> CliResult {
     }
     let store = match &cfg {
         Some(c) => build_store(c, dbs)?,
-        None => crate::Store::new(dbs, crate::CompactionLevels::default())?,
+        None => Store::new(dbs, CompactionLevels::default())?,
     };
     let exec = p
         .get("exec")
@@ -88,9 +75,16 @@ pub(crate) fn run(args: &[String]) -> CliResult {
     run_store(store, exec.as_deref(), addr.as_deref(), p.bool("once"))
 }
 
-fn restore_on_start(path: &Path, client: Option<Arc<dyn ReplicaClient>>) -> Result<()> {
-    let Some(client) = client else { return Ok(()) };
-    match restore::restore_if_not_exists(client.as_ref(), path)? {
+/// Restores `db` from its first replica when its file is missing.
+fn restore_on_start(db: &Db) -> Result<()> {
+    let path = db.path();
+    if path.exists() {
+        return Ok(());
+    }
+    let Some(replica) = db.replicas.first() else {
+        return Ok(());
+    };
+    match restore::restore_if_not_exists(replica.client().as_ref(), path)? {
         Some(r) => log::info!(
             "restored {} to transaction {} before replicating",
             path.display(),
@@ -155,12 +149,7 @@ fn shell_words(s: &str) -> std::result::Result<Vec<String>, Usage> {
 
 /// Runs a store until SIGINT/SIGTERM (or until the `-exec` child exits), then closes it
 /// gracefully; a second signal aborts the shutdown.
-fn run_store(
-    mut store: crate::Store,
-    exec: Option<&str>,
-    addr: Option<&str>,
-    once: bool,
-) -> CliResult {
+fn run_store(mut store: Store, exec: Option<&str>, addr: Option<&str>, once: bool) -> CliResult {
     sys::install();
     log::info!("litestream-rs {}", env!("CARGO_PKG_VERSION"));
     store.open()?;
@@ -224,7 +213,8 @@ fn run_store(
     close_store(store).map(|()| code)
 }
 
-fn close_store(mut store: crate::Store) -> std::result::Result<(), CliError> {
+/// Closes the store on a thread, giving up when a second signal arrives.
+fn close_store(mut store: Store) -> std::result::Result<(), CliError> {
     let seen = sys::count();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -4,28 +4,21 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::cli::config::databases::resolve_dbs;
 use crate::cli::flags::Flag;
 use crate::cli::{
-    config_flags, config_path, find_db, load_config, meta_path_of, parse_or_usage, same_path,
-    CliResult, Usage,
+    config_path, find_db, listed_db, load_config, meta_path_of, parse_or_usage, CliResult, Usage,
 };
 use crate::error::{Error, Result};
 
 /// Runs the command.
 pub(crate) fn run(args: &[String]) -> CliResult {
-    let [c0, c1] = config_flags();
-    let spec = [
-        c0,
-        c1,
-        Flag {
-            name: "dry-run",
-            value: None,
-            help: "Print the local LTX files that would be removed without deleting them.",
-        },
-    ];
+    let flags = [Flag {
+        name: "dry-run",
+        value: None,
+        help: "Print the local LTX files that would be removed without deleting them.",
+    }];
     let usage = "The reset command clears local Litestream state for a database: it removes the\nlocal LTX files from its metadata directory, so the next sync starts with a fresh\nsnapshot (numbered after whatever its replicas hold). The database file itself is\nnot modified. Use it when local state is damaged; stop replicate first.\n\nUsage:\n\n\tlitestream reset [arguments] <path>\n";
-    let Some(p) = parse_or_usage(args, &spec, usage)? else {
+    let Some(p) = parse_or_usage(args, &flags, usage)? else {
         return Ok(0);
     };
     let [db] = p.positional.as_slice() else {
@@ -40,9 +33,7 @@ pub(crate) fn run(args: &[String]) -> CliResult {
         if explicit {
             Some(find_db(&cfg, db)?)
         } else {
-            resolve_dbs(&cfg)?
-                .into_iter()
-                .find(|d| same_path(&d.path, db))
+            listed_db(&cfg, db)?
         }
     } else {
         None

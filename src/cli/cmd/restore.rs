@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::cli::flags::Flag;
-use crate::cli::{clients_for, config_flags, parse_or_usage, sys, table, CliResult, Usage};
+use crate::cli::{clients_for, parse_or_usage, sys, table, CliResult, Usage};
 use crate::client::{FileInfo, ReplicaClient};
 use crate::error::{Error, Result};
 use crate::ltx::Txid;
@@ -72,10 +72,7 @@ fn best_replica(
 
 /// Runs the command.
 pub(crate) fn run(args: &[String]) -> CliResult {
-    let [c0, c1] = config_flags();
-    let spec = [
-        c0,
-        c1,
+    let flags = [
         Flag { name: "o", value: Some("PATH"), help: "Output path of the restored database.\nDefaults to original DB path." },
         Flag { name: "txid", value: Some("TXID"), help: "Restore up to a specific hex-encoded transaction ID (inclusive).\nDefaults to use the highest available transaction." },
         Flag { name: "timestamp", value: Some("TIMESTAMP"), help: "Restore to a specific point-in-time (RFC 3339).\nDefaults to use the latest available backup." },
@@ -87,7 +84,7 @@ pub(crate) fn run(args: &[String]) -> CliResult {
         Flag { name: "parallelism", value: Some("NUM"), help: "Accepted for compatibility; restores stream files in order." },
     ];
     let usage = "The restore command recovers a database from a replica.\n\nUsage:\n\n\tlitestream restore [arguments] DB_PATH\n\n\tlitestream restore [arguments] REPLICA_URL\n";
-    let Some(p) = parse_or_usage(args, &spec, usage)? else {
+    let Some(p) = parse_or_usage(args, &flags, usage)? else {
         return Ok(0);
     };
     let [target] = p.positional.as_slice() else {

@@ -1,14 +1,12 @@
 //! `litestream status`: compares each configured database's local position with what its
 //! replicas hold, as a table or as JSON.
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::cli::config::databases::resolve_dbs;
-use crate::cli::config::replicas::build_client;
-use crate::cli::flags::Flag;
 use crate::cli::{
-    config_flags, describe, load_config, meta_path_of, parse_or_usage, same_path, table, CliResult,
+    describe, json_array, load_config, meta_path_of, parse_or_usage, same_path, table, CliResult,
+    JSON_FLAG,
 };
 use crate::client::SNAPSHOT_LEVEL;
 use crate::error::{Error, Result};
@@ -16,18 +14,8 @@ use crate::ltx::Txid;
 
 /// Runs the command.
 pub(crate) fn run(args: &[String]) -> CliResult {
-    let [c0, c1] = config_flags();
-    let spec = [
-        c0,
-        c1,
-        Flag {
-            name: "json",
-            value: None,
-            help: "Output JSON.",
-        },
-    ];
     let usage = "The status command compares each database's local position with its replicas\n(works whether or not replicate is running).\n\nUsage:\n\n\tlitestream status [arguments] [DB_PATH]\n";
-    let Some(p) = parse_or_usage(args, &spec, usage)? else {
+    let Some(p) = parse_or_usage(args, &[JSON_FLAG], usage)? else {
         return Ok(0);
     };
     let cfg = load_config(&p)?;
@@ -50,8 +38,7 @@ pub(crate) fn run(args: &[String]) -> CliResult {
         let mut wal = d.path.as_os_str().to_owned();
         wal.push("-wal");
         let wal_size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-        for rc in &d.cfg.replicas {
-            let client = build_client(rc, d.sub_path.as_deref())?;
+        for (rc, client) in d.cfg.replicas.iter().zip(d.clients()?) {
             let remote = [0u8, SNAPSHOT_LEVEL]
                 .iter()
                 .map(|l| {
@@ -89,7 +76,7 @@ pub(crate) fn run(args: &[String]) -> CliResult {
     }
     let mut out = std::io::stdout().lock();
     if p.bool("json") {
-        let _ = writeln!(out, "[\n{}\n]", json.join(",\n"));
+        json_array(&mut out, &json);
     } else {
         table(
             &mut out,

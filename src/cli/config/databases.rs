@@ -2,11 +2,13 @@
 //! (`pattern`, `recursive`), and building the engine's `Db`s and `Store` from them.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::reader::{err, Obj};
 use super::replicas::{build_client, read_replica};
 use super::{Config, DbConfig, ReplicaConfig};
 use crate::cli::yaml::{Node, Value};
+use crate::client::ReplicaClient;
 use crate::error::{Error, Result};
 use crate::{CompactionLevels, Db, Replica, Store};
 
@@ -177,6 +179,17 @@ pub(crate) struct Resolved {
     pub sub_path: Option<String>,
 }
 
+impl Resolved {
+    /// The replica clients of this database, in the order the config lists its replicas.
+    pub(crate) fn clients(&self) -> Result<Vec<Arc<dyn ReplicaClient>>> {
+        self.cfg
+            .replicas
+            .iter()
+            .map(|rc| build_client(rc, self.sub_path.as_deref()))
+            .collect()
+    }
+}
+
 /// Expands directory entries into databases.
 pub(crate) fn resolve_dbs(cfg: &Config) -> Result<Vec<Resolved>> {
     let mut out = Vec::new();
@@ -236,8 +249,8 @@ pub(crate) fn build_db(r: &Resolved) -> Result<Db> {
     if let Some(m) = &r.meta_path {
         db = db.meta_path(m);
     }
-    for rc in &d.replicas {
-        let mut rep = Replica::new(build_client(rc, r.sub_path.as_deref())?);
+    for (rc, client) in d.replicas.iter().zip(r.clients()?) {
+        let mut rep = Replica::new(client);
         if let Some(v) = rc.sync_interval {
             rep = rep.sync_interval(v);
         }

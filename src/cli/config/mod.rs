@@ -202,7 +202,7 @@ pub(crate) fn parse(doc: &str) -> Result<Config> {
         "heartbeat-interval",
         "validation",
     ] {
-        if let Some(n) = o.entries.iter().find(|(k, _)| k == key).map(|(_, n)| n) {
+        if let Some(n) = o.entry(key) {
             return Err(err(
                 n.line,
                 format!("{key} is not supported by this version"),

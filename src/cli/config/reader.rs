@@ -17,7 +17,7 @@ pub(super) fn err(line: usize, msg: impl std::fmt::Display) -> Error {
 /// A mapping being read: remembers which keys were used so the rest can be reported.
 pub(super) struct Obj<'a> {
     pub(super) line: usize,
-    pub(super) entries: &'a [(String, Node)],
+    entries: &'a [(String, Node)],
     used: HashSet<&'a str>,
     ctx: &'static str,
 }
@@ -41,12 +41,13 @@ impl<'a> Obj<'a> {
         }
     }
 
+    /// The node under `key`, without marking the key read.
+    pub(super) fn entry(&self, key: &str) -> Option<&'a Node> {
+        self.entries.iter().find(|(k, _)| k == key).map(|(_, n)| n)
+    }
+
     pub(super) fn get(&mut self, key: &'static str) -> Option<&'a Node> {
-        let n = self
-            .entries
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, n)| n)?;
+        let n = self.entry(key)?;
         self.used.insert(key);
         if n.value == Value::Null {
             return None;
@@ -76,77 +77,53 @@ impl<'a> Obj<'a> {
         }))
     }
 
-    pub(super) fn bool(&mut self, key: &'static str) -> Result<Option<bool>> {
-        let line = self
-            .entries
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, n)| n.line)
-            .unwrap_or(self.line);
-        match self.str(key)?.as_deref() {
+    /// A single value read through `parse`; when that fails, the error names the key's line,
+    /// the key and the value as an invalid `what`, then `hint`.
+    fn typed<T>(
+        &mut self,
+        key: &'static str,
+        what: &str,
+        hint: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<Option<T>> {
+        let line = self.entry(key).map_or(self.line, |n| n.line);
+        match self.str(key)? {
             None => Ok(None),
-            Some("true" | "True" | "TRUE" | "yes" | "on") => Ok(Some(true)),
-            Some("false" | "False" | "FALSE" | "no" | "off") => Ok(Some(false)),
-            Some(v) => Err(err(line, format!("{key}: invalid boolean {v:?}"))),
+            Some(v) => parse(&v)
+                .map(Some)
+                .ok_or_else(|| err(line, format!("{key}: invalid {what} {v:?}{hint}"))),
         }
+    }
+
+    pub(super) fn bool(&mut self, key: &'static str) -> Result<Option<bool>> {
+        self.typed(key, "boolean", "", |v| match v {
+            "true" | "True" | "TRUE" | "yes" | "on" => Some(true),
+            "false" | "False" | "FALSE" | "no" | "off" => Some(false),
+            _ => None,
+        })
     }
 
     pub(super) fn duration(&mut self, key: &'static str) -> Result<Option<Duration>> {
-        let line = self
-            .entries
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, n)| n.line)
-            .unwrap_or(self.line);
-        match self.str(key)? {
-            None => Ok(None),
-            Some(v) => parse_duration(&v).map(Some).ok_or_else(|| {
-                err(
-                    line,
-                    format!("{key}: invalid duration {v:?} (use e.g. 500ms, 10s, 5m, 24h)"),
-                )
-            }),
-        }
+        self.typed(
+            key,
+            "duration",
+            " (use e.g. 500ms, 10s, 5m, 24h)",
+            parse_duration,
+        )
     }
 
     pub(super) fn int(&mut self, key: &'static str) -> Result<Option<i64>> {
-        let line = self
-            .entries
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, n)| n.line)
-            .unwrap_or(self.line);
-        match self.str(key)? {
-            None => Ok(None),
-            Some(v) => v
-                .parse::<i64>()
-                .map(Some)
-                .map_err(|_| err(line, format!("{key}: invalid number {v:?}"))),
-        }
+        self.typed(key, "number", "", |v| v.parse::<i64>().ok())
     }
 
     pub(super) fn size(&mut self, key: &'static str) -> Result<Option<u64>> {
-        let line = self
-            .entries
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, n)| n.line)
-            .unwrap_or(self.line);
-        match self.str(key)? {
-            None => Ok(None),
-            Some(v) => parse_size(&v).map(Some).ok_or_else(|| {
-                err(
-                    line,
-                    format!("{key}: invalid size {v:?} (use e.g. 5MiB, 10MB)"),
-                )
-            }),
-        }
+        self.typed(key, "size", " (use e.g. 5MiB, 10MB)", parse_size)
     }
 
     /// Keys Litestream parses but that have no effect here: warn.
     pub(super) fn ignored(&mut self, warnings: &mut Vec<String>, keys: &[&'static str], why: &str) {
         for k in keys {
-            if let Some(n) = self.entries.iter().find(|(e, _)| e == k).map(|(_, n)| n) {
+            if let Some(n) = self.entry(k) {
                 self.used.insert(k);
                 warnings.push(format!("config line {}: {k} is ignored: {why}", n.line));
             }
