@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use crate::error::{Error, Result};
 
 /// One flag a command accepts.
+#[derive(Clone, Copy)]
 pub(crate) struct Flag {
     pub name: &'static str,
     /// Placeholder for the value, or `None` for a boolean flag.

@@ -6,7 +6,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::{Error, Result, StoreMonitor};
+use crate::error::{Error, Result};
+use crate::StoreMonitor;
 
 fn label(s: &str) -> String {
     s.replace('\\', "\\\\")

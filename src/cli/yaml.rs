@@ -337,15 +337,8 @@ fn scalar(t: &str, line: usize) -> Result<Value> {
             Ok(Value::Str(out))
         }
         Some('[') => {
-            let inner = t
-                .strip_prefix('[')
-                .and_then(|s| s.strip_suffix(']'))
-                .ok_or_else(|| err(line, "flow sequences must fit on one line: missing ]"))?;
             let mut items = Vec::new();
-            for part in split_flow(inner) {
-                if part.trim().is_empty() {
-                    continue;
-                }
+            for part in flow_parts(t, '[', ']', "sequences", line)? {
                 items.push(Node {
                     line,
                     value: scalar(part, line)?,
@@ -354,15 +347,8 @@ fn scalar(t: &str, line: usize) -> Result<Value> {
             Ok(Value::Seq(items))
         }
         Some('{') => {
-            let inner = t
-                .strip_prefix('{')
-                .and_then(|s| s.strip_suffix('}'))
-                .ok_or_else(|| err(line, "flow mappings must fit on one line: missing }"))?;
             let mut entries = Vec::new();
-            for part in split_flow(inner) {
-                if part.trim().is_empty() {
-                    continue;
-                }
+            for part in flow_parts(t, '{', '}', "mappings", line)? {
                 let (k, v) = split_key(part.trim())
                     .or_else(|| part.trim().strip_suffix(':').map(|k| (k.to_string(), "")))
                     .ok_or_else(|| {
@@ -395,6 +381,29 @@ fn scalar(t: &str, line: usize) -> Result<Value> {
             }
         }
     }
+}
+
+/// The non-blank parts of a flow collection `t` (`[...]` or `{...}`, which must fit on its
+/// line), split at its top-level commas.
+fn flow_parts<'a>(
+    t: &'a str,
+    open: char,
+    close: char,
+    what: &str,
+    line: usize,
+) -> Result<Vec<&'a str>> {
+    let inner = t
+        .strip_prefix(open)
+        .and_then(|s| s.strip_suffix(close))
+        .ok_or_else(|| {
+            err(
+                line,
+                format!("flow {what} must fit on one line: missing {close}"),
+            )
+        })?;
+    let mut parts = split_flow(inner);
+    parts.retain(|p| !p.trim().is_empty());
+    Ok(parts)
 }
 
 /// Splits flow content at top-level commas (respecting quotes and nesting).

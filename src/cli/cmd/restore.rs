@@ -1,0 +1,196 @@
+//! `litestream restore`: picks the replica whose plan reaches furthest, then prints the plan
+//! (`-dry-run`) or restores it, with a progress line on a terminal.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::cli::flags::Flag;
+use crate::cli::{clients_for, parse_or_usage, sys, table, CliResult, Usage};
+use crate::client::{FileInfo, ReplicaClient};
+use crate::error::{Error, Result};
+use crate::ltx::Txid;
+use crate::restore::{self, IntegrityCheck, RestoreOptions, RestoreProgress};
+
+/// A progress line on stderr when it is a terminal.
+fn progress_printer() -> Option<restore::ProgressFn> {
+    if !sys::stderr_is_terminal() {
+        return None;
+    }
+    let started = std::time::Instant::now();
+    Some(Arc::new(move |p: &RestoreProgress| {
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        let rate = p.bytes_done as f64 / secs;
+        let eta = if rate > 0.0 {
+            (p.bytes_total.saturating_sub(p.bytes_done)) as f64 / rate
+        } else {
+            0.0
+        };
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        eprint!(
+            "\rrestoring: {}/{} files, {:.1}/{:.1} MiB, {:.1} MiB/s, ETA {:.0}s   ",
+            p.files_done,
+            p.files_total,
+            mib(p.bytes_done),
+            mib(p.bytes_total),
+            rate / (1 << 20) as f64,
+            eta
+        );
+        if p.files_done == p.files_total {
+            eprintln!();
+        }
+    }))
+}
+
+/// The replica to restore from: the one whose plan reaches furthest.
+fn best_replica(
+    clients: &[Arc<dyn ReplicaClient>],
+    opts: &RestoreOptions,
+) -> Result<Arc<dyn ReplicaClient>> {
+    let mut best: Option<(Txid, Arc<dyn ReplicaClient>)> = None;
+    let mut first_err = None;
+    for c in clients {
+        match restore::plan(c.as_ref(), opts.txid, opts.timestamp) {
+            Ok(files) => {
+                let t = files.last().map(|f| f.max_txid).unwrap_or_default();
+                if best.as_ref().is_none_or(|(b, _)| t > *b) {
+                    best = Some((t, c.clone()));
+                }
+            }
+            Err(e) => {
+                log::debug!("replica {} cannot restore: {e}", c.kind());
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match (best, first_err) {
+        (Some((_, c)), _) => Ok(c),
+        (None, Some(e)) => Err(e),
+        (None, None) => Err(Error::NoSnapshots),
+    }
+}
+
+/// Runs the command.
+pub(crate) fn run(args: &[String]) -> CliResult {
+    let flags = [
+        Flag { name: "o", value: Some("PATH"), help: "Output path of the restored database.\nDefaults to original DB path." },
+        Flag { name: "txid", value: Some("TXID"), help: "Restore up to a specific hex-encoded transaction ID (inclusive).\nDefaults to use the highest available transaction." },
+        Flag { name: "timestamp", value: Some("TIMESTAMP"), help: "Restore to a specific point-in-time (RFC 3339).\nDefaults to use the latest available backup." },
+        Flag { name: "if-db-not-exists", value: None, help: "Returns exit code of 0 if the database already exists." },
+        Flag { name: "if-replica-exists", value: None, help: "Returns exit code of 0 if no backups found." },
+        Flag { name: "dry-run", value: None, help: "Print the restore plan and exit without writing a database." },
+        Flag { name: "force", value: None, help: "Overwrite an existing output database and SQLite sidecar files." },
+        Flag { name: "integrity-check", value: Some("MODE"), help: "Run an integrity check after restore: none, quick or full.\nDefaults to none." },
+        Flag { name: "parallelism", value: Some("NUM"), help: "Accepted for compatibility; restores stream files in order." },
+    ];
+    let usage = "The restore command recovers a database from a replica.\n\nUsage:\n\n\tlitestream restore [arguments] DB_PATH\n\n\tlitestream restore [arguments] REPLICA_URL\n";
+    let Some(p) = parse_or_usage(args, &flags, usage)? else {
+        return Ok(0);
+    };
+    let [target] = p.positional.as_slice() else {
+        return Err(Usage("restore: want exactly one DB_PATH or REPLICA_URL".into()).into());
+    };
+    let output = match p.get("o") {
+        Some(o) => PathBuf::from(o),
+        None if crate::url::is_url(target) => {
+            return Err(Usage(
+                "restore: output path required: use -o PATH when restoring from a URL".into(),
+            )
+            .into())
+        }
+        None => PathBuf::from(target),
+    };
+    let mut opts = RestoreOptions::new(&output);
+    if let Some(t) = p.get("txid") {
+        opts.txid = Some(t.parse::<Txid>().map_err(|e| Usage(e.to_string()))?);
+    }
+    if let Some(ts) = p.get("timestamp") {
+        opts.timestamp = Some(crate::time::parse_rfc3339(ts).map_err(|e| Usage(e.to_string()))?);
+    }
+    if opts.txid.is_some() && opts.timestamp.is_some() {
+        return Err(Usage("restore: cannot specify both -txid and -timestamp".into()).into());
+    }
+    if let Some(m) = p.get("integrity-check") {
+        opts.integrity_check = m
+            .parse::<IntegrityCheck>()
+            .map_err(|e| Usage(e.to_string()))?;
+    }
+    if p.bool("if-db-not-exists") && output.exists() {
+        log::info!("database already exists, skipping: {}", output.display());
+        return Ok(0);
+    }
+    let clients = clients_for(target, &p)?;
+    let client = match best_replica(&clients, &opts) {
+        Ok(c) => c,
+        Err(e) if e.is_no_backup() && p.bool("if-replica-exists") => {
+            log::info!("no matching backups found");
+            return Ok(0);
+        }
+        Err(e) if e.is_no_backup() => {
+            return Err(Error::State(format!("no matching backup files available ({e})")).into())
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if p.bool("dry-run") {
+        let files = restore::plan(client.as_ref(), opts.txid, opts.timestamp)?;
+        print_plan(target, &output, client.kind(), &files);
+        return Ok(0);
+    }
+    if p.bool("force") {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut s = output.as_os_str().to_owned();
+            s.push(suffix);
+            match std::fs::remove_file(&s) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(
+                        Error::io(format!("remove {}", PathBuf::from(s).display()), e).into(),
+                    )
+                }
+            }
+        }
+    }
+    opts.progress = progress_printer();
+    let started = std::time::Instant::now();
+    let r = restore::restore(client.as_ref(), &opts)?;
+    log::info!(
+        "restored {} to txid {} from {} files, {} bytes in {:.3}s",
+        output.display(),
+        r.txid,
+        r.files.len(),
+        r.bytes_read,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(0)
+}
+
+fn print_plan(source: &str, output: &Path, kind: &str, files: &[FileInfo]) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "Restore plan:");
+    let _ = writeln!(out, "  source: {source}");
+    let _ = writeln!(out, "  target: {}", output.display());
+    let _ = writeln!(out, "  replica: {kind}");
+    if let (Some(f), Some(l)) = (files.first(), files.last()) {
+        let _ = writeln!(out, "  txid range: {} - {}", f.min_txid, l.max_txid);
+    }
+    let _ = writeln!(out, "\nFiles to fetch:");
+    let rows: Vec<[String; 6]> = files
+        .iter()
+        .map(|f| {
+            [
+                f.level.to_string(),
+                f.name(),
+                f.min_txid.to_string(),
+                f.max_txid.to_string(),
+                f.size.to_string(),
+                crate::time::format_rfc3339_secs(f.created_at),
+            ]
+        })
+        .collect();
+    table(
+        &mut out,
+        &["level", "file", "min_txid", "max_txid", "size", "timestamp"],
+        &rows,
+    );
+}

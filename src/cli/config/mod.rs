@@ -1,0 +1,324 @@
+//! `litestream.yml`: its schema and the reading of a whole file, with the keys Litestream
+//! users already have. Unknown keys are errors naming the key and line; keys Litestream
+//! itself parses but ignores give a warning.
+//!
+//! [`reader`] reads one mapping's typed keys; [`replicas`] a replica's keys and the client
+//! they describe; [`databases`] the `dbs:` entries, directory discovery and the engine
+//! built from them.
+
+pub(super) mod databases;
+mod reader;
+pub(super) mod replicas;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::yaml::{self, Value};
+use crate::error::{Error, Result};
+use databases::read_db;
+use reader::{err, Obj};
+use replicas::read_replica_fields;
+
+/// The parsed configuration.
+#[derive(Debug, Default)]
+pub(crate) struct Config {
+    pub dbs: Vec<DbConfig>,
+    pub levels: Option<Vec<Duration>>,
+    pub snapshot_interval: Option<Duration>,
+    pub snapshot_retention: Option<Duration>,
+    pub l0_retention: Option<Duration>,
+    pub l0_retention_check_interval: Option<Duration>,
+    pub retention_enabled: Option<bool>,
+    pub shutdown_sync_timeout: Option<Duration>,
+    pub addr: Option<String>,
+    pub exec: Option<String>,
+    pub log_level: Option<String>,
+    pub log_json: bool,
+    pub log_stdout: bool,
+    pub warnings: Vec<String>,
+}
+
+/// One `dbs:` entry.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct DbConfig {
+    pub path: Option<PathBuf>,
+    pub dir: Option<PathBuf>,
+    pub pattern: Option<String>,
+    pub recursive: bool,
+    pub meta_path: Option<PathBuf>,
+    pub meta_dir: Option<PathBuf>,
+    pub monitor_interval: Option<Duration>,
+    pub checkpoint_interval: Option<Duration>,
+    pub busy_timeout: Option<Duration>,
+    pub min_checkpoint_pages: Option<u32>,
+    pub truncate_pages: Option<i64>,
+    pub max_sync_wal_bytes: Option<u64>,
+    pub restore_if_db_not_exists: bool,
+    pub replicas: Vec<ReplicaConfig>,
+}
+
+/// One replica (`replica:` or an entry of `replicas:`), with global defaults merged in.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ReplicaConfig {
+    pub line: usize,
+    pub kind: Option<String>,
+    pub url: Option<String>,
+    pub path: Option<String>,
+    pub sync_interval: Option<Duration>,
+    pub bucket: Option<String>,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub access_key_id: Option<String>,
+    /// The replica itself sets `access-key-id` (not only the global default): for `gs`,
+    /// that selects HMAC keys through the S3-compatible API.
+    pub explicit_access_key: bool,
+    /// abs: storage account.
+    pub account_name: Option<String>,
+    /// abs: storage account key.
+    pub account_key: Option<String>,
+    /// abs: shared access signature (a query string), used instead of the account key.
+    pub sas_token: Option<String>,
+    /// webdav: server URL (`http://host:port`).
+    pub webdav_url: Option<String>,
+    /// webdav: Basic-auth user.
+    pub webdav_username: Option<String>,
+    /// webdav: Basic-auth password.
+    pub webdav_password: Option<String>,
+    /// sftp: server host.
+    pub host: Option<String>,
+    /// sftp: login name.
+    pub user: Option<String>,
+    /// sftp: password.
+    pub password: Option<String>,
+    /// sftp: private key file.
+    pub key_path: Option<String>,
+    /// sftp: expected server key (`"ssh-ed25519 AAAA…"`).
+    pub host_key: Option<String>,
+    /// nats: user (password in `password`).
+    pub username: Option<String>,
+    /// nats: token authentication.
+    pub token: Option<String>,
+    /// nats: NKey seed (alone: NKey user; with `jwt`: signs for it).
+    pub seed: Option<String>,
+    /// nats: user JWT (with `seed`).
+    pub jwt: Option<String>,
+    /// nats: path of a `.creds` file (JWT and seed).
+    pub creds: Option<String>,
+    /// nats: require TLS.
+    pub tls: Option<bool>,
+    /// nats: CA certificate files (PEM).
+    pub root_cas: Vec<String>,
+    /// nats: client certificate and key files (PEM).
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub force_path_style: Option<bool>,
+    pub sign_payload: Option<bool>,
+    pub require_content_md5: Option<bool>,
+    pub skip_verify: Option<bool>,
+    pub storage_class: Option<String>,
+    pub part_size: Option<u64>,
+    pub concurrency: Option<usize>,
+    pub sse_customer_key: Option<String>,
+    pub sse_kms_key_id: Option<String>,
+}
+
+/// Parses a config document (after environment expansion).
+pub(crate) fn parse(doc: &str) -> Result<Config> {
+    let root = yaml::parse(doc)?;
+    let mut cfg = Config::default();
+    let mut o = Obj::new(&root, "the configuration")?;
+    // Global replica defaults.
+    let mut defaults = ReplicaConfig::default();
+    read_replica_fields(&mut o, &mut defaults, &mut cfg.warnings)?;
+    if let Some(n) = o.get("levels") {
+        let Value::Seq(items) = &n.value else {
+            return Err(err(n.line, "levels must be a list of {interval: ...}"));
+        };
+        let mut v = Vec::new();
+        for it in items {
+            let mut lo = Obj::new(it, "a level")?;
+            let d = lo
+                .duration("interval")?
+                .ok_or_else(|| err(it.line, "a level needs an interval"))?;
+            lo.finish()?;
+            v.push(d);
+        }
+        cfg.levels = Some(v);
+    }
+    if let Some(n) = o.get("snapshot") {
+        let mut so = Obj::new(n, "snapshot")?;
+        cfg.snapshot_interval = so.duration("interval")?;
+        cfg.snapshot_retention = so.duration("retention")?;
+        so.finish()?;
+    }
+    cfg.l0_retention = o.duration("l0-retention")?;
+    cfg.l0_retention_check_interval = o.duration("l0-retention-check-interval")?;
+    if let Some(n) = o.get("retention") {
+        let mut ro = Obj::new(n, "retention")?;
+        cfg.retention_enabled = ro.bool("enabled")?;
+        ro.finish()?;
+    }
+    cfg.shutdown_sync_timeout = o.duration("shutdown-sync-timeout")?;
+    o.ignored(
+        &mut cfg.warnings,
+        &["shutdown-sync-interval"],
+        "uploads are retried every 500 ms at shutdown",
+    );
+    o.ignored(
+        &mut cfg.warnings,
+        &["verify-compaction"],
+        "levels are kept free of gaps and overlaps by construction",
+    );
+    cfg.addr = o.str("addr")?;
+    cfg.exec = o.str("exec")?;
+    if let Some(n) = o.get("logging") {
+        let mut lo = Obj::new(n, "logging")?;
+        cfg.log_level = lo.str("level")?;
+        match lo.str("type")?.as_deref() {
+            None | Some("text") => {}
+            Some("json") => cfg.log_json = true,
+            Some(t) => {
+                return Err(err(
+                    n.line,
+                    format!("logging type {t:?}: want text or json"),
+                ))
+            }
+        }
+        if let Some(e) = lo.bool("stderr")? {
+            cfg.log_stdout = !e;
+        }
+        lo.ignored(
+            &mut cfg.warnings,
+            &["source"],
+            "source locations are not logged",
+        );
+        lo.finish()?;
+    }
+    for key in [
+        "socket",
+        "mcp-addr",
+        "heartbeat-url",
+        "heartbeat-interval",
+        "validation",
+    ] {
+        if let Some(n) = o.entry(key) {
+            return Err(err(
+                n.line,
+                format!("{key} is not supported by this version"),
+            ));
+        }
+    }
+    if let Some(n) = o.get("dbs") {
+        let Value::Seq(items) = &n.value else {
+            return Err(err(n.line, "dbs must be a list"));
+        };
+        for it in items {
+            let db = read_db(it, &defaults, &mut cfg)?;
+            cfg.dbs.push(db);
+        }
+    }
+    o.finish()?;
+    Ok(cfg)
+}
+
+/// Reads, expands and parses a config file.
+pub(crate) fn load(path: &Path, expand: bool) -> Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("read config {}", path.display()), e))?;
+    let text = if expand {
+        yaml::expand_env(&text, &|k| std::env::var(k).ok())
+    } else {
+        text
+    };
+    parse(&text).map_err(|e| match e {
+        Error::Invalid(m) => Error::Invalid(format!("{}: {m}", path.display())),
+        e => e,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CompactionLevels;
+
+    #[test]
+    fn a_litestream_config() {
+        let cfg = parse(
+            "access-key-id: AK\nsecret-access-key: SK\nlevels:\n  - interval: 10s\n  - interval: 1m\nsnapshot:\n  interval: 1h\n  retention: 2h\nl0-retention: 1m\ndbs:\n  - path: /data/a.db\n    monitor-interval: 250ms\n    min-checkpoint-page-count: 500\n    replica:\n      url: s3://bkt/a?endpoint=http://127.0.0.1:9000\n      sync-interval: 2s\n  - dir: /data/many\n    pattern: \"*.sqlite\"\n    recursive: true\n    replicas:\n      - type: file\n        path: /backups/many\n      - type: s3\n        bucket: bkt\n        path: many\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.levels,
+            Some(vec![Duration::from_secs(10), Duration::from_secs(60)])
+        );
+        assert_eq!(cfg.snapshot_interval, Some(Duration::from_secs(3600)));
+        assert_eq!(cfg.dbs.len(), 2);
+        let a = &cfg.dbs[0];
+        assert_eq!(a.monitor_interval, Some(Duration::from_millis(250)));
+        assert_eq!(a.min_checkpoint_pages, Some(500));
+        assert_eq!(
+            a.replicas[0].access_key_id.as_deref(),
+            Some("AK"),
+            "global defaults apply"
+        );
+        assert_eq!(a.replicas[0].sync_interval, Some(Duration::from_secs(2)));
+        assert_eq!(cfg.dbs[1].replicas.len(), 2);
+        assert!(cfg.dbs[1].recursive);
+    }
+
+    #[test]
+    fn bad_configs_name_line_and_key() {
+        for (doc, want) in [
+            (
+                "dbs:\n  - path: /a\n    replica:\n      url: file:///b\n      bogus: 1\n",
+                "line 5: unknown key \"bogus\"",
+            ),
+            (
+                "dbs:\n  - path: /a\n    monitor-interval: fast\n    replica: {url: file:///b}\n",
+                "line 3: monitor-interval: invalid duration",
+            ),
+            (
+                "dbs:\n  - monitor-interval: 1s\n    replica: {url: file:///b}\n",
+                "line 2: a database needs a path",
+            ),
+            ("dbs:\n  - path: /a\n", "line 2: a database needs a replica"),
+            ("levels:\n  - interval: 0s\n", ""),
+            (
+                "snapshot:\n  interval: 1h\n  every: 2h\n",
+                "line 3: unknown key \"every\"",
+            ),
+            (
+                "dbs:\n  - path: /a\n    replica:\n      type: nats\n      nkey: UDXU\n",
+                "line 4: nats \"nkey\" (a public key) cannot sign",
+            ),
+            (
+                "dbs:\n  - path: /a\n    replica:\n      url: file:///b\n      age: {}\n",
+                "age encryption",
+            ),
+            ("socket:\n  enabled: true\n", "line 2"),
+        ] {
+            match parse(doc) {
+                Err(e) => assert!(e.to_string().contains(want), "{doc:?}: {e}"),
+                Ok(c) if want.is_empty() => {
+                    // Validated when the store is built.
+                    assert!(
+                        CompactionLevels::from_intervals(c.levels.as_deref().unwrap_or(&[]))
+                            .is_err()
+                    );
+                }
+                Ok(_) => panic!("{doc:?} parsed"),
+            }
+        }
+    }
+
+    #[test]
+    fn warnings_for_ignored_keys() {
+        let cfg = parse("dbs:\n  - path: /a\n    replica:\n      url: file:///b\n      max-sync-ltx-files: 10\n").unwrap();
+        assert!(
+            cfg.warnings[0].contains("line 5: max-sync-ltx-files is ignored"),
+            "{:?}",
+            cfg.warnings
+        );
+    }
+}
