@@ -11,22 +11,6 @@ static JSON: AtomicBool = AtomicBool::new(false);
 static STDOUT: AtomicBool = AtomicBool::new(false);
 static LOGGER: Logger = Logger;
 
-fn json_escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            '\r' => o.push_str("\\r"),
-            '\t' => o.push_str("\\t"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    o
-}
-
 impl log::Log for Logger {
     fn enabled(&self, m: &log::Metadata) -> bool {
         m.level() <= log::max_level()
@@ -46,8 +30,8 @@ impl log::Log for Logger {
         let msg = r.args().to_string();
         let line = if JSON.load(Ordering::Relaxed) {
             format!(
-                "{{\"time\":\"{now}\",\"level\":\"{level}\",\"msg\":\"{}\"}}\n",
-                json_escape(&msg)
+                "{{\"time\":\"{now}\",\"level\":\"{level}\",\"msg\":{}}}\n",
+                crate::wire::json::quote(&msg)
             )
         } else {
             format!("time={now} level={level} msg={msg:?}\n")
@@ -84,15 +68,4 @@ pub(crate) fn init(level: log::LevelFilter) {
 pub(crate) fn set_format(json: bool, stdout: bool) {
     JSON.store(json, Ordering::Relaxed);
     STDOUT.store(stdout, Ordering::Relaxed);
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn json_escaping() {
-        assert_eq!(
-            super::json_escape("a\"b\\c\nd\u{1}"),
-            "a\\\"b\\\\c\\nd\\u0001"
-        );
-    }
 }

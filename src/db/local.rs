@@ -5,6 +5,7 @@ use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use crate::error::{Error, Result};
 use crate::ltx::{self, Header, Txid};
@@ -16,6 +17,27 @@ pub(crate) fn default_meta_path(db: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     db.with_file_name(format!(".{name}-litestream"))
+}
+
+/// The LTX files of a local state directory (`<meta>/ltx`).
+pub(crate) fn ltx_dir(meta: &Path) -> PathBuf {
+    meta.join("ltx")
+}
+
+/// The L0 files of a local state directory (`<meta>/ltx/0`).
+pub(crate) fn l0_dir(meta: &Path) -> PathBuf {
+    ltx_dir(meta).join("0")
+}
+
+/// The newest local L0 file of a local state directory: its TXID (zero when there is
+/// none) and when it was written.
+pub(crate) fn newest_l0(meta: &Path) -> Result<(Txid, Option<SystemTime>)> {
+    let dir = l0_dir(meta);
+    let txid = max_local_txid(&dir)?;
+    let written = fs::metadata(dir.join(ltx::file_name(txid, txid)))
+        .and_then(|m| m.modified())
+        .ok();
+    Ok((txid, written))
 }
 
 /// A WAL file's identity and size, to detect changes with one `stat`.
@@ -48,7 +70,7 @@ pub(super) fn remove_temp_files(dir: &Path) {
 }
 
 /// Highest TXID of the L0 files in `dir`.
-pub(crate) fn max_local_txid(dir: &Path) -> Result<Txid> {
+pub(super) fn max_local_txid(dir: &Path) -> Result<Txid> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Txid::ZERO),

@@ -55,7 +55,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-pub(crate) use local::{default_meta_path, max_local_txid};
+pub(crate) use local::{default_meta_path, ltx_dir, newest_l0};
 pub(crate) use thread::spawn;
 
 use crate::error::{Error, Result};
@@ -134,7 +134,7 @@ struct Shared {
 
 impl Shared {
     fn l0_dir(&self) -> PathBuf {
-        self.meta_path.join("ltx").join("0")
+        local::l0_dir(&self.meta_path)
     }
 
     fn l0_path(&self, txid: Txid) -> PathBuf {

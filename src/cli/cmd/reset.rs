@@ -42,7 +42,7 @@ pub(crate) fn run(args: &[String]) -> CliResult {
         Some(d) => meta_path_of(d),
         None => crate::db::default_meta_path(&std::path::absolute(db).unwrap_or(db.into())),
     };
-    let ltx_dir = meta.join("ltx");
+    let ltx_dir = crate::db::ltx_dir(&meta);
     let mut files = Vec::new();
     collect_files(&ltx_dir, &mut files)?;
     files.sort();

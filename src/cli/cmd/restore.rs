@@ -138,16 +138,11 @@ pub(crate) fn run(args: &[String]) -> CliResult {
     }
     if p.bool("force") {
         for suffix in ["", "-wal", "-shm", "-journal"] {
-            let mut s = output.as_os_str().to_owned();
-            s.push(suffix);
+            let s = crate::durable::sibling(&output, suffix);
             match std::fs::remove_file(&s) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(
-                        Error::io(format!("remove {}", PathBuf::from(s).display()), e).into(),
-                    )
-                }
+                Err(e) => return Err(Error::io(format!("remove {}", s.display()), e).into()),
             }
         }
     }

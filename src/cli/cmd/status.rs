@@ -30,13 +30,8 @@ pub(crate) fn run(args: &[String]) -> CliResult {
     let mut json = Vec::new();
     for d in &dbs {
         let meta = meta_path_of(d);
-        let l0 = meta.join("ltx").join("0");
-        let local = crate::db::max_local_txid(&l0)?;
-        let last_sync = std::fs::metadata(l0.join(crate::ltx::file_name(local, local)))
-            .and_then(|m| m.modified())
-            .ok();
-        let mut wal = d.path.as_os_str().to_owned();
-        wal.push("-wal");
+        let (local, last_sync) = crate::db::newest_l0(&meta)?;
+        let wal = crate::durable::sibling(&d.path, "-wal");
         let wal_size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
         for (rc, client) in d.cfg.replicas.iter().zip(d.clients()?) {
             let remote = [0u8, SNAPSHOT_LEVEL]
