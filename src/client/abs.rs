@@ -22,12 +22,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use super::{read_header, FileInfo, ReadAt, ReplicaClient};
+use super::http::{self, Answer, Body};
+use super::{read_header, retry, FileInfo, ReplicaClient};
 use crate::error::{Error, Result};
 use crate::ltx::{self, Txid};
 use crate::wire::{base64, http_date, uri, xml};
 
-use crate::client::http::MAX_ATTEMPTS;
 const API_VERSION: &str = "2021-08-06";
 
 /// Where an `abs://` replica lives.
@@ -226,13 +226,6 @@ fn parse_list(text: &str) -> (Vec<(String, u64, SystemTime)>, Option<String>) {
     (out, next)
 }
 
-/// A request body.
-#[derive(Clone, Copy)]
-enum Body<'a> {
-    Bytes(&'a [u8]),
-    File(&'a File),
-}
-
 impl AbsClient {
     /// A client for `cfg`. No request is made until the first operation.
     pub fn new(mut cfg: AbsConfig) -> Result<AbsClient> {
@@ -317,7 +310,8 @@ impl AbsClient {
         format!("{}{}", self.level_prefix(level), ltx::file_name(min, max))
     }
 
-    /// Sends one request with retries; a 2xx answer's body as a stream.
+    /// Sends one request and reads its whole answer, retrying transient failures (the
+    /// `retry` policy); the body of a 2xx answer.
     fn request(
         &self,
         op: &'static str,
@@ -326,20 +320,37 @@ impl AbsClient {
         query: &[(String, String)],
         headers: &[(&str, String)],
         body: Body<'_>,
-    ) -> Result<Box<dyn Read + Send>> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.send(op, method, blob, query, headers, body) {
-                Err(e) if e.is_transient() && attempt < MAX_ATTEMPTS => {
-                    log::debug!("abs: {op} attempt {attempt} failed: {e}; retrying");
-                    crate::client::http::backoff(attempt);
-                }
-                r => return r,
-            }
-        }
+    ) -> Result<Vec<u8>> {
+        retry::run("abs", op, |_| {
+            let resp = self.send(op, method, blob, query, headers, body)?;
+            Ok(Answer::read(resp, "abs", op, &self.target(blob))?.body)
+        })
     }
 
+    /// Sends a GET, retrying transient failures; the body of its 2xx answer as a stream.
+    fn open(
+        &self,
+        op: &'static str,
+        blob: &str,
+        headers: &[(&str, String)],
+    ) -> Result<Box<dyn Read + Send>> {
+        retry::run("abs", op, |_| {
+            let resp = self.send(op, "GET", Some(blob), &[], headers, Body::Bytes(&[]))?;
+            Ok(Box::new(resp.into_body().into_reader()) as Box<dyn Read + Send>)
+        })
+    }
+
+    /// How errors name a blob (or the container).
+    fn target(&self, blob: Option<&str>) -> String {
+        format!(
+            "abs://{}@{}/{}",
+            self.cfg.account_name,
+            self.cfg.container,
+            blob.unwrap_or("")
+        )
+    }
+
+    /// One attempt: a 2xx answer (its body unread), else the error the answer says.
     fn send(
         &self,
         op: &'static str,
@@ -348,7 +359,7 @@ impl AbsClient {
         query: &[(String, String)],
         extra: &[(&str, String)],
         body: Body<'_>,
-    ) -> Result<Box<dyn Read + Send>> {
+    ) -> Result<ureq::http::Response<ureq::Body>> {
         let (scheme, rest) = self.base.split_once("://").unwrap_or(("https", &self.base));
         let (authority, base_path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -359,13 +370,7 @@ impl AbsClient {
             path.push('/');
             path.push_str(&uri::encode(b, true));
         }
-        let len = match body {
-            Body::Bytes(b) => b.len() as u64,
-            Body::File(f) => f
-                .metadata()
-                .map_err(|e| Error::io("stat the file to upload", e))?
-                .len(),
-        };
+        let len = body.len()?;
         let mut headers: Vec<(String, String)> = extra
             .iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
@@ -401,57 +406,23 @@ impl AbsClient {
         } else {
             format!("{scheme}://{authority}{path}?{}", qs.join("&"))
         };
-        let target = format!(
-            "abs://{}@{}/{}",
-            self.cfg.account_name,
-            self.cfg.container,
-            blob.unwrap_or("")
-        );
+        let target = self.target(blob);
         let transport = |e: ureq::Error| {
             let mut message = format!("request to {scheme}://{authority} failed: {e}");
             if let Cred::Sas(sas) = &self.cred {
                 // Never echo the signature (a URL in the error text).
                 message = message.replace(sas.as_str(), "<sas-token>");
             }
-            Error::Backend {
-                backend: "abs",
-                op,
-                target: target.clone(),
-                status: None,
-                code: String::new(),
-                message,
-            }
+            retry::transport("abs", op, target.clone(), message)
         };
-        let mut b = ureq::http::Request::builder().method(method).uri(&url);
-        for (k, v) in &headers {
-            b = b.header(k.as_str(), v.as_str());
+        let all = headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let resp = http::exchange(&self.agent, method, &url, all, body).map_err(transport)?;
+        if resp.status().is_success() {
+            return Ok(resp);
         }
-        let invalid = |e: ureq::http::Error| Error::Invalid(format!("abs request: {e}"));
-        let result = match body {
-            Body::Bytes(bytes) => self.agent.run(b.body(bytes).map_err(invalid)?),
-            Body::File(f) => {
-                let mut r = ReadAt::new(f);
-                self.agent.run(
-                    b.body(ureq::SendBody::from_reader(&mut r))
-                        .map_err(invalid)?,
-                )
-            }
-        };
-        let resp = result.map_err(transport)?;
-        let status = resp.status().as_u16();
-        let code_header = resp
-            .headers()
-            .get("x-ms-error-code")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let (_, body) = resp.into_parts();
-        let mut reader: Box<dyn Read + Send> = Box::new(body.into_reader());
-        if (200..300).contains(&status) {
-            return Ok(reader);
-        }
-        let mut text = String::new();
-        let _ = reader.by_ref().take(16 << 10).read_to_string(&mut text);
+        let answer = Answer::read(resp, "abs", op, &target)?;
+        let (status, text) = (answer.status, answer.text());
+        let code_header = answer.header("x-ms-error-code").unwrap_or("").to_string();
         let code = xml::text(&text, "Code").unwrap_or(code_header);
         let mut message = xml::text(&text, "Message")
             .map(|m| m.lines().next().unwrap_or("").to_string())
@@ -500,17 +471,8 @@ impl AbsClient {
         if let Some(m) = marker {
             q.push(("marker".to_string(), m.to_string()));
         }
-        let mut body = self.request("ListBlobs", "GET", None, &q, &[], Body::Bytes(&[]))?;
-        let mut text = String::new();
-        body.read_to_string(&mut text).map_err(|e| Error::Backend {
-            backend: "abs",
-            op: "ListBlobs",
-            target: format!("abs://{}/{prefix}", self.cfg.container),
-            status: Some(200),
-            code: String::new(),
-            message: format!("reading the listing: {e}"),
-        })?;
-        Ok(parse_list(&text))
+        let body = self.request("ListBlobs", "GET", None, &q, &[], Body::Bytes(&[]))?;
+        Ok(parse_list(&String::from_utf8_lossy(&body)))
     }
 
     fn list_all(&self, prefix: &str) -> Result<Vec<(String, u64, SystemTime)>> {
@@ -589,14 +551,7 @@ impl ReplicaClient for AbsClient {
             None if offset > 0 => headers.push(("x-ms-range", format!("bytes={offset}-"))),
             None => {}
         }
-        match self.request(
-            "GetBlob",
-            "GET",
-            Some(&name),
-            &[],
-            &headers,
-            Body::Bytes(&[]),
-        ) {
+        match self.open("GetBlob", &name, &headers) {
             Err(Error::Backend {
                 status: Some(404), ..
             }) => Err(Error::NotFound {
@@ -635,7 +590,16 @@ impl ReplicaClient for AbsClient {
                 Body::File(src),
             )?;
         } else {
-            // Blocks, then one commit: the blob appears whole or not at all.
+            // Blocks, then one commit: the blob appears whole or not at all. Every request
+            // is retried on its own (the `retry` policy); none can leave a partial blob:
+            // - a Put Block sent twice stores the same bytes under the same id again;
+            // - a Put Block List whose answer was lost may have been applied: its retry names
+            //   the same ids as `Latest`, which then resolve to the blocks it committed, so
+            //   the blob is committed again with the same content, never mixed;
+            // - an upload that fails for good leaves only uncommitted blocks, which no
+            //   listing or read shows and which Azure garbage-collects (after a week); the
+            //   next upload of this blob re-sends every block before committing, so a
+            //   leftover block of the same id is never committed in place of ours.
             let mut ids = Vec::new();
             let mut buf = vec![0u8; self.cfg.block_size as usize];
             let mut off = 0u64;
@@ -840,6 +804,39 @@ mod tests {
             e.contains("managed identity") && e.contains("Storage Blob Data Contributor"),
             "{e}"
         );
+    }
+
+    /// A listing answered `200 OK` and cut off mid-body is retried by itself.
+    #[test]
+    fn a_listing_cut_off_mid_body_is_retried_per_request() {
+        use crate::client::http::stand_in::{Reply, Server};
+        let listing = concat!(
+            r#"<?xml version="1.0" encoding="utf-8"?><EnumerationResults><Blobs>"#,
+            r#"<Blob><Name>db/ltx/0/0000000000000001-0000000000000002.ltx</Name><Properties>"#,
+            r#"<Content-Length>7</Content-Length></Properties></Blob>"#,
+            r#"</Blobs><NextMarker/></EnumerationResults>"#
+        );
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        let s = Server::start_with(Box::new(move |_| {
+            let reply = Reply::new("200 OK", listing);
+            match n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                0 => reply.cut_after(listing.len() / 2),
+                _ => reply,
+            }
+        }));
+        let client = AbsClient::new(AbsConfig {
+            account_name: "acct".into(),
+            sas_token: Some("sv=x".into()),
+            container: "ctr".into(),
+            path: "db".into(),
+            endpoint: Some(format!("{}/acct", s.url)),
+            ..AbsConfig::default()
+        })
+        .unwrap();
+        let files = client.ltx_files(0, Txid::ZERO, false).unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!((files[0].max_txid, files[0].size), (Txid(2), 7));
+        assert_eq!(s.requests().len(), 2);
     }
 
     /// A page as Azure (and Azurite) sends it: the metadata timestamp when there is one,

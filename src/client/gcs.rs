@@ -14,16 +14,16 @@
 //! (`type: gs` with `access-key-id`).
 
 use std::fs::File;
-use std::io::{Cursor, Read};
+use std::io::Read;
 use std::time::UNIX_EPOCH;
 
-use super::{read_header, FileInfo, ReadAt, ReplicaClient};
+use super::http::{self, Answer, Body, TokenCache, TokenRequest};
+use super::{read_header, retry, FileInfo, ReplicaClient};
 use crate::error::{Error, Result};
 use crate::ltx::{self, Txid};
 use crate::wire::json::{self, Value};
 use crate::wire::{base64, uri};
 
-use crate::client::http::{TokenCache, TokenRequest, MAX_ATTEMPTS};
 const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
 
 /// Where a `gs://` replica lives and how to reach it.
@@ -292,7 +292,7 @@ impl GcsClient {
                 "http://{host}/computeMetadata/v1/instance/service-accounts/default/token"
             ))
         };
-        let agent = crate::client::http::agent(false);
+        let agent = http::agent(false);
         Ok(GcsClient {
             cfg,
             base,
@@ -424,7 +424,8 @@ impl GcsClient {
         }
     }
 
-    /// Sends a request with retries on transient failures; the whole answer is read.
+    /// Sends a request and reads its whole answer, retrying transient failures (the
+    /// `retry` policy); the body of a 2xx answer.
     fn request(
         &self,
         op: &'static str,
@@ -433,92 +434,40 @@ impl GcsClient {
         headers: &[(&str, String)],
         body: Body<'_>,
     ) -> Result<Vec<u8>> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let r = self
-                .send(op, method, url, headers, &body)
-                .and_then(|mut resp| {
-                    let mut out = Vec::new();
-                    resp.read_to_end(&mut out)
-                        .map_err(|e| self.transport(op, url, format!("reading the answer: {e}")))?;
-                    Ok(out)
-                });
-            match r {
-                Err(e) if e.is_transient() && attempt < MAX_ATTEMPTS => {
-                    log::debug!("gs: {op} attempt {attempt} failed: {e}; retrying");
-                    crate::client::http::backoff(attempt);
-                }
-                r => return r,
-            }
-        }
+        retry::run("gs", op, |_| {
+            let resp = self.send(op, method, url, headers, body)?;
+            Ok(Answer::read(resp, "gs", op, &self.target(url))?.body)
+        })
     }
 
-    fn transport(&self, op: &'static str, url: &str, message: String) -> Error {
-        Error::Backend {
-            backend: "gs",
-            op,
-            target: url.to_string(),
-            status: None,
-            code: String::new(),
-            message,
-        }
+    /// How errors name the object (or bucket) of a request URL.
+    fn target(&self, url: &str) -> String {
+        format!("gs://{}/{}", self.cfg.bucket, target_of(url, &self.base))
     }
 
-    /// One attempt; a 2xx answer's body as a stream.
+    /// One attempt: a 2xx answer (its body unread), else the error the answer says.
     fn send(
         &self,
         op: &'static str,
         method: &'static str,
         url: &str,
         headers: &[(&str, String)],
-        body: &Body<'_>,
-    ) -> Result<Box<dyn Read + Send>> {
+        body: Body<'_>,
+    ) -> Result<ureq::http::Response<ureq::Body>> {
         let bearer = self.bearer()?;
         let auth = bearer.map(|t| format!("Bearer {t}"));
         let all = headers
             .iter()
             .map(|(k, v)| (*k, v.as_str()))
             .chain(auth.as_deref().map(|a| ("authorization", a)));
-        let result = match method {
-            "GET" | "DELETE" => {
-                let mut req = if method == "GET" {
-                    self.agent.get(url)
-                } else {
-                    self.agent.delete(url)
-                };
-                for (k, v) in all {
-                    req = req.header(k, v);
-                }
-                req.call()
-            }
-            _ => {
-                let mut req = self.agent.post(url);
-                for (k, v) in all {
-                    req = req.header(k, v);
-                }
-                match body {
-                    Body::Bytes(b) => req.send(*b),
-                    Body::Upload { head, file, tail } => {
-                        let len = head.len() as u64 + file_len(file)? + tail.len() as u64;
-                        let mut reader = Cursor::new(head.as_slice())
-                            .chain(ReadAt::new(file))
-                            .chain(Cursor::new(tail.as_slice()));
-                        req.header("content-length", len.to_string())
-                            .send(ureq::SendBody::from_reader(&mut reader))
-                    }
-                }
-            }
-        };
-        let resp = result.map_err(|e| self.transport(op, url, format!("request failed: {e}")))?;
-        let status = resp.status().as_u16();
-        let (_, body) = resp.into_parts();
-        let reader: Box<dyn Read + Send> = Box::new(body.into_reader());
-        if (200..300).contains(&status) {
-            return Ok(reader);
+        let resp = http::exchange(&self.agent, method, url, all, body).map_err(|e| {
+            retry::transport("gs", op, url.to_string(), format!("request failed: {e}"))
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
         }
-        let mut text = String::new();
-        let _ = reader.take(64 << 10).read_to_string(&mut text);
+        let answer = Answer::read(resp, "gs", op, &self.target(url))?;
+        let (status, text) = (answer.status, answer.text());
         let doc = json::parse(&text).ok();
         let err = doc.as_ref().and_then(|d| d.get("error"));
         let message = err
@@ -541,7 +490,7 @@ impl GcsClient {
         Err(Error::Backend {
             backend: "gs",
             op,
-            target: format!("gs://{}/{}", self.cfg.bucket, target_of(url, &self.base)),
+            target: self.target(url),
             status: Some(status),
             code,
             message,
@@ -560,7 +509,7 @@ impl GcsClient {
         if let Some(t) = token {
             url.push_str(&format!("&pageToken={}", uri::encode(t, false)));
         }
-        let body = self.request("list", "GET", &url, &[], Body::Bytes(&[]))?;
+        let body = self.request("list", "GET", &url, &[], Body::Empty)?;
         let text = String::from_utf8_lossy(&body);
         let doc = json::parse(&text).map_err(|e| Error::Backend {
             backend: "gs",
@@ -584,13 +533,7 @@ impl GcsClient {
     }
 
     fn delete_object(&self, name: &str) -> Result<()> {
-        match self.request(
-            "delete",
-            "DELETE",
-            &self.object_url(name),
-            &[],
-            Body::Bytes(&[]),
-        ) {
+        match self.request("delete", "DELETE", &self.object_url(name), &[], Body::Empty) {
             Ok(_) => Ok(()),
             Err(Error::Backend {
                 status: Some(404), ..
@@ -598,22 +541,6 @@ impl GcsClient {
             Err(e) => Err(e),
         }
     }
-}
-
-/// A request body: bytes, or a multipart upload streamed around a file.
-enum Body<'a> {
-    Bytes(&'a [u8]),
-    Upload {
-        head: Vec<u8>,
-        file: &'a File,
-        tail: Vec<u8>,
-    },
-}
-
-fn file_len(f: &File) -> Result<u64> {
-    f.metadata()
-        .map(|m| m.len())
-        .map_err(|e| Error::io("stat the file to upload", e))
 }
 
 /// The object part of a request URL, for messages.
@@ -694,24 +621,18 @@ impl ReplicaClient for GcsClient {
             None if offset > 0 => headers.push(("range", format!("bytes={offset}-"))),
             None => {}
         }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.send("get", "GET", &url, &headers, &Body::Bytes(&[])) {
-                Ok(r) => return Ok(r),
-                Err(Error::Backend {
-                    status: Some(404), ..
-                }) => {
-                    return Err(Error::NotFound {
-                        backend: "gs",
-                        target: format!("gs://{}/{name}", self.cfg.bucket),
-                    })
-                }
-                Err(e) if e.is_transient() && attempt < MAX_ATTEMPTS => {
-                    crate::client::http::backoff(attempt);
-                }
-                Err(e) => return Err(e),
-            }
+        let opened = retry::run("gs", "get", |_| {
+            let resp = self.send("get", "GET", &url, &headers, Body::Empty)?;
+            Ok(Box::new(resp.into_body().into_reader()) as Box<dyn Read + Send>)
+        });
+        match opened {
+            Err(Error::Backend {
+                status: Some(404), ..
+            }) => Err(Error::NotFound {
+                backend: "gs",
+                target: format!("gs://{}/{name}", self.cfg.bucket),
+            }),
+            r => r,
         }
     }
 
@@ -724,10 +645,7 @@ impl ReplicaClient for GcsClient {
             json::quote(&name),
             json::quote(&crate::time::format_rfc3339(ts))
         );
-        let boundary = format!(
-            "litestream-rs-{:016x}",
-            crate::client::http::jitter(u64::MAX)
-        );
+        let boundary = format!("litestream-rs-{:016x}", retry::jitter(u64::MAX));
         let head = format!(
             "--{boundary}\r\ncontent-type: application/json; charset=UTF-8\r\n\r\n{meta}\r\n--{boundary}\r\ncontent-type: application/octet-stream\r\n\r\n"
         )
@@ -738,7 +656,7 @@ impl ReplicaClient for GcsClient {
             self.base,
             uri::encode(&self.cfg.bucket, false)
         );
-        let size = file_len(src)?;
+        let size = Body::File(src).len()?;
         self.request(
             "upload",
             "POST",
@@ -747,10 +665,10 @@ impl ReplicaClient for GcsClient {
                 "content-type",
                 format!("multipart/related; boundary={boundary}"),
             )],
-            Body::Upload {
-                head,
+            Body::Framed {
+                head: &head,
                 file: src,
-                tail,
+                tail: &tail,
             },
         )?;
         Ok(FileInfo {
@@ -900,7 +818,7 @@ mod tests {
                 ..GcsConfig::default()
             },
             base: server.url.clone(),
-            agent: crate::client::http::agent(false),
+            agent: http::agent(false),
             auth,
             token: TokenCache::new(60, 10),
         }
@@ -993,6 +911,27 @@ mod tests {
         let c = client_at(&google, service_account(&format!("{}/token", google.url)));
         let e = c.ltx_files(0, Txid::ZERO, false).unwrap_err().to_string();
         assert!(e.contains("/token") && e.contains("invalid_grant"), "{e}");
+    }
+
+    /// A listing answered `200 OK` and cut off mid-body is retried by itself.
+    #[test]
+    fn a_listing_cut_off_mid_body_is_retried_per_request() {
+        use crate::client::http::stand_in::Reply;
+        let listing = r#"{"kind":"storage#objects","items":[{"name":"db/ltx/0/0000000000000001-0000000000000002.ltx","size":"7"}]}"#;
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        let s = Server::start_with(Box::new(move |_| {
+            let reply = Reply::new("200 OK", listing);
+            match n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                0 => reply.cut_after(listing.len() / 2),
+                _ => reply,
+            }
+        }));
+        let files = client_at(&s, Auth::None)
+            .ltx_files(0, Txid::ZERO, false)
+            .unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!((files[0].max_txid, files[0].size), (Txid(2), 7));
+        assert_eq!(s.requests().len(), 2);
     }
 
     /// An `authorized_user` file: its refresh token is exchanged the same way.

@@ -27,7 +27,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use super::{FileInfo, ReadAt, ReplicaClient};
+use super::{retry, FileInfo, ReadAt, ReplicaClient};
 use crate::error::{Error, Result};
 use crate::ltx::{self, Txid};
 use crate::wire::base64;
@@ -38,8 +38,6 @@ const KIND: &str = "nats";
 const CHUNK: usize = 128 * 1024;
 /// Most bytes of one protocol message accepted from the server.
 const MAX_MSG: usize = 64 << 20;
-/// Attempts of one operation across reconnects.
-const ATTEMPTS: u32 = 5;
 
 /// Settings of a [`NatsClient`].
 #[derive(Clone)]
@@ -350,6 +348,8 @@ struct Msg {
 /// A live connection with its reply inbox.
 struct Conn {
     io: BufReader<Stream>,
+    /// `host:port` of the server, for errors.
+    server: String,
     inbox: String,
     next: u64,
 }
@@ -497,6 +497,7 @@ impl Conn {
         tcp.set_nodelay(true).ok();
         let mut c = Conn {
             io: BufReader::with_capacity(256 << 10, Stream::Plain(tcp)),
+            server: cfg.addr.clone(),
             inbox: format!("_INBOX.{}", nuid(22)),
             next: 0,
         };
@@ -632,6 +633,7 @@ impl Conn {
                 256 << 10,
                 Stream::Tls(Box::new(rustls::StreamOwned::new(session, tcp))),
             ),
+            server: self.server,
             inbox: self.inbox,
             next: self.next,
         })
@@ -690,6 +692,20 @@ impl Conn {
         }
     }
 
+    /// A line the protocol does not allow here: the connection is out of step (transient:
+    /// a new connection starts clean).
+    fn protocol(&self, line: &str) -> Error {
+        retry::transport(
+            KIND,
+            "request",
+            self.server.clone(),
+            format!(
+                "unexpected protocol line {:?}",
+                line.chars().take(200).collect::<String>()
+            ),
+        )
+    }
+
     /// Reads until the next message, answering pings.
     fn read_msg(&mut self) -> Op<Msg> {
         let mut line = String::new();
@@ -706,11 +722,23 @@ impl Conn {
                 }
                 Some("PONG") | Some("+OK") | Some("INFO") | Some("") => {}
                 Some("-ERR") => {
-                    return Err(Fail::Retry(Error::State(format!("nats server: {l}"))));
+                    // A refused permission stays refused (final); any other error ends the
+                    // connection ('Stale Connection', 'Slow Consumer'...) and a new one may
+                    // do better (transient).
+                    let err = l["-ERR".len()..].trim().trim_matches('\'');
+                    let code = if err.contains("Violation") { err } else { "" };
+                    return Err(Fail::Retry(Error::Backend {
+                        backend: KIND,
+                        op: "request",
+                        target: self.server.clone(),
+                        status: None,
+                        code: code.to_string(),
+                        message: format!("the server said {l}"),
+                    }));
                 }
                 Some("MSG" | "HMSG") => {
                     let Some((subject, hdr, total)) = parse_msg_line(l) else {
-                        return Err(Fail::Retry(protocol(l)));
+                        return Err(Fail::Retry(self.protocol(l)));
                     };
                     let subject = subject.to_string();
                     let mut body = vec![0u8; total + 2];
@@ -728,7 +756,7 @@ impl Conn {
                         data,
                     });
                 }
-                _ => return Err(Fail::Retry(protocol(l))),
+                _ => return Err(Fail::Retry(self.protocol(l))),
             }
         }
     }
@@ -749,13 +777,6 @@ fn parse_msg_line(l: &str) -> Option<(&str, usize, usize)> {
         (Ok(h), Ok(t)) if h <= t && t <= MAX_MSG && !subject.is_empty() => Some((subject, h, t)),
         _ => None,
     }
-}
-
-fn protocol(line: &str) -> Error {
-    Error::State(format!(
-        "nats: unexpected protocol line {:?}",
-        line.chars().take(200).collect::<String>()
-    ))
 }
 
 /// The status code of a `NATS/1.0 503` header block.
@@ -838,42 +859,28 @@ impl Inner {
         format!("$O.{}.C.{nuid}", self.cfg.bucket)
     }
 
-    /// Runs `f` on a connection, reconnecting and retrying on connection failures.
+    /// Runs `f` on a connection, retrying transient failures (the `retry` policy); a
+    /// failure of the connection itself drops it, so the next attempt reconnects.
     fn with_conn<T>(&self, what: &str, mut f: impl FnMut(&mut Conn) -> Op<T>) -> Result<T> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut guard = self
-                .conn
-                .lock()
-                .map_err(|_| Error::State("nats connection state poisoned".into()))?;
-            if guard.is_none() {
-                match Conn::connect(&self.cfg) {
-                    Ok(c) => *guard = Some(c),
-                    Err(e @ Error::Io { .. }) if attempt < ATTEMPTS => {
-                        drop(guard);
-                        log::debug!("nats: {what}: {e}; retrying");
-                        super::http::backoff(attempt);
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            let Some(conn) = guard.as_mut() else {
-                continue;
-            };
-            match f(conn) {
-                Ok(v) => return Ok(v),
-                Err(Fail::Final(e)) => return Err(e),
-                Err(Fail::Retry(e)) => {
-                    *guard = None;
-                    drop(guard);
-                    if attempt >= ATTEMPTS {
-                        return Err(e);
-                    }
-                    log::debug!("nats: {what}: {e}; reconnecting");
-                    super::http::backoff(attempt);
-                }
+        retry::run(KIND, what, |_| self.attempt(&mut f))
+    }
+
+    /// One attempt of `f`, connecting first if there is no connection.
+    fn attempt<T>(&self, f: &mut impl FnMut(&mut Conn) -> Op<T>) -> Result<T> {
+        let mut guard = self
+            .conn
+            .lock()
+            .map_err(|_| Error::State("nats connection state poisoned".into()))?;
+        let conn = match guard.as_mut() {
+            Some(c) => c,
+            None => guard.insert(Conn::connect(&self.cfg)?),
+        };
+        match f(conn) {
+            Ok(v) => Ok(v),
+            Err(Fail::Final(e)) => Err(e),
+            Err(Fail::Retry(e)) => {
+                *guard = None;
+                Err(e)
             }
         }
     }
@@ -1109,9 +1116,11 @@ impl ReplicaClient for NatsClient {
             .metadata()
             .map_err(|e| Error::io("stat ltx upload", e))?
             .len();
-        // Chunks of an attempt cut off by a lost connection, purged by the next attempt.
+        // Chunks of an attempt cut off by a lost connection before its metadata was sent,
+        // purged by the next attempt. (Once the metadata is sent, the chunks may be in use:
+        // they are never purged as orphans.)
         let mut orphans: Vec<String> = Vec::new();
-        i.with_conn("put", |conn| {
+        let written = i.with_conn("put", |conn| {
             for o in orphans.drain(..) {
                 let _ = Inner::purge(conn, &i.stream(), &o);
             }
@@ -1187,7 +1196,17 @@ impl ReplicaClient for NatsClient {
                 }
             }
             Ok(())
-        })?;
+        });
+        if written.is_err() && !orphans.is_empty() {
+            // Failed for good: one more try to purge the last attempt's chunks. Without a
+            // metadata message they never show as an object; this frees their space.
+            let _ = i.attempt(&mut |conn| {
+                orphans
+                    .iter()
+                    .try_for_each(|o| Inner::purge(conn, &i.stream(), o))
+            });
+        }
+        written?;
         Ok(FileInfo {
             level,
             min_txid: min,
@@ -1282,7 +1301,7 @@ impl ChunkReader {
             .map_err(|e| io::Error::other(e.to_string()))?;
         let Some((msg, data)) = got else {
             return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
+                io::ErrorKind::InvalidData,
                 format!(
                     "nats: object {} is missing {} chunks",
                     self.name, self.chunks_left
