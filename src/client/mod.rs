@@ -4,8 +4,7 @@
 //! namespace per level (0 = one file per sync, 1..=8 = compactions, 9 = snapshots); there
 //! is no manifest. [`from_url`] builds a client from a replica URL.
 
-mod abs;
-mod entra;
+mod azure;
 mod file;
 mod gcs;
 mod http;
@@ -22,7 +21,7 @@ use std::io::{self, Read};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-pub use abs::{AbsClient, AbsConfig};
+pub use azure::{AbsClient, AbsConfig};
 pub(crate) use file::sync_dir;
 pub use file::FileClient;
 pub use gcs::{GcsClient, GcsConfig};
