@@ -8,6 +8,7 @@ mod azure;
 mod file;
 mod gcs;
 mod http;
+mod key;
 mod nats;
 mod retry;
 pub mod s3;

@@ -13,6 +13,7 @@ use std::io::Read;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::http::{self, Answer, Body};
+use super::key::{self, Layout};
 use super::{retry, FileInfo, ReplicaClient};
 use crate::error::{Error, Result};
 use crate::ltx::{self, Txid};
@@ -151,12 +152,14 @@ impl WebDavClient {
         format!("{}{}", self.cfg.base_url, uri::encode(path, true))
     }
 
+    /// The collection that holds the files of `level`.
     fn level_dir(&self, level: u8) -> String {
-        self.join(&["ltx", &level.to_string()])
+        self.join(&[&key::level_prefix("", level, Layout::Ltx)])
     }
 
-    fn file_path(&self, level: u8, min: Txid, max: Txid) -> String {
-        self.join(&["ltx", &level.to_string(), &ltx::file_name(min, max)])
+    /// The key of the LTX file `(level, min, max)`: its path on the server.
+    fn key(&self, level: u8, min: Txid, max: Txid) -> String {
+        self.join(&[&key::ltx_key("", level, min, max, Layout::Ltx)])
     }
 
     /// One request and its whole answer, retried on transient failures (the `retry`
@@ -388,19 +391,19 @@ impl ReplicaClient for WebDavClient {
         if len == Some(0) {
             return Ok(Box::new(std::io::empty()));
         }
-        let path = self.file_path(level, min, max);
+        let key = self.key(level, min, max);
         let mut headers = Vec::new();
         match len {
             Some(n) => headers.push(("range", format!("bytes={offset}-{}", offset + n - 1))),
             None if offset > 0 => headers.push(("range", format!("bytes={offset}-"))),
             None => {}
         }
-        let (status, body) = self.get(&path, &headers)?;
+        let (status, body) = self.get(&key, &headers)?;
         match status {
             200 if offset > 0 => Err(Error::Backend {
                 backend: "webdav",
                 op: "get",
-                target: self.url(&path),
+                target: self.url(&key),
                 status: Some(200),
                 code: String::new(),
                 message: "the server ignored the Range header".into(),
@@ -415,12 +418,12 @@ impl ReplicaClient for WebDavClient {
     fn write_ltx_file(&self, level: u8, min: Txid, max: Txid, src: &File) -> Result<FileInfo> {
         let hdr = super::read_header(src)?;
         let dir = self.level_dir(level);
-        let dst = self.file_path(level, min, max);
+        let key = self.key(level, min, max);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let tmp = format!("{dst}.{}.{nanos}.tmp", std::process::id());
+        let tmp = format!("{key}.{}.{nanos}.tmp", std::process::id());
         let put = |client: &Self| -> Result<()> {
             let answer = client.call("put", "PUT", &tmp, &[], Body::File(src))?;
             if answer.ok() {
@@ -454,7 +457,7 @@ impl ReplicaClient for WebDavClient {
             discard_tmp();
             return Err(e);
         }
-        let dest = self.url(&dst);
+        let dest = self.url(&key);
         let moved = self.call(
             "move",
             "MOVE",
@@ -466,8 +469,8 @@ impl ReplicaClient for WebDavClient {
             Ok(a) if a.ok() => Ok(()),
             // A MOVE retried after its answer was lost finds the temporary name gone: the
             // first one did the work if the file is in place now.
-            Ok(a) if a.status == 404 && self.exists(&dst)? => Ok(()),
-            Ok(a) => Err(self.fail("move", &dst, &a)),
+            Ok(a) if a.status == 404 && self.exists(&key)? => Ok(()),
+            Ok(a) => Err(self.fail("move", &key, &a)),
             Err(e) => Err(e),
         };
         if let Err(e) = moved {
@@ -489,10 +492,10 @@ impl ReplicaClient for WebDavClient {
 
     fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {
         for f in files {
-            let p = self.file_path(f.level, f.min_txid, f.max_txid);
-            let answer = self.call("delete", "DELETE", &p, &[], Body::Bytes(&[]))?;
+            let key = self.key(f.level, f.min_txid, f.max_txid);
+            let answer = self.call("delete", "DELETE", &key, &[], Body::Bytes(&[]))?;
             if !(answer.ok() || answer.status == 404) {
-                return Err(self.fail("delete", &p, &answer));
+                return Err(self.fail("delete", &key, &answer));
             }
         }
         Ok(())
@@ -525,7 +528,7 @@ mod tests {
         assert!(!format!("{c:?}").contains("\"p\""));
         let w = WebDavClient::new(c).unwrap();
         assert_eq!(
-            w.file_path(9, Txid(1), Txid(2)),
+            w.key(9, Txid(1), Txid(2)),
             "/backups/db/ltx/9/0000000000000001-0000000000000002.ltx"
         );
         assert_eq!(

@@ -23,9 +23,10 @@ mod entra;
 mod shared_key;
 
 use super::http::{self, Answer, Body};
+use super::key::{self, Layout};
 use super::{read_header, retry, FileInfo, ReplicaClient};
 use crate::error::{Error, Result};
-use crate::ltx::{self, Txid};
+use crate::ltx::Txid;
 use crate::wire::{base64, http_date, uri, xml};
 use shared_key::{authorization, string_to_sign};
 
@@ -140,13 +141,13 @@ impl std::fmt::Debug for AbsClient {
     }
 }
 
-/// A List Blobs page: (name, size, created) per blob and the next marker. `created` is
+/// A List Blobs page: (key, size, created) per blob and the next marker. `created` is
 /// the `litestreamtimestamp` metadata (the LTX header time); without it, the blob's
 /// `Creation-Time`, as Litestream does.
 fn parse_list(text: &str) -> (Vec<(String, u64, SystemTime)>, Option<String>) {
     let mut out = Vec::new();
     for b in xml::elements(text, "Blob") {
-        let Some(name) = xml::text(b, "Name") else {
+        let Some(key) = xml::text(b, "Name") else {
             continue;
         };
         let size = xml::text(b, "Content-Length")
@@ -156,7 +157,7 @@ fn parse_list(text: &str) -> (Vec<(String, u64, SystemTime)>, Option<String>) {
             .and_then(|t| crate::time::parse_rfc3339(&t).ok())
             .or_else(|| xml::text(b, "Creation-Time").and_then(|t| http_date::parse(&t)))
             .unwrap_or(UNIX_EPOCH);
-        out.push((name, size, created));
+        out.push((key, size, created));
     }
     let next = xml::text(text, "NextMarker").filter(|m| !m.is_empty());
     (out, next)
@@ -238,12 +239,9 @@ impl AbsClient {
         }
     }
 
-    fn level_prefix(&self, level: u8) -> String {
-        crate::url::object_prefix(&format!("{}/ltx/{level}", self.cfg.path))
-    }
-
-    fn blob(&self, level: u8, min: Txid, max: Txid) -> String {
-        format!("{}{}", self.level_prefix(level), ltx::file_name(min, max))
+    /// The key (blob name) of the LTX file `(level, min, max)`.
+    fn key(&self, level: u8, min: Txid, max: Txid) -> String {
+        key::ltx_key(&self.cfg.path, level, min, max, Layout::Ltx)
     }
 
     /// Sends one request and reads its whole answer, retrying transient failures (the
@@ -252,14 +250,14 @@ impl AbsClient {
         &self,
         op: &'static str,
         method: &'static str,
-        blob: Option<&str>,
+        key: Option<&str>,
         query: &[(String, String)],
         headers: &[(&str, String)],
         body: Body<'_>,
     ) -> Result<Vec<u8>> {
         retry::run("abs", op, |_| {
-            let resp = self.send(op, method, blob, query, headers, body)?;
-            Ok(Answer::read(resp, "abs", op, &self.target(blob))?.body)
+            let resp = self.send(op, method, key, query, headers, body)?;
+            Ok(Answer::read(resp, "abs", op, &self.target(key))?.body)
         })
     }
 
@@ -267,22 +265,22 @@ impl AbsClient {
     fn open(
         &self,
         op: &'static str,
-        blob: &str,
+        key: &str,
         headers: &[(&str, String)],
     ) -> Result<Box<dyn Read + Send>> {
         retry::run("abs", op, |_| {
-            let resp = self.send(op, "GET", Some(blob), &[], headers, Body::Bytes(&[]))?;
+            let resp = self.send(op, "GET", Some(key), &[], headers, Body::Bytes(&[]))?;
             Ok(Box::new(resp.into_body().into_reader()) as Box<dyn Read + Send>)
         })
     }
 
     /// How errors name a blob (or the container).
-    fn target(&self, blob: Option<&str>) -> String {
+    fn target(&self, key: Option<&str>) -> String {
         format!(
             "abs://{}@{}/{}",
             self.cfg.account_name,
             self.cfg.container,
-            blob.unwrap_or("")
+            key.unwrap_or("")
         )
     }
 
@@ -291,7 +289,7 @@ impl AbsClient {
         &self,
         op: &'static str,
         method: &'static str,
-        blob: Option<&str>,
+        key: Option<&str>,
         query: &[(String, String)],
         extra: &[(&str, String)],
         body: Body<'_>,
@@ -302,9 +300,9 @@ impl AbsClient {
             None => (rest, ""),
         };
         let mut path = format!("{base_path}/{}", uri::encode(&self.cfg.container, false));
-        if let Some(b) = blob {
+        if let Some(k) = key {
             path.push('/');
-            path.push_str(&uri::encode(b, true));
+            path.push_str(&uri::encode(k, true));
         }
         let len = body.len()?;
         let mut headers: Vec<(String, String)> = extra
@@ -342,7 +340,7 @@ impl AbsClient {
         } else {
             format!("{scheme}://{authority}{path}?{}", qs.join("&"))
         };
-        let target = self.target(blob);
+        let target = self.target(key);
         let transport = |e: ureq::Error| {
             let mut message = format!("request to {scheme}://{authority} failed: {e}");
             if let Cred::Sas(sas) = &self.cred {
@@ -424,11 +422,11 @@ impl AbsClient {
         }
     }
 
-    fn delete_blob(&self, name: &str) -> Result<()> {
+    fn delete_blob(&self, key: &str) -> Result<()> {
         match self.request(
             "DeleteBlob",
             "DELETE",
-            Some(name),
+            Some(key),
             &[],
             &[],
             Body::Bytes(&[]),
@@ -448,13 +446,13 @@ impl ReplicaClient for AbsClient {
     }
 
     fn ltx_files(&self, level: u8, seek: Txid, _accurate: bool) -> Result<Vec<FileInfo>> {
-        let prefix = self.level_prefix(level);
+        let prefix = key::level_prefix(&self.cfg.path, level, Layout::Ltx);
         let mut out = Vec::new();
-        for (name, size, created_at) in self.list_all(&prefix)? {
-            let Some((min, max)) = name.strip_prefix(&prefix).and_then(ltx::parse_file_name) else {
+        for (key, size, created_at) in self.list_all(&prefix)? {
+            let Some((l, min, max)) = key::parse_ltx_key(&self.cfg.path, &key, Layout::Ltx) else {
                 continue;
             };
-            if min < seek {
+            if l != level || min < seek {
                 continue;
             }
             out.push(FileInfo {
@@ -480,19 +478,19 @@ impl ReplicaClient for AbsClient {
         if len == Some(0) {
             return Ok(Box::new(std::io::empty()));
         }
-        let name = self.blob(level, min, max);
+        let key = self.key(level, min, max);
         let mut headers = Vec::new();
         match len {
             Some(n) => headers.push(("x-ms-range", format!("bytes={offset}-{}", offset + n - 1))),
             None if offset > 0 => headers.push(("x-ms-range", format!("bytes={offset}-"))),
             None => {}
         }
-        match self.open("GetBlob", &name, &headers) {
+        match self.open("GetBlob", &key, &headers) {
             Err(Error::Backend {
                 status: Some(404), ..
             }) => Err(Error::NotFound {
                 backend: "abs",
-                target: format!("abs://{}/{name}", self.cfg.container),
+                target: format!("abs://{}/{key}", self.cfg.container),
             }),
             r => r,
         }
@@ -500,7 +498,7 @@ impl ReplicaClient for AbsClient {
 
     fn write_ltx_file(&self, level: u8, min: Txid, max: Txid, src: &File) -> Result<FileInfo> {
         let hdr = read_header(src)?;
-        let name = self.blob(level, min, max);
+        let key = self.key(level, min, max);
         let ts = crate::time::from_millis(hdr.timestamp);
         let meta = (
             "x-ms-meta-litestreamtimestamp",
@@ -515,7 +513,7 @@ impl ReplicaClient for AbsClient {
             self.request(
                 "PutBlob",
                 "PUT",
-                Some(&name),
+                Some(&key),
                 &[],
                 &[
                     ("x-ms-blob-type", "BlockBlob".into()),
@@ -551,7 +549,7 @@ impl ReplicaClient for AbsClient {
                 self.request(
                     "PutBlock",
                     "PUT",
-                    Some(&name),
+                    Some(&key),
                     &q,
                     &[],
                     Body::Bytes(&buf[..n]),
@@ -568,7 +566,7 @@ impl ReplicaClient for AbsClient {
             self.request(
                 "PutBlockList",
                 "PUT",
-                Some(&name),
+                Some(&key),
                 &q,
                 &[
                     ("x-ms-blob-content-type", "application/octet-stream".into()),
@@ -589,15 +587,14 @@ impl ReplicaClient for AbsClient {
 
     fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {
         for f in files {
-            self.delete_blob(&self.blob(f.level, f.min_txid, f.max_txid))?;
+            self.delete_blob(&self.key(f.level, f.min_txid, f.max_txid))?;
         }
         Ok(())
     }
 
     fn delete_all(&self) -> Result<()> {
-        let root = crate::url::object_prefix(&self.cfg.path);
-        for (name, _, _) in self.list_all(&root)? {
-            self.delete_blob(&name)?;
+        for (key, _, _) in self.list_all(&key::root(&self.cfg.path, Layout::Ltx))? {
+            self.delete_blob(&key)?;
         }
         Ok(())
     }
@@ -638,7 +635,10 @@ mod tests {
         let client = AbsClient::new(c).unwrap();
         assert_eq!(client.base, "https://acct.blob.core.windows.net");
         assert!(matches!(&client.cred, Cred::Sas(s) if s == "sv=2021-08-06&sig=x"));
-        assert_eq!(client.level_prefix(3), "db/ltx/3/");
+        assert_eq!(
+            client.key(3, Txid(1), Txid(2)),
+            "db/ltx/3/0000000000000001-0000000000000002.ltx"
+        );
     }
 
     /// Without key or SAS, requests carry the Entra ID token as a bearer; a refusal

@@ -20,9 +20,10 @@ use std::io::Read;
 use std::time::UNIX_EPOCH;
 
 use super::http::{self, Answer, Body, TokenCache};
+use super::key::{self, Layout};
 use super::{read_header, retry, FileInfo, ReplicaClient};
 use crate::error::{Error, Result};
-use crate::ltx::{self, Txid};
+use crate::ltx::Txid;
 use crate::wire::json::{self, Value};
 use crate::wire::uri;
 use auth::Auth;
@@ -154,20 +155,18 @@ impl GcsClient {
         }
     }
 
-    fn level_prefix(&self, level: u8) -> String {
-        crate::url::object_prefix(&format!("{}/ltx/{level}", self.cfg.path))
+    /// The key (object name) of the LTX file `(level, min, max)`.
+    fn key(&self, level: u8, min: Txid, max: Txid) -> String {
+        key::ltx_key(&self.cfg.path, level, min, max, Layout::Ltx)
     }
 
-    fn name(&self, level: u8, min: Txid, max: Txid) -> String {
-        format!("{}{}", self.level_prefix(level), ltx::file_name(min, max))
-    }
-
-    fn object_url(&self, name: &str) -> String {
+    /// The JSON API URL of the object `key`.
+    fn object_url(&self, key: &str) -> String {
         format!(
             "{}/storage/v1/b/{}/o/{}",
             self.base,
             uri::encode(&self.cfg.bucket, false),
-            uri::encode(name, false)
+            uri::encode(key, false)
         )
     }
 
@@ -293,8 +292,8 @@ impl GcsClient {
         Ok((items, next))
     }
 
-    fn delete_object(&self, name: &str) -> Result<()> {
-        match self.request("delete", "DELETE", &self.object_url(name), &[], Body::Empty) {
+    fn delete_object(&self, key: &str) -> Result<()> {
+        match self.request("delete", "DELETE", &self.object_url(key), &[], Body::Empty) {
             Ok(_) => Ok(()),
             Err(Error::Backend {
                 status: Some(404), ..
@@ -309,7 +308,7 @@ fn target_of(url: &str, base: &str) -> String {
     let rest = url.strip_prefix(base).unwrap_or(url);
     let rest = rest.split('?').next().unwrap_or(rest);
     match rest.split_once("/o/") {
-        Some((_, name)) => uri::decode(name).unwrap_or_else(|_| name.to_string()),
+        Some((_, key)) => uri::decode(key).unwrap_or_else(|_| key.to_string()),
         None => String::new(),
     }
 }
@@ -320,22 +319,20 @@ impl ReplicaClient for GcsClient {
     }
 
     fn ltx_files(&self, level: u8, seek: Txid, _accurate: bool) -> Result<Vec<FileInfo>> {
-        let prefix = self.level_prefix(level);
+        let prefix = key::level_prefix(&self.cfg.path, level, Layout::Ltx);
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let (items, next) = self.list_page(&prefix, token.as_deref())?;
             for it in &items {
-                let Some(name) = it.get("name").and_then(Value::as_str) else {
+                let Some(key) = it.get("name").and_then(Value::as_str) else {
                     continue;
                 };
-                let Some(file) = name.strip_prefix(&prefix) else {
+                let Some((l, min, max)) = key::parse_ltx_key(&self.cfg.path, key, Layout::Ltx)
+                else {
                     continue;
                 };
-                let Some((min, max)) = ltx::parse_file_name(file) else {
-                    continue;
-                };
-                if min < seek {
+                if l != level || min < seek {
                     continue;
                 }
                 // The header timestamp is in the metadata (free in the listing).
@@ -374,8 +371,8 @@ impl ReplicaClient for GcsClient {
         if len == Some(0) {
             return Ok(Box::new(std::io::empty()));
         }
-        let name = self.name(level, min, max);
-        let url = format!("{}?alt=media", self.object_url(&name));
+        let key = self.key(level, min, max);
+        let url = format!("{}?alt=media", self.object_url(&key));
         let mut headers = Vec::new();
         match len {
             Some(n) => headers.push(("range", format!("bytes={offset}-{}", offset + n - 1))),
@@ -391,7 +388,7 @@ impl ReplicaClient for GcsClient {
                 status: Some(404), ..
             }) => Err(Error::NotFound {
                 backend: "gs",
-                target: format!("gs://{}/{name}", self.cfg.bucket),
+                target: format!("gs://{}/{key}", self.cfg.bucket),
             }),
             r => r,
         }
@@ -399,11 +396,11 @@ impl ReplicaClient for GcsClient {
 
     fn write_ltx_file(&self, level: u8, min: Txid, max: Txid, src: &File) -> Result<FileInfo> {
         let hdr = read_header(src)?;
-        let name = self.name(level, min, max);
+        let key = self.key(level, min, max);
         let ts = crate::time::from_millis(hdr.timestamp);
         let meta = format!(
             "{{\"name\":{},\"contentType\":\"application/octet-stream\",\"metadata\":{{\"litestream-timestamp\":{}}}}}",
-            json::quote(&name),
+            json::quote(&key),
             json::quote(&crate::time::format_rfc3339(ts))
         );
         let boundary = format!("litestream-rs-{:016x}", retry::jitter(u64::MAX));
@@ -443,18 +440,18 @@ impl ReplicaClient for GcsClient {
 
     fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {
         for f in files {
-            self.delete_object(&self.name(f.level, f.min_txid, f.max_txid))?;
+            self.delete_object(&self.key(f.level, f.min_txid, f.max_txid))?;
         }
         Ok(())
     }
 
     fn delete_all(&self) -> Result<()> {
-        let root = crate::url::object_prefix(&self.cfg.path);
+        let root = key::root(&self.cfg.path, Layout::Ltx);
         let mut token: Option<String> = None;
-        let mut names = Vec::new();
+        let mut keys = Vec::new();
         loop {
             let (items, next) = self.list_page(&root, token.as_deref())?;
-            names.extend(
+            keys.extend(
                 items
                     .iter()
                     .filter_map(|i| i.get("name").and_then(Value::as_str).map(str::to_string)),
@@ -464,8 +461,8 @@ impl ReplicaClient for GcsClient {
                 _ => break,
             }
         }
-        for n in names {
-            self.delete_object(&n)?;
+        for k in keys {
+            self.delete_object(&k)?;
         }
         Ok(())
     }
@@ -485,9 +482,12 @@ mod tests {
         assert_eq!(c.path, "some/db");
         assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:1"));
         let g = GcsClient::new(c).unwrap();
-        assert_eq!(g.level_prefix(0), "some/db/ltx/0/");
         assert_eq!(
-            g.object_url(&g.name(9, Txid(1), Txid(0x2a))),
+            g.key(0, Txid(1), Txid(2)),
+            "some/db/ltx/0/0000000000000001-0000000000000002.ltx"
+        );
+        assert_eq!(
+            g.object_url(&g.key(9, Txid(1), Txid(0x2a))),
             "http://127.0.0.1:1/storage/v1/b/bkt/o/some%2Fdb%2Fltx%2F9%2F0000000000000001-000000000000002a.ltx"
         );
         assert_eq!(

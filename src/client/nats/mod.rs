@@ -6,7 +6,7 @@
 //! The NATS protocol is text over one TCP connection, spoken here by hand: `CONNECT`,
 //! `PUB`/`HPUB` with a reply inbox, `MSG`/`HMSG`, `PING`/`PONG`. The object store is the
 //! layout every NATS client shares: chunks on `$O.<bucket>.C.<nuid>`, one metadata message
-//! per object on `$O.<bucket>.M.<base64::encode_url(name)>` (JSON, rolled up so only the newest
+//! per object on `$O.<bucket>.M.<base64url(key)>` (JSON, rolled up so only the newest
 //! stays), read back through the JetStream API (`STREAM.MSG.GET`). An upload publishes
 //! every chunk and waits for its acknowledgement before the metadata, so an object is
 //! never visible half-written; it accepts objects of any chunking (the official binary
@@ -31,9 +31,10 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use super::key::{self, Layout};
 use super::{FileInfo, ReadAt, ReplicaClient};
 use crate::error::{Error, Result};
-use crate::ltx::{self, Txid};
+use crate::ltx::Txid;
 use crate::wire::base64;
 use crate::wire::json::quote;
 use object::{api_json, ChunkReader, Inner};
@@ -185,14 +186,13 @@ impl ReplicaClient for NatsClient {
 
     fn ltx_files(&self, level: u8, seek: Txid, _accurate: bool) -> Result<Vec<FileInfo>> {
         let i = &self.inner;
-        let prefix = i.object_name(level, Txid(1), Txid(1));
-        let prefix = &prefix[..prefix.rfind('/').map(|p| p + 1).unwrap_or(0)];
+        let prefix = key::level_prefix(&i.cfg.path, level, Layout::Ltx);
         let mut out: Vec<FileInfo> = i
-            .list(prefix)?
+            .list(&prefix)?
             .into_iter()
             .filter_map(|o| {
-                let (min, max) = ltx::parse_file_name(&o.name[prefix.len()..])?;
-                (min >= seek).then(|| FileInfo {
+                let (l, min, max) = key::parse_ltx_key(&i.cfg.path, &o.key, Layout::Ltx)?;
+                (l == level && min >= seek).then(|| FileInfo {
                     level,
                     min_txid: min,
                     max_txid: max,
@@ -214,14 +214,14 @@ impl ReplicaClient for NatsClient {
         len: Option<u64>,
     ) -> Result<Box<dyn Read + Send>> {
         let i = &self.inner;
-        let name = i.object_name(level, min, max);
-        let info = i.with_conn("get", |conn| i.info(conn, &name))?;
+        let key = i.key(level, min, max);
+        let info = i.with_conn("get", |conn| i.info(conn, &key))?;
         let info = match info {
             Some(o) if !o.deleted => o,
             _ => {
                 return Err(Error::NotFound {
                     backend: KIND,
-                    target: format!("{}/{name}", i.cfg.bucket),
+                    target: format!("{}/{key}", i.cfg.bucket),
                 })
             }
         };
@@ -232,7 +232,7 @@ impl ReplicaClient for NatsClient {
         Ok(Box::new(ChunkReader {
             inner: self.inner.clone(),
             subject: i.chunk_subject(&info.nuid),
-            name,
+            key,
             seq: 1,
             chunks_left: info.chunks,
             pos: 0,
@@ -247,7 +247,7 @@ impl ReplicaClient for NatsClient {
         let i = &self.inner;
         let h = super::read_header(src)?;
         let created = crate::time::from_millis(h.timestamp);
-        let name = i.object_name(level, min, max);
+        let key = i.key(level, min, max);
         let size = src
             .metadata()
             .map_err(|e| Error::io("stat ltx upload", e))?
@@ -260,7 +260,7 @@ impl ReplicaClient for NatsClient {
             for o in orphans.drain(..) {
                 let _ = Inner::purge(conn, &i.stream(), &o);
             }
-            let old = i.info(conn, &name)?;
+            let old = i.info(conn, &key)?;
             let nuid = nuid(22);
             let chunk_subject = i.chunk_subject(&nuid);
             let ack_subject = chunk_subject.clone();
@@ -311,13 +311,13 @@ impl ReplicaClient for NatsClient {
             let digest: [u8; 32] = sha2::Digest::finalize(sha).into();
             let meta = format!(
                 "{{\"name\":{},\"headers\":{{\"Litestream-Timestamp\":[{}]}},\"options\":{{\"max_chunk_size\":{CHUNK}}},\"bucket\":{},\"nuid\":{},\"size\":{total},\"mtime\":\"0001-01-01T00:00:00Z\",\"chunks\":{chunks},\"digest\":{}}}",
-                quote(&name),
+                quote(&key),
                 quote(&crate::time::format_rfc3339(created)),
                 quote(&i.cfg.bucket),
                 quote(&nuid),
                 quote(&format!("SHA-256={}", base64::encode_url(&digest, true)))
             );
-            let meta_subject = i.meta_subject(&name);
+            let meta_subject = i.meta_subject(&key);
             let m = conn.request(&meta_subject, &[("Nats-Rollup", "sub")], meta.as_bytes())?;
             if let Err(e) = api_json(&meta_subject, &m) {
                 let _ = Inner::purge(conn, &i.stream(), &chunk_subject);
@@ -328,7 +328,7 @@ impl ReplicaClient for NatsClient {
                 if let Err(Fail::Broken(e) | Fail::Failed(e)) =
                     Inner::purge(conn, &i.stream(), &i.chunk_subject(&o.nuid))
                 {
-                    log::warn!("nats: {name}: could not purge the replaced object's chunks: {e}");
+                    log::warn!("nats: {key}: could not purge the replaced object's chunks: {e}");
                 }
             }
             Ok(())
@@ -355,9 +355,9 @@ impl ReplicaClient for NatsClient {
     fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {
         let i = &self.inner;
         for f in files {
-            let name = i.object_name(f.level, f.min_txid, f.max_txid);
+            let key = i.key(f.level, f.min_txid, f.max_txid);
             i.with_conn("delete", |conn| {
-                let Some(o) = i.info(conn, &name)? else {
+                let Some(o) = i.info(conn, &key)? else {
                     return Ok(());
                 };
                 if o.deleted {
@@ -365,11 +365,11 @@ impl ReplicaClient for NatsClient {
                 }
                 let meta = format!(
                     "{{\"name\":{},\"bucket\":{},\"nuid\":{},\"size\":0,\"mtime\":\"0001-01-01T00:00:00Z\",\"chunks\":0,\"deleted\":true}}",
-                    quote(&name),
+                    quote(&key),
                     quote(&i.cfg.bucket),
                     quote(&o.nuid)
                 );
-                let meta_subject = i.meta_subject(&name);
+                let meta_subject = i.meta_subject(&key);
                 let m = conn.request(&meta_subject, &[("Nats-Rollup", "sub")], meta.as_bytes())?;
                 api_json(&meta_subject, &m)?;
                 Inner::purge(conn, &i.stream(), &i.chunk_subject(&o.nuid))
@@ -380,20 +380,13 @@ impl ReplicaClient for NatsClient {
 
     fn delete_all(&self) -> Result<()> {
         let i = &self.inner;
-        let mut p = i.cfg.path.trim_matches('/').to_string();
-        if !p.is_empty() {
-            p.push('/');
-        }
-        p.push_str("ltx/");
         let files: Vec<FileInfo> = i
-            .list(&p)?
+            .list(&key::root(&i.cfg.path, Layout::Ltx))?
             .into_iter()
             .filter_map(|o| {
-                let rest = &o.name[p.len()..];
-                let (level, file) = rest.split_once('/')?;
-                let (min, max) = ltx::parse_file_name(file)?;
+                let (level, min, max) = key::parse_ltx_key(&i.cfg.path, &o.key, Layout::Ltx)?;
                 Some(FileInfo {
-                    level: level.parse().ok()?,
+                    level,
                     min_txid: min,
                     max_txid: max,
                     size: o.size,

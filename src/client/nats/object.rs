@@ -9,9 +9,10 @@ use std::time::SystemTime;
 
 use super::proto::{Conn, Fail, Msg, Op};
 use super::{NatsConfig, KIND};
+use crate::client::key::{self, Layout};
 use crate::client::retry;
 use crate::error::{Error, Result};
-use crate::ltx::{self, Txid};
+use crate::ltx::Txid;
 use crate::wire::base64;
 use crate::wire::json::{self, quote, Value};
 
@@ -24,7 +25,8 @@ pub(super) struct Inner {
 /// The metadata of one object.
 #[derive(Debug, Clone)]
 pub(super) struct ObjectInfo {
-    pub(super) name: String,
+    /// The object's name in the store: our key.
+    pub(super) key: String,
     pub(super) nuid: String,
     pub(super) size: u64,
     pub(super) chunks: u64,
@@ -78,11 +80,11 @@ impl Inner {
         format!("OBJ_{}", self.cfg.bucket)
     }
 
-    pub(super) fn meta_subject(&self, name: &str) -> String {
+    pub(super) fn meta_subject(&self, key: &str) -> String {
         format!(
             "$O.{}.M.{}",
             self.cfg.bucket,
-            base64::encode_url(name.as_bytes(), true)
+            base64::encode_url(key.as_bytes(), true)
         )
     }
 
@@ -148,8 +150,8 @@ impl Inner {
     }
 
     /// The metadata of `name`, deleted or not; `None` if it never existed.
-    pub(super) fn info(&self, conn: &mut Conn, name: &str) -> Op<Option<ObjectInfo>> {
-        let req = format!("{{\"last_by_subj\":{}}}", quote(&self.meta_subject(name)));
+    pub(super) fn info(&self, conn: &mut Conn, key: &str) -> Op<Option<ObjectInfo>> {
+        let req = format!("{{\"last_by_subj\":{}}}", quote(&self.meta_subject(key)));
         match Inner::msg_get(conn, &self.stream(), &req) {
             Ok(Some((msg, data))) => Ok(self.parse_info(&msg, &data)),
             Ok(None) => Ok(None),
@@ -195,7 +197,7 @@ impl Inner {
                 let s = msg.get("seq").and_then(Value::as_u64).unwrap_or(seq);
                 seq = s.max(seq) + 1;
                 if let Some(info) = self.parse_info(&msg, &data) {
-                    if !info.deleted && info.name.starts_with(prefix) {
+                    if !info.deleted && info.key.starts_with(prefix) {
                         out.push(info);
                     }
                 }
@@ -204,12 +206,9 @@ impl Inner {
         })
     }
 
-    pub(super) fn object_name(&self, level: u8, min: Txid, max: Txid) -> String {
-        let mut p = self.cfg.path.trim_matches('/').to_string();
-        if !p.is_empty() {
-            p.push('/');
-        }
-        format!("{p}ltx/{level}/{}", ltx::file_name(min, max))
+    /// The key (object name) of the LTX file `(level, min, max)`.
+    pub(super) fn key(&self, level: u8, min: Txid, max: Txid) -> String {
+        key::ltx_key(&self.cfg.path, level, min, max, Layout::Ltx)
     }
 }
 
@@ -224,7 +223,7 @@ pub(super) fn parse_object_info(msg: &Value, data: &[u8]) -> Option<ObjectInfo> 
         .and_then(Value::as_str)
         .and_then(|s| crate::time::parse_rfc3339(s).ok());
     Some(ObjectInfo {
-        name: v.get("name")?.as_str()?.to_string(),
+        key: v.get("name")?.as_str()?.to_string(),
         nuid: v
             .get("nuid")
             .and_then(Value::as_str)
@@ -245,7 +244,7 @@ pub(super) fn parse_object_info(msg: &Value, data: &[u8]) -> Option<ObjectInfo> 
 pub(super) struct ChunkReader {
     pub(super) inner: Arc<Inner>,
     pub(super) subject: String,
-    pub(super) name: String,
+    pub(super) key: String,
     /// Stream sequence to search the next chunk from.
     pub(super) seq: u64,
     pub(super) chunks_left: u64,
@@ -276,7 +275,7 @@ impl ChunkReader {
                 io::ErrorKind::InvalidData,
                 format!(
                     "nats: object {} is missing {} chunks",
-                    self.name, self.chunks_left
+                    self.key, self.chunks_left
                 ),
             ));
         };

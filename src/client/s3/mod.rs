@@ -25,9 +25,10 @@ pub use multipart::MultipartUpload;
 use request::Call;
 pub use sigv4::Credentials;
 
+use super::key::{self, Layout};
 use super::{http, read_header, retry, FileInfo, ReplicaClient};
 use crate::error::{Error, Result};
-use crate::ltx::{self, Txid};
+use crate::ltx::Txid;
 use crate::wire::xml;
 
 /// A replica in an S3-compatible bucket.
@@ -103,24 +104,17 @@ impl S3Client {
         self.cfg.flavor.kind()
     }
 
-    /// Directory prefix of a level, with trailing slash.
-    fn level_prefix(&self, level: u8) -> String {
+    /// Litestream's key layout for this flavor.
+    fn layout(&self) -> Layout {
         match self.cfg.flavor {
-            Flavor::S3 | Flavor::Oss => format!("{}/{:04x}/", self.cfg.path, level),
-            Flavor::Gcs => crate::url::object_prefix(&format!("{}/ltx/{level}", self.cfg.path)),
+            Flavor::S3 | Flavor::Oss => Layout::Hex,
+            Flavor::Gcs => Layout::Ltx,
         }
     }
 
+    /// The key of the LTX file `(level, min, max)`.
     fn key(&self, level: u8, min: Txid, max: Txid) -> String {
-        format!("{}{}", self.level_prefix(level), ltx::file_name(min, max))
-    }
-
-    /// Prefix of everything this replica stores.
-    fn root_prefix(&self) -> String {
-        match self.cfg.flavor {
-            Flavor::S3 | Flavor::Oss => format!("{}/", self.cfg.path),
-            Flavor::Gcs => crate::url::object_prefix(&self.cfg.path),
-        }
+        key::ltx_key(&self.cfg.path, level, min, max, self.layout())
     }
 }
 
@@ -130,19 +124,17 @@ impl ReplicaClient for S3Client {
     }
 
     fn ltx_files(&self, level: u8, seek: Txid, accurate: bool) -> Result<Vec<FileInfo>> {
-        let prefix = self.level_prefix(level);
+        let prefix = key::level_prefix(&self.cfg.path, level, self.layout());
         // Keys sort as their TXIDs: start after every file starting before `seek`.
         let start_after =
             (seek.0 > 1).then(|| format!("{prefix}{}-ffffffffffffffff.ltx", Txid(seek.0 - 1)));
         let mut out: Vec<FileInfo> = Vec::new();
         for (key, size, modified) in self.list(&prefix, start_after)? {
-            let Some(name) = key.strip_prefix(&prefix) else {
+            let Some((l, min, max)) = key::parse_ltx_key(&self.cfg.path, &key, self.layout())
+            else {
                 continue;
             };
-            let Some((min, max)) = ltx::parse_file_name(name) else {
-                continue;
-            };
-            if min < seek {
+            if l != level || min < seek {
                 continue;
             }
             out.push(FileInfo {
@@ -254,7 +246,7 @@ impl ReplicaClient for S3Client {
 
     fn delete_all(&self) -> Result<()> {
         let keys: Vec<String> = self
-            .list(&self.root_prefix(), None)?
+            .list(&key::root(&self.cfg.path, self.layout()), None)?
             .into_iter()
             .map(|(k, _, _)| k)
             .collect();
