@@ -108,6 +108,16 @@ pub(crate) fn exchange<'h>(
     }
 }
 
+/// The `Range` header value for bytes `[offset, offset + len)` (`len == None`: to the
+/// end); None for the whole object. `len` must not be `Some(0)`.
+pub(crate) fn range(offset: u64, len: Option<u64>) -> Option<String> {
+    match len {
+        Some(n) => Some(format!("bytes={offset}-{}", offset + n - 1)),
+        None if offset > 0 => Some(format!("bytes={offset}-")),
+        None => None,
+    }
+}
+
 /// An answer read to its end.
 pub(crate) struct Answer {
     pub status: u16,
@@ -390,6 +400,19 @@ pub(crate) mod stand_in {
                 }
             });
             Server { url, seen }
+        }
+
+        /// A server that answers every request `status` with `body`, the first time cut
+        /// off half-way through the body (a proxy dropping the connection).
+        pub(crate) fn cut_once(status: &'static str, body: &'static str) -> Server {
+            let n = std::sync::atomic::AtomicUsize::new(0);
+            Server::start_with(Box::new(move |_| {
+                let reply = Reply::new(status, body);
+                match n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                    0 => reply.cut_after(body.len() / 2),
+                    _ => reply,
+                }
+            }))
         }
 
         /// The requests seen so far.

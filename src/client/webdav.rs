@@ -392,12 +392,10 @@ impl ReplicaClient for WebDavClient {
             return Ok(Box::new(std::io::empty()));
         }
         let key = self.key(level, min, max);
-        let mut headers = Vec::new();
-        match len {
-            Some(n) => headers.push(("range", format!("bytes={offset}-{}", offset + n - 1))),
-            None if offset > 0 => headers.push(("range", format!("bytes={offset}-"))),
-            None => {}
-        }
+        let headers: Vec<_> = http::range(offset, len)
+            .map(|r| ("range", r))
+            .into_iter()
+            .collect();
         let (status, body) = self.get(&key, &headers)?;
         match status {
             200 if offset > 0 => Err(Error::Backend {
@@ -542,7 +540,7 @@ mod tests {
     /// A listing answered `207` and cut off mid-body is retried by itself.
     #[test]
     fn a_listing_cut_off_mid_body_is_retried_per_request() {
-        use crate::client::http::stand_in::{Reply, Server};
+        use crate::client::http::stand_in::Server;
         let listing = concat!(
             r#"<?xml version="1.0" encoding="utf-8"?><D:multistatus xmlns:D="DAV:">"#,
             r#"<D:response><D:href>/db/ltx/0/</D:href><D:propstat><D:prop>"#,
@@ -551,14 +549,7 @@ mod tests {
             r#"<D:propstat><D:prop><D:resourcetype/><D:getcontentlength>7</D:getcontentlength>"#,
             r#"</D:prop></D:propstat></D:response></D:multistatus>"#
         );
-        let n = std::sync::atomic::AtomicUsize::new(0);
-        let s = Server::start_with(Box::new(move |_| {
-            let reply = Reply::new("207 Multi-Status", listing);
-            match n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
-                0 => reply.cut_after(listing.len() / 2),
-                _ => reply,
-            }
-        }));
+        let s = Server::cut_once("207 Multi-Status", listing);
         let w = WebDavClient::from_url(&format!("{}/db", s.url.replace("http", "webdav"))).unwrap();
         let files = w.ltx_files(0, Txid::ZERO, false).unwrap();
         assert_eq!(files.len(), 1);

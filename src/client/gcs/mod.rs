@@ -373,12 +373,10 @@ impl ReplicaClient for GcsClient {
         }
         let key = self.key(level, min, max);
         let url = format!("{}?alt=media", self.object_url(&key));
-        let mut headers = Vec::new();
-        match len {
-            Some(n) => headers.push(("range", format!("bytes={offset}-{}", offset + n - 1))),
-            None if offset > 0 => headers.push(("range", format!("bytes={offset}-"))),
-            None => {}
-        }
+        let headers: Vec<_> = http::range(offset, len)
+            .map(|r| ("range", r))
+            .into_iter()
+            .collect();
         let opened = retry::run("gs", "get", |_| {
             let resp = self.send("get", "GET", &url, &headers, Body::Empty)?;
             Ok(Box::new(resp.into_body().into_reader()) as Box<dyn Read + Send>)
@@ -627,16 +625,8 @@ mod tests {
     /// A listing answered `200 OK` and cut off mid-body is retried by itself.
     #[test]
     fn a_listing_cut_off_mid_body_is_retried_per_request() {
-        use crate::client::http::stand_in::Reply;
         let listing = r#"{"kind":"storage#objects","items":[{"name":"db/ltx/0/0000000000000001-0000000000000002.ltx","size":"7"}]}"#;
-        let n = std::sync::atomic::AtomicUsize::new(0);
-        let s = Server::start_with(Box::new(move |_| {
-            let reply = Reply::new("200 OK", listing);
-            match n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
-                0 => reply.cut_after(listing.len() / 2),
-                _ => reply,
-            }
-        }));
+        let s = Server::cut_once("200 OK", listing);
         let files = client_at(&s, Auth::None)
             .ltx_files(0, Txid::ZERO, false)
             .unwrap();

@@ -17,7 +17,6 @@ use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::SystemTime;
 
 pub(crate) use config::normalize_endpoint;
 pub use config::{parse_size, Flavor, S3Config};
@@ -85,10 +84,8 @@ impl S3Client {
         match self.send(&Call {
             op: "CreateBucket",
             method: "PUT",
-            key: None,
-            query: Vec::new(),
-            headers: Vec::new(),
             body: body.as_bytes(),
+            ..Call::default()
         }) {
             Ok(_) => Ok(()),
             Err(Error::Backend { code, .. })
@@ -118,6 +115,53 @@ impl S3Client {
     }
 }
 
+/// Runs `task(i)` for every `i` in `0..n` on up to `threads` threads: the results in
+/// order, or the first error (the other threads then take no more work).
+fn parallel<T: Send>(
+    n: usize,
+    threads: usize,
+    task: impl Fn(usize) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<T>>> = Mutex::new((0..n).map(|_| None).collect());
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..threads.clamp(1, n.max(1)) {
+            s.spawn(|| loop {
+                if failed.lock().map(|f| f.is_some()).unwrap_or(true) {
+                    return;
+                }
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= n {
+                    return;
+                }
+                match task(i) {
+                    Ok(v) => {
+                        if let Ok(mut r) = results.lock() {
+                            r[i] = Some(v);
+                        }
+                    }
+                    Err(e) => {
+                        if let Ok(mut f) = failed.lock() {
+                            f.get_or_insert(e);
+                        }
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failed.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    results
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.ok_or_else(|| Error::State("s3: a parallel request lost its result".into())))
+        .collect()
+}
+
 impl ReplicaClient for S3Client {
     fn kind(&self) -> &'static str {
         self.kind_str()
@@ -145,39 +189,13 @@ impl ReplicaClient for S3Client {
                 created_at: modified,
             });
         }
-        if accurate && !out.is_empty() {
+        if accurate {
             // Header timestamps from metadata, several HEADs at once.
-            let next = AtomicUsize::new(0);
-            let times: Mutex<Vec<Option<SystemTime>>> = Mutex::new(vec![None; out.len()]);
-            let failed: Mutex<Option<Error>> = Mutex::new(None);
-            std::thread::scope(|s| {
-                for _ in 0..8.min(out.len()) {
-                    s.spawn(|| loop {
-                        let i = next.fetch_add(1, Ordering::SeqCst);
-                        if i >= out.len() {
-                            return;
-                        }
-                        let f = &out[i];
-                        match self.head_timestamp(&self.key(level, f.min_txid, f.max_txid)) {
-                            Ok(t) => {
-                                if let Ok(mut v) = times.lock() {
-                                    v[i] = t;
-                                }
-                            }
-                            Err(e) => {
-                                if let Ok(mut g) = failed.lock() {
-                                    g.get_or_insert(e);
-                                }
-                                return;
-                            }
-                        }
-                    });
-                }
-            });
-            if let Some(e) = failed.into_inner().ok().flatten() {
-                return Err(e);
-            }
-            for (f, t) in out.iter_mut().zip(times.into_inner().unwrap_or_default()) {
+            let times = parallel(out.len(), 8, |i| {
+                let f = &out[i];
+                self.head_timestamp(&self.key(level, f.min_txid, f.max_txid))
+            })?;
+            for (f, t) in out.iter_mut().zip(times) {
                 if let Some(t) = t {
                     f.created_at = t;
                 }
@@ -200,11 +218,7 @@ impl ReplicaClient for S3Client {
             return Ok(Box::new(std::io::empty()));
         }
         let mut headers = self.sse_headers(false);
-        match len {
-            Some(n) => headers.push(("range".into(), format!("bytes={offset}-{}", offset + n - 1))),
-            None if offset > 0 => headers.push(("range".into(), format!("bytes={offset}-"))),
-            None => {}
-        }
+        headers.extend(http::range(offset, len).map(|r| ("range".to_string(), r)));
         // Object files are small compared to memory in the common case, but a snapshot
         // can be large: stream the body instead of buffering it.
         retry::run(self.kind_str(), "GetObject", |_| {
@@ -283,14 +297,7 @@ mod tests {
             <IsTruncated>false</IsTruncated><Contents>\
             <Key>db/0000/0000000000000001-0000000000000002.ltx</Key><Size>7</Size>\
             <LastModified>2026-01-02T03:04:05Z</LastModified></Contents></ListBucketResult>";
-        let n = AtomicUsize::new(0);
-        let s = Server::start_with(Box::new(move |_| {
-            let reply = Reply::new("200 OK", listing);
-            match n.fetch_add(1, Ordering::SeqCst) {
-                0 => reply.cut_after(listing.len() / 2),
-                _ => reply,
-            }
-        }));
+        let s = Server::cut_once("200 OK", listing);
         let files = client_at(&s).ltx_files(0, Txid::ZERO, false).unwrap();
         assert_eq!(files.len(), 1);
         assert_eq!((files[0].min_txid, files[0].max_txid), (Txid(1), Txid(2)));

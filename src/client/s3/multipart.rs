@@ -2,16 +2,13 @@
 //! several threads, then one CompleteMultipartUpload, so the object appears whole or not
 //! at all.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
-
 use super::request::Call;
-use super::S3Client;
+use super::{parallel, S3Client};
 use crate::client::retry;
 use crate::error::{Error, Result};
 use crate::wire::xml;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 
 /// A multipart upload in progress: started, neither completed nor aborted. S3 keeps its
 /// parts (and bills them) until one or the other happens.
@@ -42,7 +39,7 @@ impl S3Client {
             key: Some(key),
             query: vec![("uploads".into(), String::new())],
             headers: self.put_headers(timestamp_ms),
-            body: &[],
+            ..Call::default()
         };
         let mut create_attempts = 0;
         let created = retry::run(self.kind_str(), create.op, |n| {
@@ -97,8 +94,8 @@ impl S3Client {
             method: "POST",
             key: Some(key),
             query: vec![("uploadId".into(), upload_id.to_string())],
-            headers: Vec::new(),
             body: doc.as_bytes(),
+            ..Call::default()
         };
         retry::run(self.kind_str(), call.op, |_| {
             let r = self.send_once(&call)?;
@@ -164,10 +161,8 @@ impl S3Client {
             let r = self.send(&Call {
                 op: "ListMultipartUploads",
                 method: "GET",
-                key: None,
                 query,
-                headers: Vec::new(),
-                body: &[],
+                ..Call::default()
             })?;
             let (page, next) = parse_uploads(&r.text());
             out.extend(page);
@@ -186,8 +181,7 @@ impl S3Client {
             method: "DELETE",
             key: Some(key),
             query: vec![("uploadId".into(), upload_id.to_string())],
-            headers: Vec::new(),
-            body: &[],
+            ..Call::default()
         }) {
             Ok(_) | Err(Error::NotFound { .. }) => Ok(()),
             Err(Error::Backend { code, .. }) if code == "NoSuchUpload" => Ok(()),
@@ -205,67 +199,28 @@ impl S3Client {
     ) -> Result<Vec<String>> {
         let part = self.cfg.part_size.max(1);
         let n = size.div_ceil(part) as usize;
-        let etags: Mutex<Vec<Option<String>>> = Mutex::new(vec![None; n]);
-        let next = AtomicUsize::new(0);
-        let failed: Mutex<Option<Error>> = Mutex::new(None);
-        std::thread::scope(|s| {
-            for _ in 0..self.cfg.concurrency.clamp(1, n.max(1)) {
-                s.spawn(|| loop {
-                    if failed.lock().map(|f| f.is_some()).unwrap_or(true) {
-                        return;
-                    }
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= n {
-                        return;
-                    }
-                    let off = i as u64 * part;
-                    let len = part.min(size - off) as usize;
-                    let mut buf = vec![0u8; len];
-                    let r = src
-                        .read_exact_at(&mut buf, off)
-                        .map_err(|e| Error::io("read upload part", e))
-                        .and_then(|()| {
-                            let mut h = Vec::new();
-                            if self.cfg.sse_customer_key.is_some() {
-                                h = self.sse_headers(false);
-                            }
-                            self.send(&Call {
-                                op: "UploadPart",
-                                method: "PUT",
-                                key: Some(key),
-                                query: vec![
-                                    ("partNumber".into(), (i + 1).to_string()),
-                                    ("uploadId".into(), upload_id.to_string()),
-                                ],
-                                headers: h,
-                                body: &buf,
-                            })
-                        });
-                    match r {
-                        Ok(resp) => {
-                            let etag = resp.header("etag").unwrap_or("").to_string();
-                            if let Ok(mut e) = etags.lock() {
-                                e[i] = Some(etag);
-                            }
-                        }
-                        Err(e) => {
-                            if let Ok(mut f) = failed.lock() {
-                                f.get_or_insert(e);
-                            }
-                            return;
-                        }
-                    }
-                });
+        parallel(n, self.cfg.concurrency, |i| {
+            let off = i as u64 * part;
+            let mut buf = vec![0u8; part.min(size - off) as usize];
+            src.read_exact_at(&mut buf, off)
+                .map_err(|e| Error::io("read upload part", e))?;
+            let mut headers = Vec::new();
+            if self.cfg.sse_customer_key.is_some() {
+                headers = self.sse_headers(false);
             }
-        });
-        if let Some(e) = failed.into_inner().ok().flatten() {
-            return Err(e);
-        }
-        let etags = etags.into_inner().unwrap_or_default();
-        etags
-            .into_iter()
-            .map(|e| e.ok_or_else(|| Error::State("multipart upload lost a part".into())))
-            .collect()
+            let r = self.send(&Call {
+                op: "UploadPart",
+                method: "PUT",
+                key: Some(key),
+                query: vec![
+                    ("partNumber".into(), (i + 1).to_string()),
+                    ("uploadId".into(), upload_id.to_string()),
+                ],
+                headers,
+                body: &buf,
+            })?;
+            Ok(r.header("etag").unwrap_or("").to_string())
+        })
     }
 }
 

@@ -34,9 +34,9 @@ impl S3Client {
             op: "PutObject",
             method: "PUT",
             key: Some(key),
-            query: Vec::new(),
             headers: self.put_headers(timestamp_ms),
             body,
+            ..Call::default()
         })?;
         if r.header("etag").is_none() {
             return Err(Error::Backend {
@@ -75,10 +75,8 @@ impl S3Client {
             let r = self.send(&Call {
                 op: "ListObjectsV2",
                 method: "GET",
-                key: None,
                 query,
-                headers: Vec::new(),
-                body: &[],
+                ..Call::default()
             })?;
             let text = String::from_utf8_lossy(&r.body).into_owned();
             for c in xml::elements(&text, "Contents") {
@@ -108,9 +106,8 @@ impl S3Client {
             op: "HeadObject",
             method: "HEAD",
             key: Some(key),
-            query: Vec::new(),
             headers: self.sse_headers(false),
-            body: &[],
+            ..Call::default()
         })?;
         Ok(r.header("x-amz-meta-litestream-timestamp")
             .and_then(|t| crate::time::parse_rfc3339(t).ok()))
@@ -133,10 +130,10 @@ impl S3Client {
             let r = self.send(&Call {
                 op: "DeleteObjects",
                 method: "POST",
-                key: None,
                 query: vec![("delete".into(), String::new())],
                 headers,
                 body: doc.as_bytes(),
+                ..Call::default()
             })?;
             let text = String::from_utf8_lossy(&r.body);
             let errors: Vec<String> = xml::elements(&text, "Error")

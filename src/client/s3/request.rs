@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::wire::{base64, md5, uri, xml};
 
 /// A request about to be signed and sent.
+#[derive(Default)]
 pub(super) struct Call<'a> {
     pub op: &'static str,
     pub method: &'static str,
@@ -62,10 +63,8 @@ impl S3Client {
         let resp = self.send(&Call {
             op: "GetBucketLocation",
             method: "GET",
-            key: None,
             query: vec![("location".into(), String::new())],
-            headers: Vec::new(),
-            body: &[],
+            ..Call::default()
         });
         if let Ok(mut g) = self.region.lock() {
             *g = None;
@@ -130,6 +129,44 @@ impl S3Client {
 
     /// One attempt of [`S3Client::send`].
     pub(super) fn send_once(&self, call: &Call<'_>) -> Result<Answer> {
+        let (resp, resolved) = self.dispatch(call)?;
+        let target = self.target_name(call.key);
+        let r = Answer::read(resp, self.kind_str(), call.op, &target)?;
+        if r.ok() {
+            return Ok(r);
+        }
+        Err(self.error(call.op, &target, &r, &resolved))
+    }
+
+    /// One attempt of a GetObject of `key` with `headers`: the body of a 2xx answer as a
+    /// stream (not retried here: the caller retries opening, `ResumableReader` reading).
+    pub(super) fn open_stream(
+        &self,
+        key: &str,
+        headers: &[(String, String)],
+    ) -> Result<Box<dyn Read + Send>> {
+        let call = Call {
+            op: "GetObject",
+            method: "GET",
+            key: Some(key),
+            headers: headers.to_vec(),
+            ..Call::default()
+        };
+        let (resp, resolved) = self.dispatch(&call)?;
+        if resp.status().is_success() {
+            return Ok(Box::new(resp.into_body().into_reader()));
+        }
+        let target = self.target_name(call.key);
+        let answer = Answer::read(resp, self.kind_str(), call.op, &target)?;
+        Err(self.error(call.op, &target, &answer, &resolved))
+    }
+
+    /// Signs `call` and sends it: the answer once its status line arrived, and the
+    /// credentials that signed it (errors name their source).
+    fn dispatch(
+        &self,
+        call: &Call<'_>,
+    ) -> Result<(ureq::http::Response<ureq::Body>, credentials::Resolved)> {
         let resolved = self.credentials()?;
         let region = self.region()?;
         let (scheme, host, path) = self.target(call.key, &region);
@@ -163,7 +200,6 @@ impl S3Client {
         } else {
             format!("{scheme}://{host}{path}?{query}")
         };
-        let target = self.target_name(call.key);
         let all = headers
             .iter()
             .chain(signed.headers.iter())
@@ -177,15 +213,11 @@ impl S3Client {
             retry::transport(
                 self.kind_str(),
                 call.op,
-                target.clone(),
+                self.target_name(call.key),
                 format!("request to {scheme}://{host} failed: {e}"),
             )
         })?;
-        let r = Answer::read(resp, self.kind_str(), call.op, &target)?;
-        if r.ok() {
-            return Ok(r);
-        }
-        Err(self.error(call.op, &target, &r, &resolved))
+        Ok((resp, resolved))
     }
 
     pub(super) fn error(
@@ -256,55 +288,5 @@ impl S3Client {
             }
         }
         h
-    }
-
-    pub(super) fn open_stream(
-        &self,
-        key: &str,
-        headers: &[(String, String)],
-    ) -> Result<Box<dyn Read + Send>> {
-        let resolved = self.credentials()?;
-        let region = self.region()?;
-        let (scheme, host, path) = self.target(Some(key), &region);
-        let mut hs = headers.to_vec();
-        hs.extend(self.cfg.extra_headers.iter().cloned());
-        hs.push(("host".into(), host.clone()));
-        let signed = sigv4::sign(
-            &sigv4::Request {
-                method: "GET",
-                path: &path,
-                query: &[],
-                headers: &hs,
-                payload: sigv4::Payload::Signed(&[]),
-            },
-            &resolved.creds,
-            &region,
-            "s3",
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0),
-        );
-        let url = format!("{scheme}://{host}{path}");
-        let all = hs
-            .iter()
-            .chain(signed.headers.iter())
-            .filter(|(k, _)| k != "host")
-            .map(|(k, v)| (k.as_str(), v.as_str()));
-        let target = self.target_name(Some(key));
-        let resp = http::exchange(&self.agent, "GET", &url, all, Body::Empty).map_err(|e| {
-            retry::transport(
-                self.kind_str(),
-                "GetObject",
-                target.clone(),
-                format!("request to {scheme}://{host} failed: {e}"),
-            )
-        })?;
-        let status = resp.status().as_u16();
-        if !(200..300).contains(&status) {
-            let answer = Answer::read(resp, self.kind_str(), "GetObject", &target)?;
-            return Err(self.error("GetObject", &target, &answer, &resolved));
-        }
-        Ok(Box::new(resp.into_body().into_reader()))
     }
 }
