@@ -3,6 +3,11 @@
 //! Every backend implements [`ReplicaClient`]. A replica is a set of LTX files, one
 //! namespace per level (0 = one file per sync, 1..=8 = compactions, 9 = snapshots); there
 //! is no manifest. [`from_url`] builds a client from a replica URL.
+//!
+//! A room per backend (`file`, `s3/`, `gcs/`, `azure/` for `abs://`, `webdav`, `nats/`,
+//! `sftp`), and what they share: `key` (where `(level, min, max)` is stored, and back),
+//! `retry` (the one retry policy: attempts, back-off, what is transient), `http` (the
+//! `ureq` agent, one request exchange, answers read whole, OAuth token cache).
 
 mod azure;
 mod file;

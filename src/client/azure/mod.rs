@@ -12,13 +12,15 @@
 //! takes precedence over the key, as in Litestream: requests then carry the token in their
 //! query string and no `Authorization` header. With neither, requests carry a Microsoft
 //! Entra ID bearer token (a service principal, workload identity or managed identity, as
-//! Litestream's default Azure credential; see the `entra` module).
+//! Litestream's default Azure credential; see the `entra` module). SharedKey signing is in
+//! `shared_key`.
 
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod config;
 mod entra;
 mod shared_key;
 
@@ -28,89 +30,10 @@ use super::{read_header, retry, FileInfo, ReplicaClient};
 use crate::error::{Error, Result};
 use crate::ltx::Txid;
 use crate::wire::{base64, http_date, uri, xml};
+pub use config::AbsConfig;
 use shared_key::{authorization, string_to_sign};
 
 const API_VERSION: &str = "2021-08-06";
-
-/// Where an `abs://` replica lives.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct AbsConfig {
-    /// Storage account name.
-    pub account_name: String,
-    /// Storage account key (base64, as the portal shows it).
-    pub account_key: String,
-    /// Shared access signature (`sv=...&sig=...`, with or without a leading `?`); when
-    /// set, it is used instead of the account key, which may then be empty.
-    pub sas_token: Option<String>,
-    /// Container.
-    pub container: String,
-    /// Path inside the container.
-    pub path: String,
-    /// Blob service URL; default `https://<account>.blob.core.windows.net`. For Azurite:
-    /// `http://127.0.0.1:10000/devstoreaccount1`.
-    pub endpoint: Option<String>,
-    /// Files above this go up in blocks of this size (default 4 MiB).
-    pub block_size: u64,
-    /// Blobs per listing page (at most 5000; default 5000).
-    pub page_size: u32,
-}
-
-impl std::fmt::Debug for AbsConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AbsConfig")
-            .field("account_name", &self.account_name)
-            .field("account_key", &"***")
-            .field("sas_token", &self.sas_token.as_ref().map(|_| "***"))
-            .field("container", &self.container)
-            .field("path", &self.path)
-            .field("endpoint", &self.endpoint)
-            .finish_non_exhaustive()
-    }
-}
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-impl AbsConfig {
-    /// Parses `abs://[ACCOUNT@]CONTAINER/PATH[?endpoint=URL]`, taking the key (and the
-    /// account, when the URL has none) from the environment.
-    pub fn from_url(url: &str) -> Result<AbsConfig> {
-        let u = crate::url::ReplicaUrl::parse(url)?;
-        if u.scheme != "abs" {
-            return Err(Error::InvalidUrl {
-                url: url.into(),
-                reason: "not an abs:// url".into(),
-            });
-        }
-        if u.host.is_empty() {
-            return Err(Error::InvalidUrl {
-                url: url.into(),
-                reason: "abs url needs a container: abs://[ACCOUNT@]CONTAINER/PATH".into(),
-            });
-        }
-        Ok(AbsConfig {
-            account_name: u
-                .username
-                .clone()
-                .filter(|s| !s.is_empty())
-                .or_else(|| env("LITESTREAM_AZURE_ACCOUNT_NAME"))
-                .or_else(|| env("AZURE_STORAGE_ACCOUNT"))
-                .unwrap_or_default(),
-            account_key: env("LITESTREAM_AZURE_ACCOUNT_KEY")
-                .or_else(|| env("AZURE_STORAGE_KEY"))
-                .unwrap_or_default(),
-            sas_token: env("LITESTREAM_AZURE_SAS_TOKEN"),
-            container: u.host.clone(),
-            path: u.path.trim_matches('/').to_string(),
-            endpoint: u
-                .query("endpoint")
-                .map(|e| e.trim_end_matches('/').to_string()),
-            block_size: 4 << 20,
-            page_size: 5000,
-        })
-    }
-}
 
 /// A replica in an Azure Blob Storage container.
 pub struct AbsClient {

@@ -11,7 +11,7 @@
 //! refresh token is exchanged), from `GOOGLE_APPLICATION_CREDENTIALS` or gcloud's
 //! well-known file, then the metadata server (`GCE_METADATA_HOST`, default
 //! `metadata.google.internal`). HMAC keys go through the S3-compatible XML API instead
-//! (`type: gs` with `access-key-id`).
+//! (`type: gs` with `access-key-id`). The credentials live in the `auth` module.
 
 mod auth;
 

@@ -20,6 +20,10 @@
 //! (rustls) starts after the server's INFO when the server requires it or the config asks
 //! for it, trusting `root_cas` (else the Mozilla roots), with an optional client
 //! certificate.
+//!
+//! Here: the settings, the client and its `ReplicaClient` methods. `proto` speaks the
+//! protocol on the connection, `auth` and `tls` set it up, `object` is the object store
+//! layout on top.
 
 mod auth;
 mod object;

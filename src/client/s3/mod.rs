@@ -4,6 +4,10 @@
 //! Object keys are exactly Litestream's: `<path>/<%04x level>/<min>-<max>.ltx` for S3 and
 //! OSS, `<path>/ltx/<level>/<min>-<max>.ltx` for GCS, with the header timestamp in the
 //! `litestream-timestamp` user metadata.
+//!
+//! Here: the client and its `ReplicaClient` methods. `request` signs, sends and retries;
+//! `objects` puts, lists, heads and deletes single objects; `multipart` uploads big files
+//! and leaves no upload behind; `config`, `credentials` and `sigv4` are what they say.
 
 mod config;
 mod credentials;

@@ -1,14 +1,16 @@
-//! The `s3` backend's multipart uploads (files of at least `part_size`): parts sent by
-//! several threads, then one CompleteMultipartUpload, so the object appears whole or not
-//! at all.
+//! The `s3` backend's multipart uploads (files of at least `part_size`), leaving no upload
+//! behind: parts sent by several threads, then one CompleteMultipartUpload, so the object
+//! appears whole or not at all; an upload that fails for good is aborted, and so are
+//! uploads whose CreateMultipartUpload answer was lost.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 
 use super::request::Call;
 use super::{parallel, S3Client};
 use crate::client::retry;
 use crate::error::{Error, Result};
 use crate::wire::xml;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 
 /// A multipart upload in progress: started, neither completed nor aborted. S3 keeps its
 /// parts (and bills them) until one or the other happens.
