@@ -44,20 +44,25 @@ impl S3Client {
             ..Call::default()
         };
         let mut create_attempts = 0;
+        // Set when an upload of ours may exist that this call will not have aborted.
+        let mut leftover = false;
         let created = retry::run(self.kind_str(), create.op, |n| {
             create_attempts = n;
             self.send_once(&create)
         });
         let result = created.and_then(|created| {
             let text = created.text();
-            let upload_id = xml::text(&text, "UploadId").ok_or_else(|| Error::Backend {
-                backend: self.kind_str(),
-                op: "CreateMultipartUpload",
-                target: self.target_name(Some(key)),
-                status: Some(created.status),
-                code: String::new(),
-                message: "no UploadId in the response".into(),
-            })?;
+            let Some(upload_id) = xml::text(&text, "UploadId") else {
+                leftover = true;
+                return Err(Error::Backend {
+                    backend: self.kind_str(),
+                    op: "CreateMultipartUpload",
+                    target: self.target_name(Some(key)),
+                    status: Some(created.status),
+                    code: String::new(),
+                    message: "no UploadId in the response".into(),
+                });
+            };
             let result = self
                 .upload_parts(key, &upload_id, src, size)
                 .and_then(|etags| self.complete(key, &upload_id, &etags));
@@ -67,13 +72,15 @@ impl S3Client {
                         "{}: could not abort the failed upload {upload_id} of {key}: {e}",
                         self.kind_str()
                     );
+                    leftover = true;
                 }
             }
             result
         });
-        // An attempt whose answer was lost may have started an upload nobody knows the id
-        // of; after a failure, ours may still be there if its abort failed too.
-        if result.is_err() || create_attempts > 1 {
+        // A retried CreateMultipartUpload may have started uploads whose ids were lost
+        // with their answers (a first attempt refused outright started none); ours is
+        // still there if its id could not be read or its abort failed.
+        if create_attempts > 1 || leftover {
             self.abort_leftovers(key);
         }
         result
