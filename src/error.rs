@@ -147,7 +147,10 @@ impl Error {
         matches!(self, Error::NoSnapshots | Error::TxNotAvailable { .. })
     }
 
-    /// True for errors a retry may fix (network trouble, throttling, server errors).
+    /// True for errors a retry may fix: network trouble (no answer, or one cut off while
+    /// its body was read, whatever its status line said), throttling (408, 429, S3's
+    /// `SlowDown`...) and server errors (5xx). The replica clients retry exactly these
+    /// (their retry policy lives in `client::retry`).
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Io { source, .. } => !matches!(
@@ -159,14 +162,18 @@ impl Error {
                     | io::ErrorKind::Unsupported
             ),
             Error::Backend { status, code, .. } => match status {
-                None => true,
+                // No complete answer: the connection failed, or broke off mid-answer. A
+                // refusal without a status names its code (a NATS `-ERR` at connect): final.
+                None => code.is_empty(),
+                // S3 can also answer 200 with an error document naming these codes.
                 Some(s) => {
                     *s == 408
                         || *s == 429
                         || *s >= 500
-                        || code == "RequestCanceled"
-                        || code == "SlowDown"
-                        || code == "RequestTimeout"
+                        || matches!(
+                            code.as_str(),
+                            "RequestCanceled" | "SlowDown" | "RequestTimeout" | "InternalError"
+                        )
                 }
             },
             _ => false,

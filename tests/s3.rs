@@ -4,16 +4,22 @@
 mod common;
 
 use std::fs::File;
+use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use common::fault_proxy::{Fault, FaultProxy};
 use common::*;
-use litestream::client::s3::{S3Client, S3Config};
+use litestream::client::s3::{MultipartUpload, S3Client, S3Config};
 use litestream::ltx::{Encoder, Header, PageEncoding, HEADER_FLAG_NO_CHECKSUM};
 use litestream::restore::{restore, IntegrityCheck, RestoreOptions};
 use litestream::{CompactionLevels, Db, Error, Replica, ReplicaClient, Store, Txid};
+
+/// Tests that need the server up hold this shared; the one that kills it, exclusively.
+static SERVER: RwLock<()> = RwLock::new(());
 
 struct S3Env {
     endpoint: String,
@@ -293,6 +299,7 @@ fn server_killed_mid_upload_then_back_loses_nothing() {
     ) else {
         return;
     };
+    let _exclusive = SERVER.write().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new("s3-fault");
     let db = dir.join("app.db");
     let client = Arc::new(env.client(&unique("fault")));
@@ -338,4 +345,186 @@ fn server_killed_mid_upload_then_back_loses_nothing() {
     )
     .unwrap();
     assert_eq!(dump(&out), want);
+}
+
+/// The key of `(level, min, max)` under `path`, as Litestream's S3 client names it.
+fn s3_key(path: &str, level: u8, min: u64, max: u64) -> String {
+    format!("{path}/{level:04x}/{min:016x}-{max:016x}.ltx")
+}
+
+/// A client of `path` that reaches the server through `proxy`, with parts of `part_size`.
+fn through(env: &S3Env, proxy: &FaultProxy, path: &str, part_size: u64) -> S3Client {
+    let mut cfg = env.config(path);
+    cfg.endpoint = Some(proxy.url.clone());
+    cfg.part_size = part_size;
+    cfg.concurrency = 2;
+    S3Client::new(cfg).unwrap()
+}
+
+fn is_create(method: &str, target: &str) -> bool {
+    method == "POST" && target.contains("?uploads")
+}
+
+fn is_part(method: &str, target: &str) -> bool {
+    method == "PUT" && target.contains("partNumber=")
+}
+
+/// The uploads in progress for exactly `key`, asked of the server directly.
+fn uploads_of(direct: &S3Client, key: &str) -> Vec<MultipartUpload> {
+    let all = direct.multipart_uploads(key).unwrap();
+    all.into_iter().filter(|u| u.key == key).collect()
+}
+
+/// The UploadIds in the CreateMultipartUpload answers the server gave through `proxy`.
+fn created_ids(proxy: &FaultProxy) -> Vec<String> {
+    proxy
+        .seen()
+        .iter()
+        .filter(|s| is_create(&s.method, &s.target))
+        .filter_map(|s| {
+            let a = s.answer.split("<UploadId>").nth(1)?;
+            Some(a.split("</UploadId>").next()?.to_string())
+        })
+        .collect()
+}
+
+/// Every UploadPart request breaks (the proxy hangs up): each is retried until the
+/// attempts run out, the upload fails, and afterwards ListMultipartUploads straight
+/// against the server shows nothing in progress for the key, though while the parts
+/// were failing it showed the upload.
+#[test]
+fn a_multipart_upload_that_fails_for_good_leaves_no_upload_behind() {
+    let Some(env) = s3_env() else { return };
+    let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("s3-mpu-fail");
+    let path = unique("mpu-fail");
+    let key = s3_key(&path, 0, 1, 1);
+    let direct = Arc::new(env.client(&path));
+    let during: Arc<Mutex<Option<Vec<MultipartUpload>>>> = Arc::default();
+    let proxy = {
+        let (direct, during, key) = (direct.clone(), during.clone(), key.clone());
+        FaultProxy::start(&env.endpoint, move |method, target| {
+            if !is_part(method, target) {
+                return Fault::Pass;
+            }
+            let mut d = during.lock().unwrap();
+            if d.is_none() {
+                *d = Some(uploads_of(&direct, &key));
+            }
+            Fault::HangUp
+        })
+    };
+    // 200 KB in 64 KiB parts.
+    let src = random_ltx(&dir, 1, 1, 50);
+    let err = through(&env, &proxy, &path, 64 << 10)
+        .write_ltx_file(0, Txid(1), Txid(1), &File::open(&src).unwrap())
+        .unwrap_err();
+    assert!(err.to_string().contains("UploadPart"), "{err}");
+
+    let during = during.lock().unwrap().clone().expect("no part was tried");
+    assert_eq!(during.len(), 1, "while failing: {during:?}");
+    assert_eq!(created_ids(&proxy), [during[0].upload_id.clone()]);
+    assert_eq!(uploads_of(&direct, &key), [], "an upload was left behind");
+    let seen = proxy.seen();
+    let first_part = seen
+        .iter()
+        .filter(|s| is_part(&s.method, &s.target) && s.target.contains("partNumber=1&"))
+        .count();
+    assert_eq!(
+        first_part, 10,
+        "part 1 is tried as often as the retry policy says"
+    );
+    assert!(
+        seen.iter()
+            .any(|s| s.method == "DELETE" && s.target.contains("uploadId=")),
+        "no AbortMultipartUpload went out"
+    );
+    assert!(direct.ltx_files(0, Txid::ZERO, false).unwrap().is_empty());
+}
+
+/// The first CreateMultipartUpload answer is cut off mid-body after the server started
+/// the upload: the retried request starts a second one, which completes; the first, whose
+/// UploadId the client never read, is found and aborted.
+#[test]
+fn a_lost_create_answer_leaves_no_orphan_upload() {
+    let Some(env) = s3_env() else { return };
+    let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("s3-mpu-orphan");
+    let path = unique("mpu-orphan");
+    let key = s3_key(&path, 0, 1, 1);
+    let direct = Arc::new(env.client(&path));
+    let during: Arc<Mutex<Option<Vec<MultipartUpload>>>> = Arc::default();
+    let creates = AtomicUsize::new(0);
+    let proxy = {
+        let (direct, during, key) = (direct.clone(), during.clone(), key.clone());
+        FaultProxy::start(&env.endpoint, move |method, target| {
+            if is_create(method, target) && creates.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Fault::CutAnswer;
+            }
+            if is_part(method, target) {
+                let mut d = during.lock().unwrap();
+                if d.is_none() {
+                    *d = Some(uploads_of(&direct, &key));
+                }
+            }
+            Fault::Pass
+        })
+    };
+    // 5.7 MB in two parts (a part but the last must be 5 MiB at least to complete).
+    let src = random_ltx(&dir, 1, 1, 1400);
+    through(&env, &proxy, &path, 5 << 20)
+        .write_ltx_file(0, Txid(1), Txid(1), &File::open(&src).unwrap())
+        .unwrap();
+
+    let ids = created_ids(&proxy);
+    assert_eq!(ids.len(), 2, "two uploads started: {ids:?}");
+    let mut during: Vec<String> = during
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("no part was sent")
+        .into_iter()
+        .map(|u| u.upload_id)
+        .collect();
+    during.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(during, want, "while uploading, both were in progress");
+    assert_eq!(uploads_of(&direct, &key), [], "the orphan was left behind");
+    let mut got = Vec::new();
+    direct
+        .open_ltx_file(0, Txid(1), Txid(1), 0, None)
+        .unwrap()
+        .read_to_end(&mut got)
+        .unwrap();
+    assert_eq!(got, std::fs::read(&src).unwrap());
+}
+
+/// Every CreateMultipartUpload answer is cut off: the upload fails once the attempts run
+/// out, having started one upload per attempt on the server without learning any of their
+/// ids; all of them are found and aborted.
+#[test]
+fn create_answers_lost_every_time_leave_no_upload_behind() {
+    let Some(env) = s3_env() else { return };
+    let _shared = SERVER.read().unwrap_or_else(|e| e.into_inner());
+    let dir = TempDir::new("s3-mpu-lost");
+    let path = unique("mpu-lost");
+    let key = s3_key(&path, 0, 1, 1);
+    let direct = env.client(&path);
+    let proxy = FaultProxy::start(&env.endpoint, |method, target| {
+        if is_create(method, target) {
+            Fault::CutAnswer
+        } else {
+            Fault::Pass
+        }
+    });
+    // 200 KB in 64 KiB parts.
+    let src = random_ltx(&dir, 1, 1, 50);
+    let err = through(&env, &proxy, &path, 64 << 10)
+        .write_ltx_file(0, Txid(1), Txid(1), &File::open(&src).unwrap())
+        .unwrap_err();
+    assert!(err.to_string().contains("CreateMultipartUpload"), "{err}");
+    let ids = created_ids(&proxy);
+    assert_eq!(ids.len(), 10, "one upload per attempt: {ids:?}");
+    assert_eq!(uploads_of(&direct, &key), [], "orphans were left behind");
 }

@@ -5,6 +5,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::key::{self, Layout};
 use super::{read_header, FileInfo, ReplicaClient};
 use crate::durable::sync_dir;
 use crate::error::{Error, Result};
@@ -34,8 +35,10 @@ impl FileClient {
         &self.root
     }
 
+    /// The directory that holds the files of `level`.
     fn level_dir(&self, level: u8) -> PathBuf {
-        self.root.join("ltx").join(level.to_string())
+        let dir = key::level_prefix("", level, Layout::Ltx);
+        self.root.join(dir.trim_end_matches('/'))
     }
 
     /// Once per level and process: removes temp files older than ten minutes, left by a
@@ -62,8 +65,10 @@ impl FileClient {
         }
     }
 
-    fn path(&self, level: u8, min: Txid, max: Txid) -> PathBuf {
-        self.level_dir(level).join(ltx::file_name(min, max))
+    /// The key of the LTX file `(level, min, max)`: its path under the root.
+    fn key(&self, level: u8, min: Txid, max: Txid) -> PathBuf {
+        self.root
+            .join(key::ltx_key("", level, min, max, Layout::Ltx))
     }
 }
 
@@ -117,20 +122,20 @@ impl ReplicaClient for FileClient {
         offset: u64,
         len: Option<u64>,
     ) -> Result<Box<dyn Read + Send>> {
-        let path = self.path(level, min, max);
-        let mut f = match File::open(&path) {
+        let key = self.key(level, min, max);
+        let mut f = match File::open(&key) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(Error::NotFound {
                     backend: "file",
-                    target: path.display().to_string(),
+                    target: key.display().to_string(),
                 })
             }
-            Err(e) => return Err(Error::io(format!("open {}", path.display()), e)),
+            Err(e) => return Err(Error::io(format!("open {}", key.display()), e)),
         };
         if offset > 0 {
             f.seek(SeekFrom::Start(offset))
-                .map_err(|e| Error::io(format!("seek {}", path.display()), e))?;
+                .map_err(|e| Error::io(format!("seek {}", key.display()), e))?;
         }
         Ok(match len {
             Some(n) => Box::new(f.take(n)),
@@ -143,7 +148,7 @@ impl ReplicaClient for FileClient {
         let dir = self.level_dir(level);
         fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         self.sweep(level, &dir);
-        let path = self.path(level, min, max);
+        let key = self.key(level, min, max);
         let tmp = dir.join(format!(
             "{}.{}.{}.tmp",
             ltx::file_name(min, max),
@@ -165,8 +170,8 @@ impl ReplicaClient for FileClient {
             out.sync_all()
                 .map_err(|e| Error::io(format!("fsync {}", tmp.display()), e))?;
             drop(out);
-            fs::rename(&tmp, &path)
-                .map_err(|e| Error::io(format!("rename to {}", path.display()), e))?;
+            fs::rename(&tmp, &key)
+                .map_err(|e| Error::io(format!("rename to {}", key.display()), e))?;
             sync_dir(&dir)?;
             Ok(FileInfo {
                 level,
@@ -184,11 +189,11 @@ impl ReplicaClient for FileClient {
 
     fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {
         for f in files {
-            let path = self.path(f.level, f.min_txid, f.max_txid);
-            match fs::remove_file(&path) {
+            let key = self.key(f.level, f.min_txid, f.max_txid);
+            match fs::remove_file(&key) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(format!("delete {}", path.display()), e)),
+                Err(e) => return Err(Error::io(format!("delete {}", key.display()), e)),
             }
         }
         Ok(())

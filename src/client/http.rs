@@ -1,14 +1,15 @@
-//! What the HTTP backends share: one way to build a `ureq` agent, one retry pause, and
-//! one cache of OAuth access tokens.
+//! What the HTTP backends share: one way to build a `ureq` agent, to send a request with
+//! its body, to read an answer whole, and one cache of OAuth access tokens. Retrying is
+//! the `retry` module's.
 
+use std::fs::File;
+use std::io::{Cursor, Read};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use super::{retry, ReadAt};
 use crate::error::{Error, Result};
 use crate::wire::json::{self, Value};
-
-/// Attempts per request before a transient failure is reported.
-pub(crate) const MAX_ATTEMPTS: u32 = 10;
 
 /// A blocking agent: statuses are answers (not errors), 30 s to connect, 120 s per read or
 /// write, keep-alive, our user agent. `skip_verify` turns TLS verification off.
@@ -29,6 +30,145 @@ pub(crate) fn agent(skip_verify: bool) -> ureq::Agent {
         .tls_config(tls.build())
         .build()
         .into()
+}
+
+/// A request body. A file is streamed with positioned reads from its start, so every
+/// attempt of a retried request sends it whole again.
+#[derive(Clone, Copy)]
+pub(crate) enum Body<'a> {
+    /// No body (GET, HEAD, DELETE).
+    Empty,
+    /// Bytes in memory.
+    Bytes(&'a [u8]),
+    /// A whole file.
+    File(&'a File),
+    /// A file between two byte strings (a `multipart/related` upload).
+    Framed {
+        head: &'a [u8],
+        file: &'a File,
+        tail: &'a [u8],
+    },
+}
+
+impl Body<'_> {
+    /// The length in bytes.
+    pub(crate) fn len(&self) -> Result<u64> {
+        let file_len = |f: &File| {
+            f.metadata()
+                .map(|m| m.len())
+                .map_err(|e| Error::io("stat the file to upload", e))
+        };
+        Ok(match self {
+            Body::Empty => 0,
+            Body::Bytes(b) => b.len() as u64,
+            Body::File(f) => file_len(f)?,
+            Body::Framed { head, file, tail } => {
+                head.len() as u64 + file_len(file)? + tail.len() as u64
+            }
+        })
+    }
+}
+
+/// Sends one request and returns the answer once its status line and headers arrived
+/// (statuses are answers, not errors). A file body goes with its `content-length` unless
+/// `headers` has one.
+pub(crate) fn exchange<'h>(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    headers: impl IntoIterator<Item = (&'h str, &'h str)>,
+    body: Body<'_>,
+) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+    let mut b = ureq::http::Request::builder().method(method).uri(url);
+    let mut has_length = false;
+    for (k, v) in headers {
+        has_length |= k.eq_ignore_ascii_case("content-length");
+        b = b.header(k, v);
+    }
+    let streamed = matches!(body, Body::File(_) | Body::Framed { .. });
+    if streamed && !has_length {
+        let len = body
+            .len()
+            .map_err(|e| ureq::Error::Io(std::io::Error::other(e.to_string())))?;
+        b = b.header("content-length", len.to_string());
+    }
+    match body {
+        Body::Empty => agent.run(b.body(ureq::SendBody::none())?),
+        Body::Bytes(bytes) => agent.run(b.body(bytes)?),
+        Body::File(f) => {
+            let mut r = ReadAt::new(f);
+            agent.run(b.body(ureq::SendBody::from_reader(&mut r))?)
+        }
+        Body::Framed { head, file, tail } => {
+            let mut r = Cursor::new(head)
+                .chain(ReadAt::new(file))
+                .chain(Cursor::new(tail));
+            agent.run(b.body(ureq::SendBody::from_reader(&mut r))?)
+        }
+    }
+}
+
+/// The `Range` header value for bytes `[offset, offset + len)` (`len == None`: to the
+/// end); None for the whole object. `len` must not be `Some(0)`.
+pub(crate) fn range(offset: u64, len: Option<u64>) -> Option<String> {
+    match len {
+        Some(n) => Some(format!("bytes={offset}-{}", offset + n - 1)),
+        None if offset > 0 => Some(format!("bytes={offset}-")),
+        None => None,
+    }
+}
+
+/// An answer read to its end.
+pub(crate) struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// Reads `resp` whole, as part of the attempt that got it: a body that breaks off is a
+    /// transient [`retry::cut_off`] naming `backend`, `op` and `target`.
+    pub(crate) fn read(
+        resp: ureq::http::Response<ureq::Body>,
+        backend: &'static str,
+        op: &'static str,
+        target: &str,
+    ) -> Result<Answer> {
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let mut body = Vec::new();
+        resp.into_body()
+            .into_reader()
+            .read_to_end(&mut body)
+            .map_err(|e| retry::cut_off(backend, op, target, status, &e))?;
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// The first value of header `name` (any case).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// True for 2xx.
+    pub(crate) fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The body as text (invalid UTF-8 replaced).
+    pub(crate) fn text(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.body)
+    }
 }
 
 /// How to ask for an OAuth access token.
@@ -90,33 +230,35 @@ impl TokenCache {
             message: format!("{who}: {m}"),
         };
         let result = match &req {
-            TokenRequest::Form { body, .. } => agent
-                .post(&url)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .send(body.as_bytes()),
-            TokenRequest::Get { headers, .. } => {
-                let mut r = agent.get(&url);
-                for (k, v) in headers {
-                    r = r.header(*k, v.as_str());
-                }
-                r.call()
-            }
+            TokenRequest::Form { body, .. } => exchange(
+                agent,
+                "POST",
+                &url,
+                [("content-type", "application/x-www-form-urlencoded")],
+                Body::Bytes(body.as_bytes()),
+            ),
+            TokenRequest::Get { headers, .. } => exchange(
+                agent,
+                "GET",
+                &url,
+                headers.iter().map(|(k, v)| (*k, v.as_str())),
+                Body::Empty,
+            ),
         };
-        let mut resp = result.map_err(|e| fail(None, format!("no access token: {e}")))?;
-        let status = resp.status().as_u16();
-        let text = resp
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| fail(None, format!("reading the token failed: {e}")))?;
+        let resp = result.map_err(|e| fail(None, format!("no access token: {e}")))?;
+        let answer = Answer::read(resp, backend, "token", &format!("{endpoint} ({who})"))?;
+        let (status, text) = (answer.status, answer.text());
         if status != 200 {
             let answer: String = text.chars().take(300).collect();
             return Err(fail(Some(status), format!("no access token: {answer}")));
         }
-        let doc = json::parse(&text).map_err(|e| fail(None, format!("token answer: {e}")))?;
+        // A complete answer that makes no sense is final, not a network failure.
+        let doc =
+            json::parse(&text).map_err(|e| fail(Some(status), format!("token answer: {e}")))?;
         let token = doc
             .get("access_token")
             .and_then(Value::as_str)
-            .ok_or_else(|| fail(None, "token answer has no access_token".into()))?
+            .ok_or_else(|| fail(Some(status), "token answer has no access_token".into()))?
             .to_string();
         // A number from OAuth endpoints, a string from some managed-identity services.
         let secs = doc
@@ -129,25 +271,10 @@ impl TokenCache {
     }
 }
 
-/// A pseudo-random number below `max` (from the clock; for jitter and boundaries only).
-pub(crate) fn jitter(max: u64) -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    (nanos as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) % max.max(1)
-}
-
-/// Sleeps before retry number `attempt` (1-based): capped exponential backoff, 200 ms to
-/// 10 s, with half of it random so clients do not retry in step.
-pub(crate) fn backoff(attempt: u32) {
-    let delay = (100u64 << attempt.min(7)).min(10_000);
-    std::thread::sleep(Duration::from_millis(delay / 2 + jitter(delay / 2)));
-}
-
-/// A stand-in HTTP server on 127.0.0.1 for the unit tests of token exchanges: each
+/// A stand-in HTTP server on 127.0.0.1 for unit tests (token exchanges, retries): each
 /// request (method + path, lower-cased headers, body) goes to a handler that returns the
-/// status line and a body; every request is also recorded.
+/// status line and a body, or a [`stand_in::Reply`] that can also break off mid-body;
+/// every request is also recorded.
 #[cfg(test)]
 pub(crate) mod stand_in {
     use std::collections::HashMap;
@@ -160,7 +287,10 @@ pub(crate) mod stand_in {
         /// `"POST /token?x=y"`: method and target.
         pub line: String,
         pub headers: HashMap<String, String>,
+        /// The body as text (invalid UTF-8 replaced).
         pub body: String,
+        /// The body's length in bytes.
+        pub size: usize,
     }
 
     pub(crate) struct Server {
@@ -170,11 +300,46 @@ pub(crate) mod stand_in {
     }
 
     type Handler = dyn Fn(&Request) -> (&'static str, String) + Send + 'static;
+    type ReplyHandler = dyn Fn(&Request) -> Reply + Send + 'static;
+
+    /// An answer: a status line and a body, sent whole or cut off.
+    pub(crate) struct Reply {
+        pub status: &'static str,
+        pub body: String,
+        /// Announce the whole body's length but close the connection after this many bytes.
+        pub cut_after: Option<usize>,
+    }
+
+    impl Reply {
+        pub(crate) fn new(status: &'static str, body: impl Into<String>) -> Reply {
+            Reply {
+                status,
+                body: body.into(),
+                cut_after: None,
+            }
+        }
+
+        /// The same answer, broken off after `n` bytes of its body.
+        pub(crate) fn cut_after(self, n: usize) -> Reply {
+            Reply {
+                cut_after: Some(n),
+                ..self
+            }
+        }
+    }
 
     impl Server {
         /// Serves until the test process ends; answers `handler(request)` as JSON/XML text
         /// with `connection: close`.
         pub(crate) fn start(handler: Box<Handler>) -> Server {
+            Server::start_with(Box::new(move |req| {
+                let (status, body) = handler(req);
+                Reply::new(status, body)
+            }))
+        }
+
+        /// Like [`Server::start`], with full control of each answer.
+        pub(crate) fn start_with(handler: Box<ReplyHandler>) -> Server {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let url = format!("http://{}", l.local_addr().unwrap());
             let seen = Arc::new(Mutex::new(Vec::new()));
@@ -216,17 +381,38 @@ pub(crate) mod stand_in {
                         line: first.trim_end().trim_end_matches(" HTTP/1.1").to_string(),
                         headers,
                         body: String::from_utf8_lossy(&body).into_owned(),
+                        size: body.len(),
                     };
-                    let (status, answer) = handler(&req);
+                    let reply = handler(&req);
                     log.lock().unwrap().push(req);
-                    let _ = write!(
-                        conn,
-                        "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-                        answer.len()
+                    let head = format!(
+                        "HTTP/1.1 {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        reply.status,
+                        reply.body.len()
                     );
+                    let body = reply.body.as_bytes();
+                    let sent = &body[..reply.cut_after.unwrap_or(body.len()).min(body.len())];
+                    let _ = conn
+                        .write_all(head.as_bytes())
+                        .and_then(|()| conn.write_all(sent))
+                        .and_then(|()| conn.flush());
+                    // Dropping the connection here ends a cut-off answer early.
                 }
             });
             Server { url, seen }
+        }
+
+        /// A server that answers every request `status` with `body`, the first time cut
+        /// off half-way through the body (a proxy dropping the connection).
+        pub(crate) fn cut_once(status: &'static str, body: &'static str) -> Server {
+            let n = std::sync::atomic::AtomicUsize::new(0);
+            Server::start_with(Box::new(move |_| {
+                let reply = Reply::new(status, body);
+                match n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                    0 => reply.cut_after(body.len() / 2),
+                    _ => reply,
+                }
+            }))
         }
 
         /// The requests seen so far.
@@ -239,16 +425,5 @@ pub(crate) mod stand_in {
     pub(crate) fn form_value<'a>(form: &'a str, name: &str) -> Option<&'a str> {
         form.split('&')
             .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn jitter_stays_below_its_bound() {
-        for max in [1, 2, 7, 1000] {
-            assert!(super::jitter(max) < max);
-        }
-        assert_eq!(super::jitter(0), 0);
     }
 }

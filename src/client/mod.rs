@@ -3,13 +3,19 @@
 //! Every backend implements [`ReplicaClient`]. A replica is a set of LTX files, one
 //! namespace per level (0 = one file per sync, 1..=8 = compactions, 9 = snapshots); there
 //! is no manifest. [`from_url`] builds a client from a replica URL.
+//!
+//! A room per backend (`file`, `s3/`, `gcs/`, `azure/` for `abs://`, `webdav`, `nats/`,
+//! `sftp`), and what they share: `key` (where `(level, min, max)` is stored, and back),
+//! `retry` (the one retry policy: attempts, back-off, what is transient), `http` (the
+//! `ureq` agent, one request exchange, answers read whole, OAuth token cache).
 
-mod abs;
-mod entra;
+mod azure;
 mod file;
 mod gcs;
 mod http;
+mod key;
 mod nats;
+mod retry;
 pub mod s3;
 #[cfg(feature = "sftp")]
 mod sftp;
@@ -19,9 +25,9 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-pub use abs::{AbsClient, AbsConfig};
+pub use azure::{AbsClient, AbsConfig};
 pub use file::FileClient;
 pub use gcs::{GcsClient, GcsConfig};
 #[cfg(fuzzing)]
@@ -165,14 +171,18 @@ impl Read for ReadAt<'_> {
     }
 }
 
-/// A reader over a replica file that reopens at the current offset when the stream breaks
-/// (up to 3 times, 250 ms doubling backoff), for long restores and compactions over networks.
+/// A reader over a replica file that reopens at the current offset when the stream breaks,
+/// for long restores and compactions over networks. It follows the `retry` policy: up to
+/// `retry::MAX_ATTEMPTS` tries in a row without a byte of progress, with its back-off in
+/// between. Opening goes through the client, whose requests already retry, so a failed
+/// open is reported as it is.
 pub(crate) struct ResumableReader<'a> {
     client: &'a dyn ReplicaClient,
     info: FileInfo,
     offset: u64,
     inner: Option<Box<dyn Read + Send>>,
-    retries: u32,
+    /// Failed reads since the last progress.
+    failures: u32,
 }
 
 impl<'a> ResumableReader<'a> {
@@ -182,73 +192,51 @@ impl<'a> ResumableReader<'a> {
             info,
             offset: 0,
             inner: None,
-            retries: 0,
-        }
-    }
-
-    fn open(&mut self) -> io::Result<()> {
-        let mut delay = Duration::from_millis(250);
-        loop {
-            match self.client.open_ltx_file(
-                self.info.level,
-                self.info.min_txid,
-                self.info.max_txid,
-                self.offset,
-                None,
-            ) {
-                Ok(r) => {
-                    self.inner = Some(r);
-                    return Ok(());
-                }
-                Err(e) if e.is_transient() && self.retries < 3 => {
-                    self.retries += 1;
-                    log::warn!(
-                        "reopening {} at offset {} after: {e}",
-                        self.info,
-                        self.offset
-                    );
-                    std::thread::sleep(delay);
-                    delay *= 2;
-                }
-                Err(e) => return Err(io::Error::other(e)),
-            }
+            failures: 0,
         }
     }
 }
 
 impl Read for ResumableReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut delay = Duration::from_millis(250);
         loop {
-            if self.inner.is_none() {
-                self.open()?;
-            }
             let r = match self.inner.as_mut() {
                 Some(r) => r,
-                None => return Err(io::Error::other("reader not open")),
+                None => self.inner.insert(
+                    self.client
+                        .open_ltx_file(
+                            self.info.level,
+                            self.info.min_txid,
+                            self.info.max_txid,
+                            self.offset,
+                            None,
+                        )
+                        .map_err(io::Error::other)?,
+                ),
             };
             match r.read(buf) {
                 Ok(n) => {
                     self.offset += n as u64;
+                    if n > 0 {
+                        self.failures = 0;
+                    }
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // A stream that broke or ended early (`UnexpectedEof`: the answer was cut
+                // off) resumes where it stopped; damaged data does not.
                 Err(e)
-                    if self.retries < 3
-                        && !matches!(
-                            e.kind(),
-                            io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
-                        ) =>
+                    if self.failures + 1 < retry::MAX_ATTEMPTS
+                        && e.kind() != io::ErrorKind::InvalidData =>
                 {
-                    self.retries += 1;
+                    self.failures += 1;
                     log::warn!(
                         "read of {} failed at offset {}: {e}; reopening",
                         self.info,
                         self.offset
                     );
                     self.inner = None;
-                    std::thread::sleep(delay);
-                    delay *= 2;
+                    retry::backoff(self.failures);
                 }
                 Err(e) => return Err(e),
             }

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ssh2::{ErrorCode, FileStat, RenameFlags, Session, Sftp};
 
+use super::key::{self, Layout};
 use super::{read_header, FileInfo, ReadAt, ReplicaClient};
 use crate::error::{Error, Result};
 use crate::ltx::{self, Txid};
@@ -261,14 +262,15 @@ impl SftpClient {
         }
     }
 
+    /// The directory that holds the files of `level`.
     fn level_dir(&self, level: u8) -> PathBuf {
-        Path::new(&self.cfg.path)
-            .join("ltx")
-            .join(level.to_string())
+        let dir = key::level_prefix("", level, Layout::Ltx);
+        Path::new(&self.cfg.path).join(dir.trim_end_matches('/'))
     }
 
-    fn file_path(&self, level: u8, min: Txid, max: Txid) -> PathBuf {
-        self.level_dir(level).join(ltx::file_name(min, max))
+    /// The key of the LTX file `(level, min, max)`: its path on the server.
+    fn key(&self, level: u8, min: Txid, max: Txid) -> PathBuf {
+        Path::new(&self.cfg.path).join(key::ltx_key("", level, min, max, Layout::Ltx))
     }
 
     /// `mkdir -p`.
@@ -376,21 +378,21 @@ impl ReplicaClient for SftpClient {
         offset: u64,
         len: Option<u64>,
     ) -> Result<Box<dyn Read + Send>> {
-        let path = self.file_path(level, min, max);
+        let key = self.key(level, min, max);
         let conn = self.conn()?;
-        let mut file = match self.with(|s| s.open(&path))? {
+        let mut file = match self.with(|s| s.open(&key))? {
             Ok(f) => f,
             Err(e) if is_missing(&e) => {
                 return Err(Error::NotFound {
                     backend: "sftp",
-                    target: path.display().to_string(),
+                    target: key.display().to_string(),
                 })
             }
-            Err(e) => return Err(self.err("open", &path, e)),
+            Err(e) => return Err(self.err("open", &key, e)),
         };
         if offset > 0 {
             file.seek(SeekFrom::Start(offset))
-                .map_err(|e| self.err("seek", &path, e))?;
+                .map_err(|e| self.err("seek", &key, e))?;
         }
         Ok(Box::new(RemoteReader {
             file,
@@ -402,7 +404,7 @@ impl ReplicaClient for SftpClient {
     fn write_ltx_file(&self, level: u8, min: Txid, max: Txid, src: &File) -> Result<FileInfo> {
         let hdr = read_header(src)?;
         let dir = self.level_dir(level);
-        let dst = self.file_path(level, min, max);
+        let key = self.key(level, min, max);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -461,11 +463,11 @@ impl ReplicaClient for SftpClient {
             s.setstat(&tmp, stamp)
                 .map_err(|e| self.err("set mtime", &tmp, e))?;
             let flags = RenameFlags::OVERWRITE | RenameFlags::ATOMIC | RenameFlags::NATIVE;
-            if s.rename(&tmp, &dst, Some(flags)).is_err() {
+            if s.rename(&tmp, &key, Some(flags)).is_err() {
                 // SFTP v3 servers refuse to rename over an existing file.
-                let _ = s.unlink(&dst);
-                s.rename(&tmp, &dst, Some(flags))
-                    .map_err(|e| self.err("rename", &dst, e))?;
+                let _ = s.unlink(&key);
+                s.rename(&tmp, &key, Some(flags))
+                    .map_err(|e| self.err("rename", &key, e))?;
             }
             Ok(())
         });
@@ -484,9 +486,9 @@ impl ReplicaClient for SftpClient {
 
     fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {
         for f in files {
-            let p = self.file_path(f.level, f.min_txid, f.max_txid);
-            match self.with(|s| s.unlink(&p))? {
-                Err(e) if !is_missing(&e) => return Err(self.err("delete", &p, e)),
+            let key = self.key(f.level, f.min_txid, f.max_txid);
+            match self.with(|s| s.unlink(&key))? {
+                Err(e) if !is_missing(&e) => return Err(self.err("delete", &key, e)),
                 _ => {}
             }
         }

@@ -12,12 +12,12 @@ use std::fs::File;
 use std::io::Read;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{FileInfo, ReadAt, ReplicaClient};
+use super::http::{self, Answer, Body};
+use super::key::{self, Layout};
+use super::{retry, FileInfo, ReplicaClient};
 use crate::error::{Error, Result};
 use crate::ltx::{self, Txid};
 use crate::wire::{base64, http_date, uri, xml};
-
-const MAX_ATTEMPTS: u32 = 6;
 
 /// Where a `webdav://` replica lives.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -90,13 +90,6 @@ impl std::fmt::Debug for WebDavClient {
     }
 }
 
-/// A request body.
-#[derive(Clone, Copy)]
-enum Payload<'a> {
-    Bytes(&'a [u8]),
-    File(&'a File),
-}
-
 /// Drops namespace prefixes from tag names (`<D:href>` → `<href>`), so the flat element
 /// reader finds DAV elements whatever prefix the server chose.
 fn strip_prefixes(doc: &str) -> String {
@@ -127,7 +120,7 @@ impl WebDavClient {
         if cfg.base_url.is_empty() {
             return Err(Error::Invalid("webdav: server url required".into()));
         }
-        let agent = crate::client::http::agent(false);
+        let agent = http::agent(false);
         Ok(WebDavClient {
             cfg,
             agent,
@@ -159,97 +152,83 @@ impl WebDavClient {
         format!("{}{}", self.cfg.base_url, uri::encode(path, true))
     }
 
+    /// The collection that holds the files of `level`.
     fn level_dir(&self, level: u8) -> String {
-        self.join(&["ltx", &level.to_string()])
+        self.join(&[&key::level_prefix("", level, Layout::Ltx)])
     }
 
-    fn file_path(&self, level: u8, min: Txid, max: Txid) -> String {
-        self.join(&["ltx", &level.to_string(), &ltx::file_name(min, max)])
+    /// The key of the LTX file `(level, min, max)`: its path on the server.
+    fn key(&self, level: u8, min: Txid, max: Txid) -> String {
+        self.join(&[&key::ltx_key("", level, min, max, Layout::Ltx)])
     }
 
-    /// One request; the status and, for non-2xx answers, a body excerpt. Retries transport
-    /// errors and 5xx/429 with backoff.
+    /// One request and its whole answer, retried on transient failures (the `retry`
+    /// policy): any answer but a 5xx or 429, which are retried and then the error.
     fn call(
         &self,
         op: &'static str,
         method: &'static str,
         path: &str,
         headers: &[(&str, String)],
-        body: Payload<'_>,
-    ) -> Result<(u16, Box<dyn Read + Send>)> {
+        body: Body<'_>,
+    ) -> Result<Answer> {
+        retry::run("webdav", op, |_| {
+            let resp = self.send(op, method, path, headers, body)?;
+            let answer = Answer::read(resp, "webdav", op, &self.url(path))?;
+            if answer.status >= 500 || answer.status == 429 {
+                return Err(self.fail(op, path, &answer));
+            }
+            Ok(answer)
+        })
+    }
+
+    /// A GET retried as [`WebDavClient::call`]; a 2xx answer's status and its body as a
+    /// stream, any other answer an error.
+    fn get(&self, path: &str, headers: &[(&str, String)]) -> Result<(u16, Box<dyn Read + Send>)> {
+        retry::run("webdav", "get", |_| {
+            let resp = self.send("get", "GET", path, headers, Body::Bytes(&[]))?;
+            let status = resp.status().as_u16();
+            if (200..300).contains(&status) {
+                return Ok((status, Box::new(resp.into_body().into_reader()) as _));
+            }
+            if status == 404 {
+                return Err(Error::NotFound {
+                    backend: "webdav",
+                    target: self.url(path),
+                });
+            }
+            let answer = Answer::read(resp, "webdav", "get", &self.url(path))?;
+            Err(self.fail("get", path, &answer))
+        })
+    }
+
+    /// One attempt: the answer once its status line arrived.
+    fn send(
+        &self,
+        op: &'static str,
+        method: &'static str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Body<'_>,
+    ) -> Result<ureq::http::Response<ureq::Body>> {
         let url = self.url(path);
         let auth = self.cfg.username.as_ref().map(|u| {
             let p = self.cfg.password.as_deref().unwrap_or("");
             format!("Basic {}", base64::encode(format!("{u}:{p}").as_bytes()))
         });
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut b = ureq::http::Request::builder().method(method).uri(&url);
-            for (k, v) in headers {
-                b = b.header(*k, v.as_str());
-            }
-            if let Some(a) = &auth {
-                b = b.header("authorization", a.as_str());
-            }
-            let result = match body {
-                Payload::File(file) => {
-                    let len = file
-                        .metadata()
-                        .map_err(|e| Error::io("stat the file to upload", e))?
-                        .len();
-                    let mut reader = ReadAt::new(file);
-                    match b
-                        .header("content-length", len.to_string())
-                        .body(ureq::SendBody::from_reader(&mut reader))
-                    {
-                        Ok(req) => self.agent.run(req),
-                        Err(e) => return Err(Error::Invalid(format!("webdav request: {e}"))),
-                    }
-                }
-                Payload::Bytes(bytes) => match b.body(bytes) {
-                    Ok(req) => self.agent.run(req),
-                    Err(e) => return Err(Error::Invalid(format!("webdav request: {e}"))),
-                },
-            };
-            let transient = match result {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let (_, body) = resp.into_parts();
-                    let reader: Box<dyn Read + Send> = Box::new(body.into_reader());
-                    if status < 500 && status != 429 || attempt >= MAX_ATTEMPTS {
-                        return Ok((status, reader));
-                    }
-                    format!("status {status}")
-                }
-                Err(e) if attempt < MAX_ATTEMPTS => e.to_string(),
-                Err(e) => {
-                    return Err(Error::Backend {
-                        backend: "webdav",
-                        op,
-                        target: url,
-                        status: None,
-                        code: String::new(),
-                        message: format!("request failed: {e}"),
-                    })
-                }
-            };
-            log::debug!("webdav: {op} {url} attempt {attempt} failed: {transient}; retrying");
-            crate::client::http::backoff(attempt);
-        }
+        let all = headers
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .chain(auth.as_deref().map(|a| ("authorization", a)));
+        http::exchange(&self.agent, method, &url, all, body).map_err(|e| {
+            retry::transport("webdav", op, url.clone(), format!("request failed: {e}"))
+        })
     }
 
-    /// The error for an unexpected status.
-    fn fail(
-        &self,
-        op: &'static str,
-        path: &str,
-        status: u16,
-        mut body: Box<dyn Read + Send>,
-    ) -> Error {
-        let mut text = String::new();
-        let _ = body.by_ref().take(8 << 10).read_to_string(&mut text);
-        let text = strip_prefixes(&text);
+    /// The error an answer with an unexpected status says.
+    fn fail(&self, op: &'static str, path: &str, answer: &Answer) -> Error {
+        let text = strip_prefixes(&answer.text());
+        let status = answer.status;
         let mut message = xml::text(&text, "title")
             .or_else(|| xml::text(&text, "h1"))
             .unwrap_or_else(|| text.trim().chars().take(200).collect());
@@ -279,11 +258,10 @@ impl WebDavClient {
         for seg in dir.split('/').filter(|s| !s.is_empty()) {
             p.push('/');
             p.push_str(seg);
-            let (status, body) =
-                self.call("mkcol", "MKCOL", &format!("{p}/"), &[], Payload::Bytes(&[]))?;
+            let answer = self.call("mkcol", "MKCOL", &format!("{p}/"), &[], Body::Bytes(&[]))?;
             // 201 made; 405 (or 301 from some servers) already there.
-            if !matches!(status, 200..=299 | 301 | 405) {
-                return Err(self.fail("mkcol", &p, status, body));
+            if !matches!(answer.status, 200..=299 | 301 | 405) {
+                return Err(self.fail("mkcol", &p, &answer));
             }
         }
         Ok(())
@@ -293,7 +271,7 @@ impl WebDavClient {
     /// collection does not exist.
     fn propfind(&self, dir: &str) -> Result<Option<Vec<(String, u64, SystemTime)>>> {
         let body = r#"<?xml version="1.0" encoding="utf-8"?><propfind xmlns="DAV:"><prop><resourcetype/><getcontentlength/><getlastmodified/></prop></propfind>"#;
-        let (status, mut resp) = self.call(
+        let answer = self.call(
             "list",
             "PROPFIND",
             &format!("{dir}/"),
@@ -301,24 +279,15 @@ impl WebDavClient {
                 ("depth", "1".into()),
                 ("content-type", "application/xml".into()),
             ],
-            Payload::Bytes(body.as_bytes()),
+            Body::Bytes(body.as_bytes()),
         )?;
-        if status == 404 {
+        if answer.status == 404 {
             return Ok(None);
         }
-        if status != 207 {
-            return Err(self.fail("list", dir, status, resp));
+        if answer.status != 207 {
+            return Err(self.fail("list", dir, &answer));
         }
-        let mut text = String::new();
-        resp.read_to_string(&mut text).map_err(|e| Error::Backend {
-            backend: "webdav",
-            op: "list",
-            target: self.url(dir),
-            status: Some(status),
-            code: String::new(),
-            message: format!("reading the listing: {e}"),
-        })?;
-        let doc = strip_prefixes(&text);
+        let doc = strip_prefixes(&answer.text());
         let mut out = Vec::new();
         for r in xml::elements(&doc, "response") {
             let Some(href) = xml::text(r, "href") else {
@@ -346,6 +315,16 @@ impl WebDavClient {
             out.push((path, size, modified));
         }
         Ok(Some(out))
+    }
+
+    /// True if the file at `path` exists (a HEAD).
+    fn exists(&self, path: &str) -> Result<bool> {
+        let answer = self.call("head", "HEAD", path, &[], Body::Bytes(&[]))?;
+        match answer.status {
+            200..=299 => Ok(true),
+            404 => Ok(false),
+            _ => Err(self.fail("head", path, &answer)),
+        }
     }
 
     /// The LTX header timestamp of a file (a 100-byte ranged read).
@@ -412,50 +391,48 @@ impl ReplicaClient for WebDavClient {
         if len == Some(0) {
             return Ok(Box::new(std::io::empty()));
         }
-        let path = self.file_path(level, min, max);
-        let mut headers = Vec::new();
-        match len {
-            Some(n) => headers.push(("range", format!("bytes={offset}-{}", offset + n - 1))),
-            None if offset > 0 => headers.push(("range", format!("bytes={offset}-"))),
-            None => {}
-        }
-        let (status, body) = self.call("get", "GET", &path, &headers, Payload::Bytes(&[]))?;
+        let key = self.key(level, min, max);
+        let headers: Vec<_> = http::range(offset, len)
+            .map(|r| ("range", r))
+            .into_iter()
+            .collect();
+        let (status, body) = self.get(&key, &headers)?;
         match status {
             200 if offset > 0 => Err(Error::Backend {
                 backend: "webdav",
                 op: "get",
-                target: self.url(&path),
+                target: self.url(&key),
                 status: Some(200),
                 code: String::new(),
                 message: "the server ignored the Range header".into(),
             }),
-            200 | 206 => Ok(match len {
+            _ => Ok(match len {
                 Some(n) => Box::new(body.take(n)),
                 None => body,
             }),
-            404 => Err(Error::NotFound {
-                backend: "webdav",
-                target: self.url(&path),
-            }),
-            s => Err(self.fail("get", &path, s, body)),
         }
     }
 
     fn write_ltx_file(&self, level: u8, min: Txid, max: Txid, src: &File) -> Result<FileInfo> {
         let hdr = super::read_header(src)?;
         let dir = self.level_dir(level);
-        let dst = self.file_path(level, min, max);
+        let key = self.key(level, min, max);
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let tmp = format!("{dst}.{}.{nanos}.tmp", std::process::id());
+        let tmp = format!("{key}.{}.{nanos}.tmp", std::process::id());
         let put = |client: &Self| -> Result<()> {
-            let (status, body) = client.call("put", "PUT", &tmp, &[], Payload::File(src))?;
-            if (200..300).contains(&status) {
+            let answer = client.call("put", "PUT", &tmp, &[], Body::File(src))?;
+            if answer.ok() {
                 return Ok(());
             }
-            Err(client.fail("put", &tmp, status, body))
+            Err(client.fail("put", &tmp, &answer))
+        };
+        // Whatever a failed PUT or MOVE left under the temporary name goes (best effort; a
+        // temporary name is never listed as an LTX file either way).
+        let discard_tmp = || {
+            let _ = self.call("delete", "DELETE", &tmp, &[], Body::Bytes(&[]));
         };
         // A PUT into a missing collection is refused (409, often before the body is read,
         // which breaks the connection): make the collections first, once per level, and
@@ -467,24 +444,35 @@ impl ReplicaClient for WebDavClient {
                 m.insert(dir.clone());
             }
         }
-        if let Err(e) = put(self) {
+        let uploaded = put(self).or_else(|e| {
             if !known {
                 return Err(e);
             }
             self.mkdir_all(&dir)?;
-            put(self)?;
+            put(self)
+        });
+        if let Err(e) = uploaded {
+            discard_tmp();
+            return Err(e);
         }
-        let dest = self.url(&dst);
-        let (status, body) = self.call(
+        let dest = self.url(&key);
+        let moved = self.call(
             "move",
             "MOVE",
             &tmp,
             &[("destination", dest), ("overwrite", "T".into())],
-            Payload::Bytes(&[]),
-        )?;
-        if !(200..300).contains(&status) {
-            let e = self.fail("move", &dst, status, body);
-            let _ = self.call("delete", "DELETE", &tmp, &[], Payload::Bytes(&[]));
+            Body::Bytes(&[]),
+        );
+        let moved = match moved {
+            Ok(a) if a.ok() => Ok(()),
+            // A MOVE retried after its answer was lost finds the temporary name gone: the
+            // first one did the work if the file is in place now.
+            Ok(a) if a.status == 404 && self.exists(&key)? => Ok(()),
+            Ok(a) => Err(self.fail("move", &key, &a)),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = moved {
+            discard_tmp();
             return Err(e);
         }
         let size = src
@@ -502,10 +490,10 @@ impl ReplicaClient for WebDavClient {
 
     fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {
         for f in files {
-            let p = self.file_path(f.level, f.min_txid, f.max_txid);
-            let (status, body) = self.call("delete", "DELETE", &p, &[], Payload::Bytes(&[]))?;
-            if !((200..300).contains(&status) || status == 404) {
-                return Err(self.fail("delete", &p, status, body));
+            let key = self.key(f.level, f.min_txid, f.max_txid);
+            let answer = self.call("delete", "DELETE", &key, &[], Body::Bytes(&[]))?;
+            if !(answer.ok() || answer.status == 404) {
+                return Err(self.fail("delete", &key, &answer));
             }
         }
         Ok(())
@@ -516,11 +504,11 @@ impl ReplicaClient for WebDavClient {
             m.clear();
         }
         let p = format!("{}/", self.join(&["ltx"]));
-        let (status, body) = self.call("delete", "DELETE", &p, &[], Payload::Bytes(&[]))?;
-        if (200..300).contains(&status) || status == 404 {
+        let answer = self.call("delete", "DELETE", &p, &[], Body::Bytes(&[]))?;
+        if answer.ok() || answer.status == 404 {
             Ok(())
         } else {
-            Err(self.fail("delete", &p, status, body))
+            Err(self.fail("delete", &p, &answer))
         }
     }
 }
@@ -538,7 +526,7 @@ mod tests {
         assert!(!format!("{c:?}").contains("\"p\""));
         let w = WebDavClient::new(c).unwrap();
         assert_eq!(
-            w.file_path(9, Txid(1), Txid(2)),
+            w.key(9, Txid(1), Txid(2)),
             "/backups/db/ltx/9/0000000000000001-0000000000000002.ltx"
         );
         assert_eq!(
@@ -547,5 +535,161 @@ mod tests {
             ),
             "<multistatus xmlns:D=\"DAV:\"><href>/a</href><x/></multistatus>"
         );
+    }
+
+    /// A listing answered `207` and cut off mid-body is retried by itself.
+    #[test]
+    fn a_listing_cut_off_mid_body_is_retried_per_request() {
+        use crate::client::http::stand_in::Server;
+        let listing = concat!(
+            r#"<?xml version="1.0" encoding="utf-8"?><D:multistatus xmlns:D="DAV:">"#,
+            r#"<D:response><D:href>/db/ltx/0/</D:href><D:propstat><D:prop>"#,
+            r#"<D:resourcetype><D:collection/></D:resourcetype></D:prop></D:propstat></D:response>"#,
+            r#"<D:response><D:href>/db/ltx/0/0000000000000001-0000000000000002.ltx</D:href>"#,
+            r#"<D:propstat><D:prop><D:resourcetype/><D:getcontentlength>7</D:getcontentlength>"#,
+            r#"</D:prop></D:propstat></D:response></D:multistatus>"#
+        );
+        let s = Server::cut_once("207 Multi-Status", listing);
+        let files = client_at(&s).ltx_files(0, Txid::ZERO, false).unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!((files[0].max_txid, files[0].size), (Txid(2), 7));
+        assert_eq!(s.requests().len(), 2);
+    }
+
+    /// A small LTX file `1-2` in a new directory named after `tag` (the caller removes it).
+    fn tiny_ltx(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("lsrs-webdav-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("1-2.ltx");
+        let hdr = ltx::Header {
+            flags: ltx::HEADER_FLAG_NO_CHECKSUM,
+            page_size: 512,
+            commit: 1,
+            min_txid: Txid(1),
+            max_txid: Txid(2),
+            timestamp: 1_700_000_000_000,
+            ..ltx::Header::default()
+        };
+        let mut e = ltx::Encoder::new(File::create(&path).unwrap(), &hdr, ltx::PageEncoding::Frame)
+            .unwrap();
+        e.write_page(1, &[7u8; 512]).unwrap();
+        e.finish().unwrap();
+        (dir, path)
+    }
+
+    /// A client of `/db` on `server`.
+    fn client_at(server: &crate::client::http::stand_in::Server) -> WebDavClient {
+        WebDavClient::from_url(&format!("{}/db", server.url.replace("http", "webdav"))).unwrap()
+    }
+
+    /// The paths of the requests with `method` that `server` saw.
+    fn paths(server: &crate::client::http::stand_in::Server, method: &str) -> Vec<String> {
+        server
+            .requests()
+            .iter()
+            .filter_map(|r| {
+                r.line
+                    .strip_prefix(method)?
+                    .strip_prefix(' ')
+                    .map(str::to_string)
+            })
+            .collect()
+    }
+
+    /// An upload whose first PUT is refused with a 503 is sent again, whole, from the
+    /// file: a body streamed from a file can be re-sent.
+    #[test]
+    fn a_retried_upload_sends_the_whole_file_again() {
+        use crate::client::http::stand_in::{Reply, Server};
+        let (dir, path) = tiny_ltx("put");
+        let size = std::fs::metadata(&path).unwrap().len() as usize;
+        let puts = std::sync::atomic::AtomicUsize::new(0);
+        let s = Server::start_with(Box::new(move |req| {
+            if req.line.starts_with("PUT") {
+                match puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                    0 => Reply::new("503 Service Unavailable", "busy"),
+                    _ => Reply::new("201 Created", ""),
+                }
+            } else {
+                Reply::new("201 Created", "")
+            }
+        }));
+        let info = client_at(&s)
+            .write_ltx_file(0, Txid(1), Txid(2), &File::open(&path).unwrap())
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(info.size as usize, size);
+        let put_sizes: Vec<usize> = s
+            .requests()
+            .iter()
+            .filter(|r| r.line.starts_with("PUT"))
+            .map(|r| r.size)
+            .collect();
+        assert_eq!(put_sizes, [size, size]);
+    }
+
+    /// An upload that fails for good deletes whatever its PUT left under the temporary
+    /// name.
+    #[test]
+    fn a_refused_upload_removes_its_temporary_file() {
+        use crate::client::http::stand_in::Server;
+        let (dir, path) = tiny_ltx("refused");
+        let s = Server::start(Box::new(|req| {
+            if req.line.starts_with("PUT") {
+                ("403 Forbidden", "<h1>no</h1>".into())
+            } else {
+                ("201 Created", String::new())
+            }
+        }));
+        let e = client_at(&s)
+            .write_ltx_file(0, Txid(1), Txid(2), &File::open(&path).unwrap())
+            .unwrap_err();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            matches!(
+                e,
+                Error::Backend {
+                    status: Some(403),
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let puts = paths(&s, "PUT");
+        assert_eq!(puts.len(), 1);
+        assert!(puts[0].ends_with(".tmp"), "{puts:?}");
+        assert_eq!(paths(&s, "DELETE"), puts);
+    }
+
+    /// A MOVE whose answer was cut off is retried; the server then answers 404 (the file
+    /// was moved by the first one), and a HEAD finding the file in place makes it a
+    /// success.
+    #[test]
+    fn a_move_whose_answer_was_lost_succeeds_when_the_file_is_in_place() {
+        use crate::client::http::stand_in::{Reply, Server};
+        let (dir, path) = tiny_ltx("move");
+        let moves = std::sync::atomic::AtomicUsize::new(0);
+        let s = Server::start_with(Box::new(move |req| {
+            if req.line.starts_with("MOVE") {
+                match moves.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                    0 => Reply::new("201 Created", "<p>moved</p>").cut_after(3),
+                    _ => Reply::new("404 Not Found", "<h1>gone</h1>"),
+                }
+            } else if req.line.starts_with("HEAD") {
+                Reply::new("200 OK", "")
+            } else {
+                Reply::new("201 Created", "")
+            }
+        }));
+        client_at(&s)
+            .write_ltx_file(0, Txid(1), Txid(2), &File::open(&path).unwrap())
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(paths(&s, "MOVE").len(), 2);
+        assert_eq!(
+            paths(&s, "HEAD"),
+            ["/db/ltx/0/0000000000000001-0000000000000002.ltx"]
+        );
+        assert!(paths(&s, "DELETE").is_empty());
     }
 }

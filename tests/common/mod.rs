@@ -1,6 +1,8 @@
 //! Shared test support: temp dirs, the official binary, database dumps, waiting.
 #![allow(dead_code)]
 
+pub mod fault_proxy;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -11,19 +11,23 @@
 //! refresh token is exchanged), from `GOOGLE_APPLICATION_CREDENTIALS` or gcloud's
 //! well-known file, then the metadata server (`GCE_METADATA_HOST`, default
 //! `metadata.google.internal`). HMAC keys go through the S3-compatible XML API instead
-//! (`type: gs` with `access-key-id`).
+//! (`type: gs` with `access-key-id`). The credentials live in the `auth` module.
+
+mod auth;
 
 use std::fs::File;
-use std::io::{Cursor, Read};
+use std::io::Read;
 use std::time::UNIX_EPOCH;
 
-use super::{read_header, FileInfo, ReadAt, ReplicaClient};
+use super::http::{self, Answer, Body, TokenCache};
+use super::key::{self, Layout};
+use super::{read_header, retry, FileInfo, ReplicaClient};
 use crate::error::{Error, Result};
-use crate::ltx::{self, Txid};
+use crate::ltx::Txid;
 use crate::wire::json::{self, Value};
-use crate::wire::{base64, uri};
+use crate::wire::uri;
+use auth::Auth;
 
-use crate::client::http::{TokenCache, TokenRequest, MAX_ATTEMPTS};
 const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
 
 /// Where a `gs://` replica lives and how to reach it.
@@ -70,105 +74,6 @@ impl GcsConfig {
     }
 }
 
-/// How requests are authorised.
-#[derive(Debug, Clone)]
-enum Auth {
-    /// An emulator: no Authorization header.
-    None,
-    /// A fixed token.
-    Static(String),
-    /// ADC `authorized_user`: refresh-token exchange.
-    Refresh {
-        client_id: String,
-        client_secret: String,
-        refresh_token: String,
-        token_uri: String,
-    },
-    /// ADC `service_account`: a JWT assertion signed with the key, exchanged for a token.
-    ServiceAccount {
-        email: String,
-        key_id: String,
-        key: PrivateKey,
-        token_uri: String,
-    },
-    /// The metadata server.
-    Metadata(String),
-}
-
-/// A PKCS#8 RSA private key (DER), never printed.
-#[derive(Clone)]
-struct PrivateKey(Vec<u8>);
-
-impl std::fmt::Debug for PrivateKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PrivateKey(..)")
-    }
-}
-
-/// OAuth scope asked for with a service-account key: objects read, written and deleted.
-const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_write";
-
-/// The DER body of a PEM `PRIVATE KEY` block.
-fn pem_private_key(pem: &str) -> Option<Vec<u8>> {
-    let begin = "-----BEGIN PRIVATE KEY-----";
-    let end = "-----END PRIVATE KEY-----";
-    let start = pem.find(begin)? + begin.len();
-    let stop = start + pem[start..].find(end)?;
-    let body: String = pem[start..stop]
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    base64::decode(&body).filter(|d| !d.is_empty())
-}
-
-/// Signs `msg` with RSASSA-PKCS1-v1_5 and SHA-256 (JWT's RS256).
-fn rs256(key: &PrivateKey, msg: &[u8]) -> Result<Vec<u8>> {
-    use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
-    let pair = RsaKeyPair::from_pkcs8(&key.0)
-        .map_err(|e| Error::Invalid(format!("gs: the service-account private key: {e}")))?;
-    let mut sig = vec![0u8; pair.public().modulus_len()];
-    pair.sign(
-        &RSA_PKCS1_SHA256,
-        &ring::rand::SystemRandom::new(),
-        msg,
-        &mut sig,
-    )
-    .map_err(|_| Error::State("gs: signing the service-account assertion failed".into()))?;
-    Ok(sig)
-}
-
-/// The signed JWT a service account exchanges for an access token (RFC 7523), valid for
-/// an hour from `now` (seconds since the epoch).
-fn service_account_assertion(
-    email: &str,
-    key_id: &str,
-    key: &PrivateKey,
-    token_uri: &str,
-    now: u64,
-) -> Result<String> {
-    let header = format!(
-        "{{\"alg\":\"RS256\",\"typ\":\"JWT\",\"kid\":{}}}",
-        json::quote(key_id)
-    );
-    let claims = format!(
-        "{{\"iss\":{},\"scope\":{},\"aud\":{},\"iat\":{now},\"exp\":{}}}",
-        json::quote(email),
-        json::quote(SCOPE),
-        json::quote(token_uri),
-        now + 3600
-    );
-    let signing_input = format!(
-        "{}.{}",
-        base64::encode_url(header.as_bytes(), false),
-        base64::encode_url(claims.as_bytes(), false)
-    );
-    let sig = rs256(key, signing_input.as_bytes())?;
-    Ok(format!(
-        "{signing_input}.{}",
-        base64::encode_url(&sig, false)
-    ))
-}
-
 /// A replica in a Google Cloud Storage bucket (JSON API).
 pub struct GcsClient {
     cfg: GcsConfig,
@@ -188,78 +93,6 @@ impl std::fmt::Debug for GcsClient {
     }
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-/// Reads ADC from `GOOGLE_APPLICATION_CREDENTIALS` or gcloud's well-known file.
-fn application_default() -> Result<Option<Auth>> {
-    let path = match env("GOOGLE_APPLICATION_CREDENTIALS") {
-        Some(p) => std::path::PathBuf::from(p),
-        None => match env("HOME") {
-            Some(h) => {
-                std::path::Path::new(&h).join(".config/gcloud/application_default_credentials.json")
-            }
-            None => return Ok(None),
-        },
-    };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
-    };
-    credentials(&text, &path).map(Some)
-}
-
-/// Parses a credentials file (`service_account` or `authorized_user`) read from `path`.
-fn credentials(text: &str, path: &std::path::Path) -> Result<Auth> {
-    let doc = json::parse(text)
-        .map_err(|e| Error::Invalid(format!("gs: credentials {}: {e}", path.display())))?;
-    let field = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_string);
-    let need = |k: &str| {
-        field(k)
-            .ok_or_else(|| Error::Invalid(format!("gs: credentials {}: no {k:?}", path.display())))
-    };
-    match field("type").as_deref() {
-        Some("authorized_user") => Ok(Auth::Refresh {
-            client_id: need("client_id")?,
-            client_secret: need("client_secret")?,
-            refresh_token: need("refresh_token")?,
-            token_uri: field("token_uri")
-                .unwrap_or_else(|| "https://oauth2.googleapis.com/token".into()),
-        }),
-        Some("service_account") => {
-            let pem = need("private_key")?;
-            let der = pem_private_key(&pem).ok_or_else(|| {
-                Error::Invalid(format!(
-                    "gs: credentials {}: private_key is not a PEM \"PRIVATE KEY\" block",
-                    path.display()
-                ))
-            })?;
-            if let Err(e) = ring::signature::RsaKeyPair::from_pkcs8(&der) {
-                return Err(Error::Invalid(format!(
-                    "gs: credentials {}: private_key is not a usable RSA key ({e})",
-                    path.display()
-                )));
-            }
-            Ok(Auth::ServiceAccount {
-                email: need("client_email")?,
-                key_id: field("private_key_id").unwrap_or_default(),
-                key: PrivateKey(der),
-                token_uri: field("token_uri")
-                    .unwrap_or_else(|| "https://oauth2.googleapis.com/token".into()),
-            })
-        }
-        other => Err(Error::Invalid(format!(
-            "gs: credentials {} are of type {:?}; this build supports service_account and \
-             authorized_user files, GOOGLE_OAUTH_ACCESS_TOKEN, the metadata server and HMAC \
-             keys (type: gs with access-key-id/secret-access-key uses the S3-compatible API)",
-            path.display(),
-            other.unwrap_or("unknown")
-        ))),
-    }
-}
-
 impl GcsClient {
     /// A client for `cfg`. Credentials are looked up now; no request is made until the
     /// first operation.
@@ -270,29 +103,15 @@ impl GcsClient {
         if cfg.page_size == 0 || cfg.page_size > 1000 {
             cfg.page_size = 1000;
         }
-        let emulator = env("STORAGE_EMULATOR_HOST");
+        let emulator = auth::env("STORAGE_EMULATOR_HOST");
         let base = match (&cfg.endpoint, &emulator) {
             (Some(e), _) => e.trim_end_matches('/').to_string(),
             (None, Some(h)) if h.contains("://") => h.trim_end_matches('/').to_string(),
             (None, Some(h)) => format!("http://{}", h.trim_end_matches('/')),
             (None, None) => DEFAULT_ENDPOINT.to_string(),
         };
-        let auth = if let Some(t) = cfg.access_token.clone() {
-            Auth::Static(t)
-        } else if emulator.is_some() || (cfg.endpoint.is_some() && base != DEFAULT_ENDPOINT) {
-            Auth::None
-        } else if let Some(t) = env("GOOGLE_OAUTH_ACCESS_TOKEN") {
-            Auth::Static(t)
-        } else if let Some(a) = application_default()? {
-            a
-        } else {
-            let host =
-                env("GCE_METADATA_HOST").unwrap_or_else(|| "metadata.google.internal".into());
-            Auth::Metadata(format!(
-                "http://{host}/computeMetadata/v1/instance/service-accounts/default/token"
-            ))
-        };
-        let agent = crate::client::http::agent(false);
+        let auth = Auth::discover(&cfg, &base, emulator.is_some())?;
+        let agent = http::agent(false);
         Ok(GcsClient {
             cfg,
             base,
@@ -336,20 +155,18 @@ impl GcsClient {
         }
     }
 
-    fn level_prefix(&self, level: u8) -> String {
-        crate::url::object_prefix(&format!("{}/ltx/{level}", self.cfg.path))
+    /// The key (object name) of the LTX file `(level, min, max)`.
+    fn key(&self, level: u8, min: Txid, max: Txid) -> String {
+        key::ltx_key(&self.cfg.path, level, min, max, Layout::Ltx)
     }
 
-    fn name(&self, level: u8, min: Txid, max: Txid) -> String {
-        format!("{}{}", self.level_prefix(level), ltx::file_name(min, max))
-    }
-
-    fn object_url(&self, name: &str) -> String {
+    /// The JSON API URL of the object `key`.
+    fn object_url(&self, key: &str) -> String {
         format!(
             "{}/storage/v1/b/{}/o/{}",
             self.base,
             uri::encode(&self.cfg.bucket, false),
-            uri::encode(name, false)
+            uri::encode(key, false)
         )
     }
 
@@ -360,71 +177,15 @@ impl GcsClient {
             Auth::Static(t) => Ok(Some(t.clone())),
             _ => self
                 .token
-                .get(&self.agent, "gs", &self.auth_name(), || {
-                    self.token_request()
+                .get(&self.agent, "gs", &self.auth.name(), || {
+                    self.auth.token_request()
                 })
                 .map(Some),
         }
     }
 
-    /// How the credentials ask for a new access token.
-    fn token_request(&self) -> Result<TokenRequest> {
-        Ok(match &self.auth {
-            Auth::ServiceAccount {
-                email,
-                key_id,
-                key,
-                token_uri,
-            } => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or_default();
-                let jwt = service_account_assertion(email, key_id, key, token_uri, now)?;
-                TokenRequest::Form {
-                    url: token_uri.clone(),
-                    body: format!(
-                        "grant_type={}&assertion={jwt}",
-                        uri::encode("urn:ietf:params:oauth:grant-type:jwt-bearer", false)
-                    ),
-                }
-            }
-            Auth::Refresh {
-                client_id,
-                client_secret,
-                refresh_token,
-                token_uri,
-            } => TokenRequest::Form {
-                url: token_uri.clone(),
-                body: format!(
-                    "grant_type=refresh_token&client_id={}&client_secret={}&refresh_token={}",
-                    uri::encode(client_id, false),
-                    uri::encode(client_secret, false),
-                    uri::encode(refresh_token, false)
-                ),
-            },
-            Auth::Metadata(u) => TokenRequest::Get {
-                url: u.clone(),
-                headers: vec![("metadata-flavor", "Google".into())],
-            },
-            Auth::None | Auth::Static(_) => {
-                return Err(Error::State("gs: these credentials need no token".into()))
-            }
-        })
-    }
-
-    /// Names the credentials in errors (never a secret).
-    fn auth_name(&self) -> String {
-        match &self.auth {
-            Auth::None => "none (emulator)".to_string(),
-            Auth::Static(_) => "an access token".to_string(),
-            Auth::Refresh { client_id, .. } => format!("authorized_user {client_id}"),
-            Auth::ServiceAccount { email, .. } => format!("service account {email}"),
-            Auth::Metadata(u) => format!("metadata server {u}"),
-        }
-    }
-
-    /// Sends a request with retries on transient failures; the whole answer is read.
+    /// Sends a request and reads its whole answer, retrying transient failures (the
+    /// `retry` policy); the body of a 2xx answer.
     fn request(
         &self,
         op: &'static str,
@@ -433,92 +194,40 @@ impl GcsClient {
         headers: &[(&str, String)],
         body: Body<'_>,
     ) -> Result<Vec<u8>> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let r = self
-                .send(op, method, url, headers, &body)
-                .and_then(|mut resp| {
-                    let mut out = Vec::new();
-                    resp.read_to_end(&mut out)
-                        .map_err(|e| self.transport(op, url, format!("reading the answer: {e}")))?;
-                    Ok(out)
-                });
-            match r {
-                Err(e) if e.is_transient() && attempt < MAX_ATTEMPTS => {
-                    log::debug!("gs: {op} attempt {attempt} failed: {e}; retrying");
-                    crate::client::http::backoff(attempt);
-                }
-                r => return r,
-            }
-        }
+        retry::run("gs", op, |_| {
+            let resp = self.send(op, method, url, headers, body)?;
+            Ok(Answer::read(resp, "gs", op, &self.target(url))?.body)
+        })
     }
 
-    fn transport(&self, op: &'static str, url: &str, message: String) -> Error {
-        Error::Backend {
-            backend: "gs",
-            op,
-            target: url.to_string(),
-            status: None,
-            code: String::new(),
-            message,
-        }
+    /// How errors name the object (or bucket) of a request URL.
+    fn target(&self, url: &str) -> String {
+        format!("gs://{}/{}", self.cfg.bucket, target_of(url, &self.base))
     }
 
-    /// One attempt; a 2xx answer's body as a stream.
+    /// One attempt: a 2xx answer (its body unread), else the error the answer says.
     fn send(
         &self,
         op: &'static str,
         method: &'static str,
         url: &str,
         headers: &[(&str, String)],
-        body: &Body<'_>,
-    ) -> Result<Box<dyn Read + Send>> {
+        body: Body<'_>,
+    ) -> Result<ureq::http::Response<ureq::Body>> {
         let bearer = self.bearer()?;
         let auth = bearer.map(|t| format!("Bearer {t}"));
         let all = headers
             .iter()
             .map(|(k, v)| (*k, v.as_str()))
             .chain(auth.as_deref().map(|a| ("authorization", a)));
-        let result = match method {
-            "GET" | "DELETE" => {
-                let mut req = if method == "GET" {
-                    self.agent.get(url)
-                } else {
-                    self.agent.delete(url)
-                };
-                for (k, v) in all {
-                    req = req.header(k, v);
-                }
-                req.call()
-            }
-            _ => {
-                let mut req = self.agent.post(url);
-                for (k, v) in all {
-                    req = req.header(k, v);
-                }
-                match body {
-                    Body::Bytes(b) => req.send(*b),
-                    Body::Upload { head, file, tail } => {
-                        let len = head.len() as u64 + file_len(file)? + tail.len() as u64;
-                        let mut reader = Cursor::new(head.as_slice())
-                            .chain(ReadAt::new(file))
-                            .chain(Cursor::new(tail.as_slice()));
-                        req.header("content-length", len.to_string())
-                            .send(ureq::SendBody::from_reader(&mut reader))
-                    }
-                }
-            }
-        };
-        let resp = result.map_err(|e| self.transport(op, url, format!("request failed: {e}")))?;
-        let status = resp.status().as_u16();
-        let (_, body) = resp.into_parts();
-        let reader: Box<dyn Read + Send> = Box::new(body.into_reader());
-        if (200..300).contains(&status) {
-            return Ok(reader);
+        let resp = http::exchange(&self.agent, method, url, all, body).map_err(|e| {
+            retry::transport("gs", op, url.to_string(), format!("request failed: {e}"))
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
         }
-        let mut text = String::new();
-        let _ = reader.take(64 << 10).read_to_string(&mut text);
+        let answer = Answer::read(resp, "gs", op, &self.target(url))?;
+        let (status, text) = (answer.status, answer.text());
         let doc = json::parse(&text).ok();
         let err = doc.as_ref().and_then(|d| d.get("error"));
         let message = err
@@ -535,13 +244,13 @@ impl GcsClient {
             .unwrap_or_default()
             .to_string();
         let message = match status {
-            401 | 403 => format!("{message} (credentials: {})", self.auth_name()),
+            401 | 403 => format!("{message} (credentials: {})", self.auth.name()),
             _ => message,
         };
         Err(Error::Backend {
             backend: "gs",
             op,
-            target: format!("gs://{}/{}", self.cfg.bucket, target_of(url, &self.base)),
+            target: self.target(url),
             status: Some(status),
             code,
             message,
@@ -560,7 +269,7 @@ impl GcsClient {
         if let Some(t) = token {
             url.push_str(&format!("&pageToken={}", uri::encode(t, false)));
         }
-        let body = self.request("list", "GET", &url, &[], Body::Bytes(&[]))?;
+        let body = self.request("list", "GET", &url, &[], Body::Empty)?;
         let text = String::from_utf8_lossy(&body);
         let doc = json::parse(&text).map_err(|e| Error::Backend {
             backend: "gs",
@@ -583,14 +292,8 @@ impl GcsClient {
         Ok((items, next))
     }
 
-    fn delete_object(&self, name: &str) -> Result<()> {
-        match self.request(
-            "delete",
-            "DELETE",
-            &self.object_url(name),
-            &[],
-            Body::Bytes(&[]),
-        ) {
+    fn delete_object(&self, key: &str) -> Result<()> {
+        match self.request("delete", "DELETE", &self.object_url(key), &[], Body::Empty) {
             Ok(_) => Ok(()),
             Err(Error::Backend {
                 status: Some(404), ..
@@ -600,28 +303,12 @@ impl GcsClient {
     }
 }
 
-/// A request body: bytes, or a multipart upload streamed around a file.
-enum Body<'a> {
-    Bytes(&'a [u8]),
-    Upload {
-        head: Vec<u8>,
-        file: &'a File,
-        tail: Vec<u8>,
-    },
-}
-
-fn file_len(f: &File) -> Result<u64> {
-    f.metadata()
-        .map(|m| m.len())
-        .map_err(|e| Error::io("stat the file to upload", e))
-}
-
 /// The object part of a request URL, for messages.
 fn target_of(url: &str, base: &str) -> String {
     let rest = url.strip_prefix(base).unwrap_or(url);
     let rest = rest.split('?').next().unwrap_or(rest);
     match rest.split_once("/o/") {
-        Some((_, name)) => uri::decode(name).unwrap_or_else(|_| name.to_string()),
+        Some((_, key)) => uri::decode(key).unwrap_or_else(|_| key.to_string()),
         None => String::new(),
     }
 }
@@ -632,22 +319,20 @@ impl ReplicaClient for GcsClient {
     }
 
     fn ltx_files(&self, level: u8, seek: Txid, _accurate: bool) -> Result<Vec<FileInfo>> {
-        let prefix = self.level_prefix(level);
+        let prefix = key::level_prefix(&self.cfg.path, level, Layout::Ltx);
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let (items, next) = self.list_page(&prefix, token.as_deref())?;
             for it in &items {
-                let Some(name) = it.get("name").and_then(Value::as_str) else {
+                let Some(key) = it.get("name").and_then(Value::as_str) else {
                     continue;
                 };
-                let Some(file) = name.strip_prefix(&prefix) else {
+                let Some((l, min, max)) = key::parse_ltx_key(&self.cfg.path, key, Layout::Ltx)
+                else {
                     continue;
                 };
-                let Some((min, max)) = ltx::parse_file_name(file) else {
-                    continue;
-                };
-                if min < seek {
+                if l != level || min < seek {
                     continue;
                 }
                 // The header timestamp is in the metadata (free in the listing).
@@ -686,48 +371,37 @@ impl ReplicaClient for GcsClient {
         if len == Some(0) {
             return Ok(Box::new(std::io::empty()));
         }
-        let name = self.name(level, min, max);
-        let url = format!("{}?alt=media", self.object_url(&name));
-        let mut headers = Vec::new();
-        match len {
-            Some(n) => headers.push(("range", format!("bytes={offset}-{}", offset + n - 1))),
-            None if offset > 0 => headers.push(("range", format!("bytes={offset}-"))),
-            None => {}
-        }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.send("get", "GET", &url, &headers, &Body::Bytes(&[])) {
-                Ok(r) => return Ok(r),
-                Err(Error::Backend {
-                    status: Some(404), ..
-                }) => {
-                    return Err(Error::NotFound {
-                        backend: "gs",
-                        target: format!("gs://{}/{name}", self.cfg.bucket),
-                    })
-                }
-                Err(e) if e.is_transient() && attempt < MAX_ATTEMPTS => {
-                    crate::client::http::backoff(attempt);
-                }
-                Err(e) => return Err(e),
-            }
+        let key = self.key(level, min, max);
+        let url = format!("{}?alt=media", self.object_url(&key));
+        let headers: Vec<_> = http::range(offset, len)
+            .map(|r| ("range", r))
+            .into_iter()
+            .collect();
+        let opened = retry::run("gs", "get", |_| {
+            let resp = self.send("get", "GET", &url, &headers, Body::Empty)?;
+            Ok(Box::new(resp.into_body().into_reader()) as Box<dyn Read + Send>)
+        });
+        match opened {
+            Err(Error::Backend {
+                status: Some(404), ..
+            }) => Err(Error::NotFound {
+                backend: "gs",
+                target: format!("gs://{}/{key}", self.cfg.bucket),
+            }),
+            r => r,
         }
     }
 
     fn write_ltx_file(&self, level: u8, min: Txid, max: Txid, src: &File) -> Result<FileInfo> {
         let hdr = read_header(src)?;
-        let name = self.name(level, min, max);
+        let key = self.key(level, min, max);
         let ts = crate::time::from_millis(hdr.timestamp);
         let meta = format!(
             "{{\"name\":{},\"contentType\":\"application/octet-stream\",\"metadata\":{{\"litestream-timestamp\":{}}}}}",
-            json::quote(&name),
+            json::quote(&key),
             json::quote(&crate::time::format_rfc3339(ts))
         );
-        let boundary = format!(
-            "litestream-rs-{:016x}",
-            crate::client::http::jitter(u64::MAX)
-        );
+        let boundary = format!("litestream-rs-{:016x}", retry::jitter(u64::MAX));
         let head = format!(
             "--{boundary}\r\ncontent-type: application/json; charset=UTF-8\r\n\r\n{meta}\r\n--{boundary}\r\ncontent-type: application/octet-stream\r\n\r\n"
         )
@@ -738,7 +412,7 @@ impl ReplicaClient for GcsClient {
             self.base,
             uri::encode(&self.cfg.bucket, false)
         );
-        let size = file_len(src)?;
+        let size = Body::File(src).len()?;
         self.request(
             "upload",
             "POST",
@@ -747,10 +421,10 @@ impl ReplicaClient for GcsClient {
                 "content-type",
                 format!("multipart/related; boundary={boundary}"),
             )],
-            Body::Upload {
-                head,
+            Body::Framed {
+                head: &head,
                 file: src,
-                tail,
+                tail: &tail,
             },
         )?;
         Ok(FileInfo {
@@ -764,18 +438,18 @@ impl ReplicaClient for GcsClient {
 
     fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {
         for f in files {
-            self.delete_object(&self.name(f.level, f.min_txid, f.max_txid))?;
+            self.delete_object(&self.key(f.level, f.min_txid, f.max_txid))?;
         }
         Ok(())
     }
 
     fn delete_all(&self) -> Result<()> {
-        let root = crate::url::object_prefix(&self.cfg.path);
+        let root = key::root(&self.cfg.path, Layout::Ltx);
         let mut token: Option<String> = None;
-        let mut names = Vec::new();
+        let mut keys = Vec::new();
         loop {
             let (items, next) = self.list_page(&root, token.as_deref())?;
-            names.extend(
+            keys.extend(
                 items
                     .iter()
                     .filter_map(|i| i.get("name").and_then(Value::as_str).map(str::to_string)),
@@ -785,8 +459,8 @@ impl ReplicaClient for GcsClient {
                 _ => break,
             }
         }
-        for n in names {
-            self.delete_object(&n)?;
+        for k in keys {
+            self.delete_object(&k)?;
         }
         Ok(())
     }
@@ -794,7 +468,10 @@ impl ReplicaClient for GcsClient {
 
 #[cfg(test)]
 mod tests {
+    use super::auth::tests::service_account;
+    use super::auth::{credentials, SCOPE};
     use super::*;
+    use crate::wire::base64;
 
     #[test]
     fn urls_and_names() {
@@ -803,9 +480,12 @@ mod tests {
         assert_eq!(c.path, "some/db");
         assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:1"));
         let g = GcsClient::new(c).unwrap();
-        assert_eq!(g.level_prefix(0), "some/db/ltx/0/");
         assert_eq!(
-            g.object_url(&g.name(9, Txid(1), Txid(0x2a))),
+            g.key(0, Txid(1), Txid(2)),
+            "some/db/ltx/0/0000000000000001-0000000000000002.ltx"
+        );
+        assert_eq!(
+            g.object_url(&g.key(9, Txid(1), Txid(0x2a))),
             "http://127.0.0.1:1/storage/v1/b/bkt/o/some%2Fdb%2Fltx%2F9%2F0000000000000001-000000000000002a.ltx"
         );
         assert_eq!(
@@ -814,59 +494,6 @@ mod tests {
         );
         assert!(GcsConfig::from_url("gs:///path").is_err());
         assert!(GcsConfig::from_url("s3://b/p").is_err());
-    }
-
-    const KEY_FILE: &str = include_str!("../../tests/data/gcs-service-account.json");
-
-    fn service_account(token_uri: &str) -> Auth {
-        let text = KEY_FILE.replace("https://oauth2.googleapis.com/token", token_uri);
-        credentials(&text, std::path::Path::new("sa.json")).unwrap()
-    }
-
-    /// RS256 of the test key gives the signature `openssl dgst -sha256 -sign` gave for the
-    /// same input (PKCS#1 v1.5 signatures are deterministic).
-    #[test]
-    fn rs256_matches_openssl() {
-        let Auth::ServiceAccount { key, email, .. } = service_account("https://t") else {
-            panic!("not a service account");
-        };
-        assert_eq!(
-            email,
-            "replicator@litestream-rs-test.iam.gserviceaccount.com"
-        );
-        let sig = rs256(&key, b"eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ0ZXN0In0").unwrap();
-        let want = base64::decode(
-            "UoHP4O+YuABtYZkQr2Sot/YQEqKEk06acm/IUdTENA7S6AxCzB8+ED00aTg1upA1DGPv0Xx8gZab3MieA5VJ\
-             n7ON8ERqxMpkQvtPtKg/7TsNNCEnR8gWWLGQHKkJ079q8nDowV7aeScVjSAyqUQ86gr+BB7Y06vnodHrAfHd\
-             swjKnMCaBnDoVh32HYgzHT9lm1H453ZbZSuspV3+OpX4MEuBepxFE6kFm4xaBqLLz3TRWeTASoxg0Edbfl\
-             Es9HLSyYQvG4tPltnwEVwMOJ+f3/TPggd1uPVpvcHY+aAzdcawx+d5aZ4kNkz3dKbEVhBsM9WxTS4qW60I\
-             r76RwBgeMA==",
-        )
-        .unwrap();
-        assert_eq!(sig, want);
-    }
-
-    #[test]
-    fn bad_credentials_are_clear_errors() {
-        let p = std::path::Path::new("/etc/sa.json");
-        let no_pem = KEY_FILE.replace("BEGIN PRIVATE KEY", "BEGIN NOTHING");
-        let e = credentials(&no_pem, p).unwrap_err().to_string();
-        assert!(
-            e.contains("/etc/sa.json") && e.contains("PRIVATE KEY"),
-            "{e}"
-        );
-        let doc = json::parse(KEY_FILE).unwrap();
-        let pem = doc.get("private_key").and_then(Value::as_str).unwrap();
-        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-        let garbled = KEY_FILE.replace(&body[..40], "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB");
-        let e = credentials(&garbled, p).unwrap_err().to_string();
-        assert!(e.contains("not a usable RSA key"), "{e}");
-        let no_email = KEY_FILE.replace("client_email", "client_mail");
-        let e = credentials(&no_email, p).unwrap_err().to_string();
-        assert!(e.contains("client_email"), "{e}");
-        let other = KEY_FILE.replace("\"service_account\"", "\"external_account\"");
-        let e = credentials(&other, p).unwrap_err().to_string();
-        assert!(e.contains("external_account"), "{e}");
     }
 
     use crate::client::http::stand_in::{form_value, Server};
@@ -900,7 +527,7 @@ mod tests {
                 ..GcsConfig::default()
             },
             base: server.url.clone(),
-            agent: crate::client::http::agent(false),
+            agent: http::agent(false),
             auth,
             token: TokenCache::new(60, 10),
         }
@@ -993,6 +620,19 @@ mod tests {
         let c = client_at(&google, service_account(&format!("{}/token", google.url)));
         let e = c.ltx_files(0, Txid::ZERO, false).unwrap_err().to_string();
         assert!(e.contains("/token") && e.contains("invalid_grant"), "{e}");
+    }
+
+    /// A listing answered `200 OK` and cut off mid-body is retried by itself.
+    #[test]
+    fn a_listing_cut_off_mid_body_is_retried_per_request() {
+        let listing = r#"{"kind":"storage#objects","items":[{"name":"db/ltx/0/0000000000000001-0000000000000002.ltx","size":"7"}]}"#;
+        let s = Server::cut_once("200 OK", listing);
+        let files = client_at(&s, Auth::None)
+            .ltx_files(0, Txid::ZERO, false)
+            .unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!((files[0].max_txid, files[0].size), (Txid(2), 7));
+        assert_eq!(s.requests().len(), 2);
     }
 
     /// An `authorized_user` file: its refresh token is exchanged the same way.
