@@ -151,6 +151,37 @@ impl ReplicaUrl {
     }
 }
 
+/// True for hosts that are local or on a private network (plain HTTP is their default).
+fn is_local_host(host: &str) -> bool {
+    let name = host
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(host)
+        .trim_matches(['[', ']']);
+    if name == "localhost" || name.ends_with(".localhost") || name == "::1" {
+        return true;
+    }
+    match name.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback() || ip.is_private() || ip.is_link_local(),
+        Ok(std::net::IpAddr::V6(ip)) => ip.is_loopback(),
+        Err(_) => !name.contains('.'),
+    }
+}
+
+/// Adds `http://` to local/private hosts and `https://` to others when the scheme is
+/// missing; drops a trailing slash.
+pub(crate) fn normalize_endpoint(e: &str) -> String {
+    let e = e.trim_end_matches('/');
+    if e.contains("://") {
+        return e.to_string();
+    }
+    if is_local_host(e) {
+        format!("http://{e}")
+    } else {
+        format!("https://{e}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,44 +2,63 @@
 //!
 //! Every backend implements [`ReplicaClient`]. A replica is a set of LTX files, one
 //! namespace per level (0 = one file per sync, 1..=8 = compactions, 9 = snapshots); there
-//! is no manifest. [`from_url`] builds a client from a replica URL.
+//! is no manifest. [`from_url`] builds a client from a replica URL; [`ClientConfig`] is the
+//! one factory behind it. Each backend but `file` is a cargo feature.
 //!
 //! A room per backend (`file`, `s3/`, `gcs/`, `azure/` for `abs://`, `webdav`, `nats/`,
 //! `sftp`), and what they share: `key` (where `(level, min, max)` is stored, and back),
 //! `retry` (the one retry policy: attempts, back-off, what is transient), `http` (the
 //! `ureq` agent, one request exchange, answers read whole, OAuth token cache).
 
+#[cfg(feature = "azure")]
 mod azure;
+mod config;
 mod file;
+#[cfg(feature = "gcs")]
 mod gcs;
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure", feature = "webdav"))]
 mod http;
 mod key;
+#[cfg(feature = "nats")]
 mod nats;
+#[cfg(any(
+    feature = "s3",
+    feature = "gcs",
+    feature = "azure",
+    feature = "webdav",
+    feature = "nats"
+))]
 mod retry;
+#[cfg(feature = "s3")]
 pub mod s3;
 #[cfg(feature = "sftp")]
 mod sftp;
+#[cfg(feature = "webdav")]
 mod webdav;
 
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
-use std::sync::Arc;
 use std::time::SystemTime;
 
+#[cfg(feature = "azure")]
 pub use azure::{AbsClient, AbsConfig};
+pub(crate) use config::not_built;
+pub use config::{from_url, ClientConfig};
 pub use file::FileClient;
+#[cfg(feature = "gcs")]
 pub use gcs::{GcsClient, GcsConfig};
-#[cfg(fuzzing)]
+#[cfg(all(fuzzing, feature = "nats"))]
 pub(crate) use nats::fuzz as nats_fuzz;
+#[cfg(feature = "nats")]
 pub use nats::{NatsClient, NatsConfig};
 #[cfg(feature = "sftp")]
 pub use sftp::{SftpClient, SftpConfig};
+#[cfg(feature = "webdav")]
 pub use webdav::{WebDavClient, WebDavConfig};
 
 use crate::error::{Error, Result};
 use crate::ltx::Txid;
-use crate::url::ReplicaUrl;
 
 /// The level that holds full snapshots.
 pub const SNAPSHOT_LEVEL: u8 = 9;
@@ -104,40 +123,6 @@ pub trait ReplicaClient: Send + Sync + fmt::Debug {
 
     /// Deletes everything this replica stores.
     fn delete_all(&self) -> Result<()>;
-}
-
-/// Builds a client from a replica URL: `file:///path`; other schemes are added by their
-/// modules.
-pub fn from_url(url: &str) -> Result<Arc<dyn ReplicaClient>> {
-    let u = ReplicaUrl::parse(url)?;
-    match u.scheme.as_str() {
-        "file" => {
-            let path = crate::url::clean_path(&u.path);
-            if path == "." || path.is_empty() {
-                return Err(Error::InvalidUrl {
-                    url: url.to_string(),
-                    reason: "file url has no path".into(),
-                });
-            }
-            Ok(Arc::new(FileClient::new(path)))
-        }
-        "s3" | "oss" => Ok(Arc::new(s3::S3Client::from_url(url)?)),
-        "gs" => Ok(Arc::new(GcsClient::from_url(url)?)),
-        #[cfg(feature = "sftp")]
-        "sftp" => Ok(Arc::new(SftpClient::from_url(url)?)),
-        #[cfg(not(feature = "sftp"))]
-        "sftp" => Err(Error::InvalidUrl {
-            url: url.to_string(),
-            reason: "sftp:// needs the `sftp` cargo feature (off by default)".into(),
-        }),
-        "webdav" | "webdavs" => Ok(Arc::new(WebDavClient::from_url(url)?)),
-        "nats" => Ok(Arc::new(NatsClient::from_url(url)?)),
-        "abs" => Ok(Arc::new(AbsClient::from_url(url)?)),
-        other => Err(Error::InvalidUrl {
-            url: url.to_string(),
-            reason: format!("unsupported scheme {other:?}"),
-        }),
-    }
 }
 
 /// Reads the 100-byte LTX header at the start of `f`.

@@ -61,7 +61,11 @@ impl std::fmt::Debug for SftpConfig {
 impl SftpConfig {
     /// Parses `sftp://USER[:PASSWORD]@HOST[:PORT]/PATH`.
     pub fn from_url(url: &str) -> Result<SftpConfig> {
-        let u = crate::url::ReplicaUrl::parse(url)?;
+        Self::from_parsed(url, crate::url::ReplicaUrl::parse(url)?)
+    }
+
+    /// [`SftpConfig::from_url`] for a URL already parsed (the client factory parses it once).
+    pub(crate) fn from_parsed(url: &str, u: crate::url::ReplicaUrl) -> Result<SftpConfig> {
         let bad = |reason: &str| Error::InvalidUrl {
             url: url.into(),
             reason: reason.into(),

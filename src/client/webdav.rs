@@ -46,7 +46,11 @@ impl std::fmt::Debug for WebDavConfig {
 impl WebDavConfig {
     /// Parses `webdav[s]://[USER:PASSWORD@]HOST[:PORT]/PATH`.
     pub fn from_url(url: &str) -> Result<WebDavConfig> {
-        let u = crate::url::ReplicaUrl::parse(url)?;
+        Self::from_parsed(url, crate::url::ReplicaUrl::parse(url)?)
+    }
+
+    /// [`WebDavConfig::from_url`] for a URL already parsed (the client factory parses it once).
+    pub(crate) fn from_parsed(url: &str, u: crate::url::ReplicaUrl) -> Result<WebDavConfig> {
         let scheme = match u.scheme.as_str() {
             "webdav" => "http",
             "webdavs" => "https",

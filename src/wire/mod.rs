@@ -19,3 +19,22 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     }
     s
 }
+
+/// Parses sizes like `5242880`, `5MiB`, `10MB`, `1GiB`, `64KB`.
+pub(crate) fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" => 1000,
+        "kib" => 1 << 10,
+        "mb" | "m" => 1000 * 1000,
+        "mib" => 1 << 20,
+        "gb" | "g" => 1000 * 1000 * 1000,
+        "gib" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}

@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::clients::build_client;
 use super::reader::{err, Obj};
-use super::replicas::{build_client, read_replica};
+use super::replicas::read_replica;
 use super::{Config, DbConfig, ReplicaConfig};
 use crate::cli::yaml::{Node, Value};
 use crate::client::ReplicaClient;

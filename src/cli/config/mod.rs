@@ -6,6 +6,7 @@
 //! they describe; [`databases`] the `dbs:` entries, directory discovery and the engine
 //! built from them.
 
+mod clients;
 pub(super) mod databases;
 mod reader;
 pub(super) mod replicas;

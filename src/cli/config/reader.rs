@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::yaml::{Node, Value};
-use crate::client::s3::parse_size;
 use crate::error::{Error, Result};
+use crate::wire::parse_size;
 
 /// An error at a line of the config file.
 pub(super) fn err(line: usize, msg: impl std::fmt::Display) -> Error {

@@ -48,7 +48,11 @@ impl AbsConfig {
     /// Parses `abs://[ACCOUNT@]CONTAINER/PATH[?endpoint=URL]`, taking the key (and the
     /// account, when the URL has none) from the environment.
     pub fn from_url(url: &str) -> Result<AbsConfig> {
-        let u = crate::url::ReplicaUrl::parse(url)?;
+        Self::from_parsed(url, crate::url::ReplicaUrl::parse(url)?)
+    }
+
+    /// [`AbsConfig::from_url`] for a URL already parsed (the client factory parses it once).
+    pub(crate) fn from_parsed(url: &str, u: crate::url::ReplicaUrl) -> Result<AbsConfig> {
         if u.scheme != "abs" {
             return Err(Error::InvalidUrl {
                 url: url.into(),

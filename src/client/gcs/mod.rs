@@ -48,7 +48,11 @@ pub struct GcsConfig {
 impl GcsConfig {
     /// Parses `gs://BUCKET/PATH[?endpoint=URL]`.
     pub fn from_url(url: &str) -> Result<GcsConfig> {
-        let u = crate::url::ReplicaUrl::parse(url)?;
+        Self::from_parsed(url, crate::url::ReplicaUrl::parse(url)?)
+    }
+
+    /// [`GcsConfig::from_url`] for a URL already parsed (the client factory parses it once).
+    pub(crate) fn from_parsed(url: &str, u: crate::url::ReplicaUrl) -> Result<GcsConfig> {
         if u.scheme != "gs" {
             return Err(Error::InvalidUrl {
                 url: url.into(),
@@ -68,7 +72,7 @@ impl GcsConfig {
             ..GcsConfig::default()
         };
         if let Some(e) = u.query("endpoint") {
-            c.endpoint = Some(crate::client::s3::normalize_endpoint(e));
+            c.endpoint = Some(crate::url::normalize_endpoint(e));
         }
         Ok(c)
     }

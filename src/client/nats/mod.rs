@@ -93,7 +93,11 @@ impl std::fmt::Debug for NatsConfig {
 impl NatsConfig {
     /// Parses `nats://[USER:PASS@]HOST[:PORT]/BUCKET`.
     pub fn from_url(url: &str) -> Result<NatsConfig> {
-        let u = crate::url::ReplicaUrl::parse(url)?;
+        Self::from_parsed(url, crate::url::ReplicaUrl::parse(url)?)
+    }
+
+    /// [`NatsConfig::from_url`] for a URL already parsed (the client factory parses it once).
+    pub(crate) fn from_parsed(url: &str, u: crate::url::ReplicaUrl) -> Result<NatsConfig> {
         let bad = |reason: &str| Error::InvalidUrl {
             url: url.to_string(),
             reason: reason.into(),

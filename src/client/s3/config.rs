@@ -91,7 +91,11 @@ impl S3Config {
 
     /// Parses `s3://`, `oss://` or `gs://` URLs with Litestream's query parameters.
     pub fn from_url(url: &str) -> Result<S3Config> {
-        let u = ReplicaUrl::parse(url)?;
+        Self::from_parsed(url, ReplicaUrl::parse(url)?)
+    }
+
+    /// [`S3Config::from_url`] for a URL already parsed (the client factory parses it once).
+    pub(crate) fn from_parsed(url: &str, u: ReplicaUrl) -> Result<S3Config> {
         let bad = |reason: String| Error::InvalidUrl {
             url: url.to_string(),
             reason,
@@ -155,12 +159,12 @@ impl S3Config {
         let boolean =
             |v: &str| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "t" | "yes");
         if let Some(e) = get(&["endpoint"]) {
-            c.endpoint = Some(normalize_endpoint(&e));
+            c.endpoint = Some(crate::url::normalize_endpoint(&e));
             c.force_path_style = true;
         } else if c.endpoint.is_none() {
             if let Ok(e) = std::env::var("LITESTREAM_S3_ENDPOINT") {
                 if !e.is_empty() {
-                    c.endpoint = Some(normalize_endpoint(&e));
+                    c.endpoint = Some(crate::url::normalize_endpoint(&e));
                     c.force_path_style = true;
                 }
             }
@@ -188,7 +192,7 @@ impl S3Config {
                 .ok_or_else(|| bad(format!("invalid concurrency {v:?}")))?;
         }
         if let Some(v) = get(&["partSize", "part-size"]) {
-            c.part_size = parse_size(&v)
+            c.part_size = crate::wire::parse_size(&v)
                 .filter(|n| *n > 0)
                 .ok_or_else(|| bad(format!("invalid part size {v:?}")))?;
         }
@@ -304,55 +308,6 @@ fn parse_host(host: &str) -> (Option<String>, Option<String>, Option<String>, bo
     (None, None, None, false)
 }
 
-fn is_local_host(host: &str) -> bool {
-    let name = host
-        .rsplit_once(':')
-        .map(|(h, _)| h)
-        .unwrap_or(host)
-        .trim_matches(['[', ']']);
-    if name == "localhost" || name.ends_with(".localhost") || name == "::1" {
-        return true;
-    }
-    match name.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback() || ip.is_private() || ip.is_link_local(),
-        Ok(std::net::IpAddr::V6(ip)) => ip.is_loopback(),
-        Err(_) => !name.contains('.'),
-    }
-}
-
-/// Adds `http://` to local/private hosts and `https://` to others when the scheme is
-/// missing; drops a trailing slash.
-pub(crate) fn normalize_endpoint(e: &str) -> String {
-    let e = e.trim_end_matches('/');
-    if e.contains("://") {
-        return e.to_string();
-    }
-    if is_local_host(e) {
-        format!("http://{e}")
-    } else {
-        format!("https://{e}")
-    }
-}
-
-/// Parses sizes like `5242880`, `5MiB`, `10MB`, `1GiB`, `64KB`.
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" | "k" => 1000,
-        "kib" => 1 << 10,
-        "mb" | "m" => 1000 * 1000,
-        "mib" => 1 << 20,
-        "gb" | "g" => 1000 * 1000 * 1000,
-        "gib" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(mult)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,9 +374,15 @@ mod tests {
             (g.flavor, g.endpoint.as_deref()),
             (Flavor::Gcs, Some("https://storage.googleapis.com"))
         );
-        assert_eq!(normalize_endpoint("10.0.0.5:9000"), "http://10.0.0.5:9000");
-        assert_eq!(normalize_endpoint("minio:9000"), "http://minio:9000");
-        assert_eq!(parse_size("64KB"), Some(64_000));
-        assert_eq!(parse_size("x"), None);
+        assert_eq!(
+            crate::url::normalize_endpoint("10.0.0.5:9000"),
+            "http://10.0.0.5:9000"
+        );
+        assert_eq!(
+            crate::url::normalize_endpoint("minio:9000"),
+            "http://minio:9000"
+        );
+        assert_eq!(crate::wire::parse_size("64KB"), Some(64_000));
+        assert_eq!(crate::wire::parse_size("x"), None);
     }
 }

@@ -22,8 +22,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-pub(crate) use config::normalize_endpoint;
-pub use config::{parse_size, Flavor, S3Config};
+pub use config::{Flavor, S3Config};
 pub use multipart::MultipartUpload;
 use request::Call;
 pub use sigv4::Credentials;
