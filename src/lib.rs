@@ -22,6 +22,19 @@
 //! ```
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
+// A build that leaves backends out leaves some shared helpers (wire encodings, HTTP
+// plumbing) without a caller; the full build (CI's clippy) still flags real dead code.
+#![cfg_attr(
+    not(all(
+        feature = "cli",
+        feature = "s3",
+        feature = "gcs",
+        feature = "azure",
+        feature = "webdav",
+        feature = "nats"
+    )),
+    allow(dead_code, unused_imports)
+)]
 
 pub mod client;
 mod compaction;

@@ -12,13 +12,10 @@ use crate::error::{Error, Result};
 use crate::wire::json::{self, Value};
 
 /// A blocking agent: statuses are answers (not errors), 30 s to connect, 120 s per read or
-/// write, keep-alive, our user agent. `skip_verify` turns TLS verification off.
-pub(crate) fn agent(skip_verify: bool) -> ureq::Agent {
-    let mut tls = ureq::tls::TlsConfig::builder();
-    if skip_verify {
-        tls = tls.disable_verification(true);
-    }
-    ureq::Agent::config_builder()
+/// write, keep-alive, our user agent; TLS trusts the roots of the `tls` module, or (with
+/// `skip_verify`) anything.
+pub(crate) fn agent(skip_verify: bool) -> Result<ureq::Agent> {
+    let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_recv_response(Some(Duration::from_secs(120)))
@@ -26,10 +23,65 @@ pub(crate) fn agent(skip_verify: bool) -> ureq::Agent {
         .timeout_per_write(Some(Duration::from_secs(120)))
         .max_idle_connections_per_host(16)
         .allow_non_standard_methods(true)
-        .user_agent(format!("litestream-rs/{}", env!("CARGO_PKG_VERSION")))
-        .tls_config(tls.build())
-        .build()
-        .into()
+        .user_agent(format!("litestream-rs/{}", env!("CARGO_PKG_VERSION")));
+    #[cfg(feature = "tls")]
+    let config = {
+        use ureq::tls::{Certificate, RootCerts, TlsConfig};
+        let mut tls = TlsConfig::builder();
+        if skip_verify {
+            tls = tls.disable_verification(true);
+        } else {
+            tls = tls.root_certs(match super::tls::roots()? {
+                super::tls::Roots::Certs(certs) => RootCerts::Specific(std::sync::Arc::new(
+                    certs
+                        .iter()
+                        .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+                        .collect(),
+                )),
+                super::tls::Roots::Mozilla => RootCerts::WebPki,
+            });
+        }
+        config.tls_config(tls.build())
+    };
+    #[cfg(not(feature = "tls"))]
+    let _ = skip_verify;
+    Ok(config.build().into())
+}
+
+/// The error of a request that got no answer: a TLS refusal (an untrusted certificate, or
+/// a build without TLS asked for https://) is final and says what to do; anything else
+/// (a refused or broken connection) is transient.
+pub(crate) fn failed(
+    backend: &'static str,
+    op: &'static str,
+    target: impl Into<String>,
+    message: String,
+    e: &ureq::Error,
+) -> Error {
+    let tls = match e {
+        ureq::Error::Tls(_) => true,
+        #[cfg(feature = "tls")]
+        ureq::Error::Rustls(_) => true,
+        #[cfg(feature = "tls")]
+        ureq::Error::Io(io) => io.get_ref().is_some_and(|i| i.is::<rustls::Error>()),
+        _ => false,
+    };
+    if !tls {
+        return retry::transport(backend, op, target, message);
+    }
+    let hint = if cfg!(feature = "tls") {
+        "the server's certificate is not trusted: trust its CA with SSL_CERT_FILE (or install it in the system bundle), or set skip-verify"
+    } else {
+        "this build has no TLS: build with the `tls` cargo feature, or use an http:// endpoint"
+    };
+    Error::Backend {
+        backend,
+        op,
+        target: target.into(),
+        status: None,
+        code: "TLS".into(),
+        message: format!("{message} ({hint})"),
+    }
 }
 
 /// A request body. A file is streamed with positioned reads from its start, so every

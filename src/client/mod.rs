@@ -21,18 +21,13 @@ mod http;
 mod key;
 #[cfg(feature = "nats")]
 mod nats;
-#[cfg(any(
-    feature = "s3",
-    feature = "gcs",
-    feature = "azure",
-    feature = "webdav",
-    feature = "nats"
-))]
 mod retry;
 #[cfg(feature = "s3")]
 pub mod s3;
 #[cfg(feature = "sftp")]
 mod sftp;
+#[cfg(feature = "tls")]
+mod tls;
 #[cfg(feature = "webdav")]
 mod webdav;
 

@@ -124,7 +124,7 @@ impl WebDavClient {
         if cfg.base_url.is_empty() {
             return Err(Error::Invalid("webdav: server url required".into()));
         }
-        let agent = http::agent(false);
+        let agent = http::agent(false)?;
         Ok(WebDavClient {
             cfg,
             agent,
@@ -225,7 +225,13 @@ impl WebDavClient {
             .map(|(k, v)| (*k, v.as_str()))
             .chain(auth.as_deref().map(|a| ("authorization", a)));
         http::exchange(&self.agent, method, &url, all, body).map_err(|e| {
-            retry::transport("webdav", op, url.clone(), format!("request failed: {e}"))
+            http::failed(
+                "webdav",
+                op,
+                url.clone(),
+                format!("request failed: {e}"),
+                &e,
+            )
         })
     }
 

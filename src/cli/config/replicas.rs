@@ -156,6 +156,7 @@ mod tests {
     use crate::cli::config::databases::{build_db, resolve_dbs};
     use crate::cli::config::parse;
 
+    #[cfg(feature = "webdav")]
     #[test]
     fn webdav_keys_reach_the_client() {
         let doc = "dbs:\n  - path: /tmp/dav.db\n    replica:\n      type: webdav\n      webdav-url: http://127.0.0.1:9/\n      webdav-username: u\n      webdav-password: secret\n      path: /backups/dav\n";
@@ -171,6 +172,7 @@ mod tests {
         assert!(!dbg.contains("secret"), "{dbg}");
     }
 
+    #[cfg(feature = "azure")]
     #[test]
     fn abs_keys_reach_the_client() {
         let doc = "dbs:\n  - path: /tmp/abs-a.db\n    replica:\n      type: abs\n      account-name: acct\n      account-key: c2VjcmV0LWtleQ==\n      bucket: ctr\n      path: /backups/a\n      endpoint: http://127.0.0.1:9/acct\n  - path: /tmp/abs-b.db\n    replica:\n      url: abs://acct@ctr/b\n      sas-token: ?sv=2021-08-06&sig=SECRETSIG\n";
@@ -191,6 +193,7 @@ mod tests {
         }
     }
 
+    #[cfg(all(feature = "gcs", feature = "s3"))]
     #[test]
     fn gs_uses_the_json_api_unless_the_replica_has_hmac_keys() {
         let doc = "access-key-id: AK\nsecret-access-key: SK\ndbs:\n  - path: /tmp/gs-a.db\n    replica:\n      type: gs\n      bucket: bkt\n      path: a\n      endpoint: http://127.0.0.1:9\n  - path: /tmp/gs-b.db\n    replica:\n      url: gs://bkt/b\n      access-key-id: HMAC\n      secret-access-key: SECRET\n";

@@ -128,12 +128,12 @@ impl std::fmt::Debug for Tokens {
 }
 
 impl Tokens {
-    pub(crate) fn new(source: Source) -> Tokens {
-        Tokens {
+    pub(crate) fn new(source: Source) -> Result<Tokens> {
+        Ok(Tokens {
             source,
-            agent: crate::client::http::agent(false),
+            agent: crate::client::http::agent(false)?,
             cache: TokenCache::new(300, 30),
-        }
+        })
     }
 
     pub(crate) fn source(&self) -> &Source {
@@ -324,7 +324,8 @@ mod tests {
             ("AZURE_CLIENT_ID", "c1"),
             ("AZURE_CLIENT_SECRET", "s/1"),
             ("AZURE_AUTHORITY_HOST", &s.url),
-        ])));
+        ])))
+        .unwrap();
         assert_eq!(t.token().unwrap(), "tok-1");
         assert_eq!(t.token().unwrap(), "tok-1", "cached");
         assert_eq!(s.requests().len(), 1);
@@ -344,7 +345,8 @@ mod tests {
             ("AZURE_CLIENT_ID", "c1"),
             ("AZURE_FEDERATED_TOKEN_FILE", &file.display().to_string()),
             ("AZURE_AUTHORITY_HOST", &s.url),
-        ])));
+        ])))
+        .unwrap();
         let r = t.token();
         let _ = std::fs::remove_file(&file);
         assert_eq!(r.unwrap(), "tok-1");
@@ -360,7 +362,8 @@ mod tests {
         let t = Tokens::new(Source::from_env(env_of(&[
             ("IDENTITY_ENDPOINT", &format!("{}/msi", s.url)),
             ("IDENTITY_HEADER", "h1"),
-        ])));
+        ])))
+        .unwrap();
         assert_eq!(t.token().unwrap(), "tok-1");
 
         let s = stand_in(|r| {
@@ -371,7 +374,8 @@ mod tests {
         let t = Tokens::new(Source::Imds {
             url: format!("{}/imds", s.url),
             client_id: Some("ua1".into()),
-        });
+        })
+        .unwrap();
         assert_eq!(t.token().unwrap(), "tok-1");
     }
 
@@ -383,7 +387,8 @@ mod tests {
             ("AZURE_CLIENT_ID", "c1"),
             ("AZURE_CLIENT_SECRET", "very-secret"),
             ("AZURE_AUTHORITY_HOST", &s.url),
-        ])));
+        ])))
+        .unwrap();
         let e = t.token().unwrap_err().to_string();
         assert!(
             e.contains("service principal c1") && e.contains("invalid_client"),

@@ -112,7 +112,7 @@ impl AbsClient {
                 "abs: no account key or SAS token; using {}",
                 source.describe()
             );
-            Cred::Entra(entra::Tokens::new(source))
+            Cred::Entra(entra::Tokens::new(source)?)
         } else {
             Cred::Key(
                 base64::decode(cfg.account_key.trim())
@@ -135,7 +135,7 @@ impl AbsClient {
             Some(e) => e.trim_end_matches('/').to_string(),
             None => format!("https://{}.blob.core.windows.net", cfg.account_name),
         };
-        let agent = crate::client::http::agent(false);
+        let agent = crate::client::http::agent(false)?;
         Ok(AbsClient {
             cfg,
             cred,
@@ -270,7 +270,7 @@ impl AbsClient {
                 // Never echo the signature (a URL in the error text).
                 message = message.replace(sas.as_str(), "<sas-token>");
             }
-            retry::transport("abs", op, target.clone(), message)
+            http::failed("abs", op, target.clone(), message, &e)
         };
         let all = headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
         let resp = http::exchange(&self.agent, method, &url, all, body).map_err(transport)?;
@@ -598,10 +598,13 @@ mod tests {
                 ..c
             })
             .unwrap();
-            client.cred = Cred::Entra(super::entra::Tokens::new(super::entra::Source::Imds {
-                url: format!("{}/imds", s.url),
-                client_id: None,
-            }));
+            client.cred = Cred::Entra(
+                super::entra::Tokens::new(super::entra::Source::Imds {
+                    url: format!("{}/imds", s.url),
+                    client_id: None,
+                })
+                .unwrap(),
+            );
             client
         };
         let client = with_tokens(cfg("db"));

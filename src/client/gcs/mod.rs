@@ -115,7 +115,7 @@ impl GcsClient {
             (None, None) => DEFAULT_ENDPOINT.to_string(),
         };
         let auth = Auth::discover(&cfg, &base, emulator.is_some())?;
-        let agent = http::agent(false);
+        let agent = http::agent(false)?;
         Ok(GcsClient {
             cfg,
             base,
@@ -225,7 +225,13 @@ impl GcsClient {
             .map(|(k, v)| (*k, v.as_str()))
             .chain(auth.as_deref().map(|a| ("authorization", a)));
         let resp = http::exchange(&self.agent, method, url, all, body).map_err(|e| {
-            retry::transport("gs", op, url.to_string(), format!("request failed: {e}"))
+            http::failed(
+                "gs",
+                op,
+                url.to_string(),
+                format!("request failed: {e}"),
+                &e,
+            )
         })?;
         if resp.status().is_success() {
             return Ok(resp);
@@ -531,7 +537,7 @@ mod tests {
                 ..GcsConfig::default()
             },
             base: server.url.clone(),
-            agent: http::agent(false),
+            agent: http::agent(false).unwrap(),
             auth,
             token: TokenCache::new(60, 10),
         }

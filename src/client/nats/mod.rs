@@ -28,6 +28,7 @@
 mod auth;
 mod object;
 mod proto;
+#[cfg(feature = "tls")]
 mod tls;
 
 use std::fs::File;

@@ -35,6 +35,7 @@ pub(super) struct Conn {
 /// The connection: plain TCP, or TLS over it once the server's INFO was read.
 pub(super) enum Stream {
     Plain(TcpStream),
+    #[cfg(feature = "tls")]
     Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
 }
 
@@ -42,6 +43,7 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Plain(s) => s.read(buf),
+            #[cfg(feature = "tls")]
             Stream::Tls(s) => s.read(buf),
         }
     }
@@ -51,6 +53,7 @@ impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Stream::Plain(s) => s.write(buf),
+            #[cfg(feature = "tls")]
             Stream::Tls(s) => s.write(buf),
         }
     }
@@ -58,6 +61,7 @@ impl Write for Stream {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Stream::Plain(s) => s.flush(),
+            #[cfg(feature = "tls")]
             Stream::Tls(s) => s.flush(),
         }
     }
@@ -154,7 +158,15 @@ impl Conn {
                     target()
                 )));
             }
-            c = c.upgrade(cfg)?;
+            #[cfg(feature = "tls")]
+            {
+                c = c.upgrade(cfg)?;
+            }
+            #[cfg(not(feature = "tls"))]
+            return Err(Error::Invalid(format!(
+                "{} wants TLS, which this build leaves out (build with the `tls` cargo feature)",
+                target()
+            )));
         }
         let (connect, nkey) = auth::connect_options(cfg, info.as_ref(), &target())?;
         let sub = format!("SUB {}.* 1\r\n", c.inbox);

@@ -1,5 +1,5 @@
-//! TLS for NATS connections (rustls): the trusted roots (the config's CAs, else the
-//! Mozilla roots), the optional client certificate, and the switch to TLS right after the
+//! TLS for NATS connections (rustls): the trusted roots (the config's CAs, else those of
+//! the `client::tls` module), the optional client certificate, and the switch to TLS right after the
 //! server's INFO.
 
 use std::io::BufReader;
@@ -9,14 +9,14 @@ use super::proto::{Conn, Stream};
 use super::NatsConfig;
 use crate::error::{Error, Result};
 
-/// The TLS client settings of `cfg`: its CAs (else the Mozilla roots) and client key.
+/// The TLS client settings of `cfg`: its CAs (else the trusted roots) and client key.
 pub(super) fn tls_config(cfg: &NatsConfig) -> Result<Arc<rustls::ClientConfig>> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let bad = |what: String| Error::Invalid(format!("nats tls: {what}"));
     let mut roots = rustls::RootCertStore::empty();
     if cfg.root_cas.is_empty() {
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        crate::client::tls::add_to(&mut roots)?;
     }
     for p in &cfg.root_cas {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(p)

@@ -58,7 +58,7 @@ impl S3Client {
         if cfg.bucket.is_empty() {
             return Err(Error::Invalid("s3: bucket required".into()));
         }
-        let agent = http::agent(cfg.skip_verify);
+        let agent = http::agent(cfg.skip_verify)?;
         Ok(S3Client {
             region: Mutex::new(cfg.region.clone()),
             cfg,

@@ -210,11 +210,12 @@ impl S3Client {
             _ => Body::Bytes(call.body),
         };
         let resp = http::exchange(&self.agent, call.method, &url, all, body).map_err(|e| {
-            retry::transport(
+            http::failed(
                 self.kind_str(),
                 call.op,
                 self.target_name(call.key),
                 format!("request to {scheme}://{host} failed: {e}"),
+                &e,
             )
         })?;
         Ok((resp, resolved))

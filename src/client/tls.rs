@@ -1,0 +1,126 @@
+//! Which certificate authorities TLS connections trust, for HTTPS and NATS alike:
+//! `SSL_CERT_FILE` / `SSL_CERT_DIR` when set (the variables Go's crypto/x509 reads, so the
+//! official binary honours the same ones), else the system's CA bundle (the paths Go
+//! reads on Linux), else Mozilla's roots built into the binary.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+
+use crate::error::{Error, Result};
+
+/// Bundles of the Linux distributions Go knows, in its order.
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/pki/tls/cacert.pem",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// The trusted roots.
+#[derive(Clone, Debug)]
+pub(crate) enum Roots {
+    /// Certificates read from PEM files.
+    Certs(Arc<Vec<CertificateDer<'static>>>),
+    /// Mozilla's roots, built in (no bundle on this system).
+    Mozilla,
+}
+
+/// The trusted roots, read once per process.
+pub(crate) fn roots() -> Result<Roots> {
+    static ROOTS: OnceLock<std::result::Result<Roots, String>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            load(|k| {
+                std::env::var_os(k)
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
+        })
+        .clone()
+        .map_err(Error::Invalid)
+}
+
+fn load(env: impl Fn(&str) -> Option<PathBuf>) -> std::result::Result<Roots, String> {
+    let (file, dirs) = (env("SSL_CERT_FILE"), env("SSL_CERT_DIR"));
+    if file.is_some() || dirs.is_some() {
+        let mut certs = Vec::new();
+        if let Some(f) = &file {
+            certs.extend(read_pem(f)?);
+        }
+        for dir in dirs
+            .iter()
+            .flat_map(|d| std::env::split_paths(d).collect::<Vec<_>>())
+        {
+            let rd = std::fs::read_dir(&dir)
+                .map_err(|e| format!("SSL_CERT_DIR {}: {e}", dir.display()))?;
+            for e in rd.flatten() {
+                // Hash links and bundles alike; files that are not PEM certificates are skipped.
+                certs.extend(read_pem(&e.path()).unwrap_or_default());
+            }
+        }
+        if certs.is_empty() {
+            return Err(format!(
+                "no CA certificate found in SSL_CERT_FILE={} SSL_CERT_DIR={}",
+                file.as_deref().unwrap_or(Path::new("")).display(),
+                dirs.as_deref().unwrap_or(Path::new("")).display()
+            ));
+        }
+        return Ok(Roots::Certs(Arc::new(certs)));
+    }
+    for b in SYSTEM_BUNDLES {
+        if let Ok(certs) = read_pem(Path::new(b)) {
+            if !certs.is_empty() {
+                log::debug!("tls: trusting the {} CA certificates of {b}", certs.len());
+                return Ok(Roots::Certs(Arc::new(certs)));
+            }
+        }
+    }
+    log::debug!("tls: no system CA bundle; trusting the built-in Mozilla roots");
+    Ok(Roots::Mozilla)
+}
+
+fn read_pem(path: &Path) -> std::result::Result<Vec<CertificateDer<'static>>, String> {
+    CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect())
+        .map_err(|e| format!("CA certificates in {}: {e}", path.display()))
+}
+
+/// Adds the trusted roots to a rustls store.
+pub(crate) fn add_to(store: &mut rustls::RootCertStore) -> Result<()> {
+    match roots()? {
+        Roots::Certs(certs) => {
+            store.add_parsable_certificates(certs.iter().cloned());
+        }
+        Roots::Mozilla => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssl_cert_file_wins_and_must_hold_certificates() {
+        let dir = std::env::temp_dir().join(format!("lsrs-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let env = |file: PathBuf| move |k: &str| (k == "SSL_CERT_FILE").then(|| file.clone());
+        let e = load(env(empty)).unwrap_err();
+        assert!(e.contains("no CA certificate"), "{e}");
+        let e = load(env(dir.join("missing.pem"))).unwrap_err();
+        assert!(e.contains("missing.pem"), "{e}");
+        // Without the variables: the system bundle, else the built-in roots.
+        match load(|_| None).unwrap() {
+            Roots::Certs(c) => assert!(!c.is_empty()),
+            Roots::Mozilla => assert!(SYSTEM_BUNDLES.iter().all(|b| !Path::new(b).exists())),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
