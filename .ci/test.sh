@@ -23,4 +23,9 @@ export AWS_EC2_METADATA_DISABLED=true GCE_METADATA_HOST=127.0.0.1:9
 # accidental one on loopback (a closed port) instead of the instance metadata service.
 export IDENTITY_ENDPOINT=http://127.0.0.1:9/msi IDENTITY_HEADER=none
 
+# The edge build (static, cli + s3 only): size and dependency checks, then tests/edge.rs
+# replicates with it to S3 over HTTPS.
+.ci/edge.sh
+export LITESTREAM_TEST_EDGE_BIN=$PWD/target/x86_64-unknown-linux-gnu/edge/litestream
+
 cargo test --all-features "$@"
