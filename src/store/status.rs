@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use super::Entry;
 use crate::ltx::Txid;
 
-/// Replication state of one database, as [`Store::status`] reports it.
+/// Replication state of one database, as [`Store::status`](super::Store::status) reports it.
 #[derive(Clone, Debug)]
 pub struct DbStatus {
     /// Database path.
@@ -67,7 +67,7 @@ impl StoreMonitor {
     }
 }
 
-/// What [`Store::close`] managed to replicate.
+/// What [`Store::close`](super::Store::close) managed to replicate.
 #[derive(Clone, Debug)]
 pub struct CloseReport {
     /// One entry per database.
