@@ -102,13 +102,13 @@ impl ReplicaClient for FileClient {
             if !meta.is_file() {
                 continue;
             }
-            out.push(FileInfo {
+            out.push(FileInfo::new(
                 level,
-                min_txid: min,
-                max_txid: max,
-                size: meta.len(),
-                created_at: meta.modified().unwrap_or(std::time::UNIX_EPOCH),
-            });
+                min,
+                max,
+                meta.len(),
+                meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+            ));
         }
         out.sort_by_key(|f| (f.min_txid, f.max_txid));
         Ok(out)
@@ -173,13 +173,7 @@ impl ReplicaClient for FileClient {
             fs::rename(&tmp, &key)
                 .map_err(|e| Error::io(format!("rename to {}", key.display()), e))?;
             sync_dir(&dir)?;
-            Ok(FileInfo {
-                level,
-                min_txid: min,
-                max_txid: max,
-                size,
-                created_at: created,
-            })
+            Ok(FileInfo::new(level, min, max, size, created))
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);

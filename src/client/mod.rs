@@ -74,6 +74,23 @@ pub struct FileInfo {
 }
 
 impl FileInfo {
+    /// The file `min-max` of `level`, `size` bytes, created at `created_at`.
+    pub fn new(
+        level: u8,
+        min_txid: Txid,
+        max_txid: Txid,
+        size: u64,
+        created_at: SystemTime,
+    ) -> Self {
+        FileInfo {
+            level,
+            min_txid,
+            max_txid,
+            size,
+            created_at,
+        }
+    }
+
     /// `%016x-%016x.ltx`.
     pub fn name(&self) -> String {
         crate::ltx::file_name(self.min_txid, self.max_txid)

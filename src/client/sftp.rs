@@ -479,13 +479,13 @@ impl ReplicaClient for SftpClient {
             let _ = conn.sftp.unlink(&tmp);
             return Err(e);
         }
-        Ok(FileInfo {
+        Ok(FileInfo::new(
             level,
-            min_txid: min,
-            max_txid: max,
+            min,
+            max,
             size,
-            created_at: UNIX_EPOCH + Duration::from_secs(secs),
-        })
+            UNIX_EPOCH + Duration::from_secs(secs),
+        ))
     }
 
     fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {

@@ -373,13 +373,7 @@ impl ReplicaClient for WebDavClient {
             if min < seek {
                 continue;
             }
-            out.push(FileInfo {
-                level,
-                min_txid: min,
-                max_txid: max,
-                size,
-                created_at: modified,
-            });
+            out.push(FileInfo::new(level, min, max, size, modified));
         }
         out.sort_by_key(|f| (f.min_txid, f.max_txid));
         if accurate {
@@ -489,13 +483,13 @@ impl ReplicaClient for WebDavClient {
             .metadata()
             .map(|m| m.len())
             .map_err(|e| Error::io("stat the uploaded file", e))?;
-        Ok(FileInfo {
+        Ok(FileInfo::new(
             level,
-            min_txid: min,
-            max_txid: max,
+            min,
+            max,
             size,
-            created_at: crate::time::from_millis(hdr.timestamp),
-        })
+            crate::time::from_millis(hdr.timestamp),
+        ))
     }
 
     fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {

@@ -378,13 +378,7 @@ impl ReplicaClient for AbsClient {
             if l != level || min < seek {
                 continue;
             }
-            out.push(FileInfo {
-                level,
-                min_txid: min,
-                max_txid: max,
-                size,
-                created_at,
-            });
+            out.push(FileInfo::new(level, min, max, size, created_at));
         }
         out.sort_by_key(|f| (f.min_txid, f.max_txid));
         Ok(out)
@@ -497,13 +491,7 @@ impl ReplicaClient for AbsClient {
                 Body::Bytes(list.as_bytes()),
             )?;
         }
-        Ok(FileInfo {
-            level,
-            min_txid: min,
-            max_txid: max,
-            size,
-            created_at: ts,
-        })
+        Ok(FileInfo::new(level, min, max, size, ts))
     }
 
     fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {

@@ -353,13 +353,13 @@ impl ReplicaClient for GcsClient {
                     .or_else(|| it.get("timeCreated").and_then(Value::as_str))
                     .and_then(|t| crate::time::parse_rfc3339(t).ok())
                     .unwrap_or(UNIX_EPOCH);
-                out.push(FileInfo {
+                out.push(FileInfo::new(
                     level,
-                    min_txid: min,
-                    max_txid: max,
-                    size: it.get("size").and_then(Value::as_u64).unwrap_or(0),
+                    min,
+                    max,
+                    it.get("size").and_then(Value::as_u64).unwrap_or(0),
                     created_at,
-                });
+                ));
             }
             match next {
                 Some(t) if token.as_deref() != Some(t.as_str()) => token = Some(t),
@@ -437,13 +437,7 @@ impl ReplicaClient for GcsClient {
                 tail: &tail,
             },
         )?;
-        Ok(FileInfo {
-            level,
-            min_txid: min,
-            max_txid: max,
-            size,
-            created_at: ts,
-        })
+        Ok(FileInfo::new(level, min, max, size, ts))
     }
 
     fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {

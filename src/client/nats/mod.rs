@@ -201,12 +201,14 @@ impl ReplicaClient for NatsClient {
             .into_iter()
             .filter_map(|o| {
                 let (l, min, max) = key::parse_ltx_key(&i.cfg.path, &o.key, Layout::Ltx)?;
-                (l == level && min >= seek).then(|| FileInfo {
-                    level,
-                    min_txid: min,
-                    max_txid: max,
-                    size: o.size,
-                    created_at: o.timestamp.or(o.time).unwrap_or(SystemTime::UNIX_EPOCH),
+                (l == level && min >= seek).then(|| {
+                    FileInfo::new(
+                        level,
+                        min,
+                        max,
+                        o.size,
+                        o.timestamp.or(o.time).unwrap_or(SystemTime::UNIX_EPOCH),
+                    )
                 })
             })
             .collect();
@@ -352,13 +354,7 @@ impl ReplicaClient for NatsClient {
             });
         }
         written?;
-        Ok(FileInfo {
-            level,
-            min_txid: min,
-            max_txid: max,
-            size,
-            created_at: created,
-        })
+        Ok(FileInfo::new(level, min, max, size, created))
     }
 
     fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {
@@ -394,13 +390,13 @@ impl ReplicaClient for NatsClient {
             .into_iter()
             .filter_map(|o| {
                 let (level, min, max) = key::parse_ltx_key(&i.cfg.path, &o.key, Layout::Ltx)?;
-                Some(FileInfo {
+                Some(FileInfo::new(
                     level,
-                    min_txid: min,
-                    max_txid: max,
-                    size: o.size,
-                    created_at: SystemTime::UNIX_EPOCH,
-                })
+                    min,
+                    max,
+                    o.size,
+                    SystemTime::UNIX_EPOCH,
+                ))
             })
             .collect();
         self.delete_ltx_files(&files)

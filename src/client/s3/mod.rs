@@ -184,13 +184,7 @@ impl ReplicaClient for S3Client {
             if l != level || min < seek {
                 continue;
             }
-            out.push(FileInfo {
-                level,
-                min_txid: min,
-                max_txid: max,
-                size,
-                created_at: modified,
-            });
+            out.push(FileInfo::new(level, min, max, size, modified));
         }
         if accurate {
             // Header timestamps from metadata, several HEADs at once.
@@ -244,13 +238,13 @@ impl ReplicaClient for S3Client {
                 .map_err(|e| Error::io("read upload source", e))?;
             self.put_object(&key, &body, header.timestamp)?;
         }
-        Ok(FileInfo {
+        Ok(FileInfo::new(
             level,
-            min_txid: min,
-            max_txid: max,
+            min,
+            max,
             size,
-            created_at: crate::time::from_millis(header.timestamp),
-        })
+            crate::time::from_millis(header.timestamp),
+        ))
     }
 
     fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {
@@ -328,13 +322,13 @@ mod tests {
             }
         }));
         let c = client_at(&s);
-        let info = FileInfo {
-            level: 0,
-            min_txid: Txid(1),
-            max_txid: Txid(1),
-            size: content.len() as u64,
-            created_at: std::time::UNIX_EPOCH,
-        };
+        let info = FileInfo::new(
+            0,
+            Txid(1),
+            Txid(1),
+            content.len() as u64,
+            std::time::UNIX_EPOCH,
+        );
         let mut got = String::new();
         crate::client::ResumableReader::new(&c, info)
             .read_to_string(&mut got)
