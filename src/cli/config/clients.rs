@@ -48,7 +48,7 @@ fn base(r: &ReplicaConfig) -> Result<ClientConfig> {
     };
     match kind {
         "file" => match &r.path {
-            Some(p) => Ok(ClientConfig::File(PathBuf::new().join(p))),
+            Some(p) => Ok(ClientConfig::File(PathBuf::from(p))),
             None => Err(at("a file replica needs a path or url".into())),
         },
         "s3" | "oss" | "gs" | "abs" => {
@@ -86,10 +86,8 @@ fn base(r: &ReplicaConfig) -> Result<ClientConfig> {
 /// Overlays the replica's keys on its backend's configuration.
 fn overlay(c: &mut ClientConfig, r: &ReplicaConfig, join: &dyn Fn(&str) -> String) -> Result<()> {
     match c {
+        // The place came from the url, else from `path`: only a sub-path is left to add.
         ClientConfig::File(p) => {
-            if let (Some(path), true) = (&r.path, r.url.is_none()) {
-                *p = PathBuf::from(path);
-            }
             *p = PathBuf::from(join(&p.to_string_lossy()));
             Ok(())
         }
