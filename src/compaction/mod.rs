@@ -129,7 +129,7 @@ impl CompactionLevels {
     }
 }
 
-/// What the compaction thread does besides compacting (the store holds the defaults).
+/// What the compaction thread does besides compacting, with Litestream's defaults.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
     /// How often an L9 snapshot is taken.
@@ -142,6 +142,18 @@ pub(crate) struct Settings {
     pub l0_retention_check_interval: Duration,
     /// Remote deletes by retention are on.
     pub retention: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            snapshot_interval: Duration::from_secs(24 * 3600),
+            snapshot_retention: Duration::from_secs(24 * 3600),
+            l0_retention: Duration::from_secs(300),
+            l0_retention_check_interval: Duration::from_secs(15),
+            retention: true,
+        }
+    }
 }
 
 #[cfg(test)]

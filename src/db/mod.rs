@@ -58,6 +58,7 @@ use std::time::{Duration, Instant, SystemTime};
 pub(crate) use local::{default_meta_path, ltx_dir, newest_l0};
 pub(crate) use thread::spawn;
 
+use crate::durable::TempFile;
 use crate::error::{Error, Result};
 use crate::ltx::{Header, PageEncoding, Txid};
 use crate::sqlite::Conn;
@@ -182,7 +183,7 @@ impl Shared {
 /// is removed when this is dropped.
 #[derive(Debug)]
 pub(crate) struct SnapshotFile {
-    path: PathBuf,
+    file: TempFile,
     header: Header,
 }
 
@@ -194,13 +195,8 @@ impl SnapshotFile {
 
     /// Opens the file for reading.
     pub(crate) fn open(&self) -> Result<File> {
-        File::open(&self.path).map_err(|e| Error::io(format!("open {}", self.path.display()), e))
-    }
-}
-
-impl Drop for SnapshotFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        let path = self.file.path();
+        File::open(path).map_err(|e| Error::io(format!("open {}", path.display()), e))
     }
 }
 

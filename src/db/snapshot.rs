@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{SnapshotFile, Syncer};
+use crate::durable::TempFile;
 use crate::error::{Error, Result};
 use crate::ltx::{self, Encoder, Header, Txid, HEADER_FLAG_NO_CHECKSUM};
 use crate::wal::{self, Start, WAL_HEADER_SIZE};
@@ -58,13 +59,14 @@ impl Syncer {
         };
         // Removed on any error (and by the caller once uploaded).
         let snap = SnapshotFile {
-            path: self
-                .shared
-                .meta_path
-                .join(format!("snapshot-{}.ltx.tmp", pos.txid)),
+            file: TempFile::new(
+                self.shared
+                    .meta_path
+                    .join(format!("snapshot-{}.ltx.tmp", pos.txid)),
+            ),
             header,
         };
-        let (path, header) = (&snap.path, &snap.header);
+        let (path, header) = (snap.file.path(), &snap.header);
         let name = path.display().to_string();
         {
             let f = File::create(path)

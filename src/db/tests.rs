@@ -127,7 +127,7 @@ fn snapshot_copy_survives_a_wal_restart_in_the_middle() {
     s.after_page = None;
     assert_raced(&s, salts_before, &fired);
     // The copy was redone after the racing commit: the snapshot holds its rows.
-    let (check, n) = check_snapshot(&snap.path, &dir.0.join("snap.db"));
+    let (check, n) = check_snapshot(snap.file.path(), &dir.0.join("snap.db"));
     assert_eq!(check, "ok", "a snapshot copied across a WAL restart");
     assert_eq!(n, 600);
     assert_eq!(Some(snap.header.max_txid), s.pos.as_ref().map(|p| p.txid));

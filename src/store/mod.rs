@@ -34,39 +34,20 @@ use status::db_status;
 /// Store-wide settings, with Litestream's defaults.
 #[derive(Clone, Debug)]
 pub(crate) struct StoreConfig {
-    pub snapshot_interval: Duration,
-    pub snapshot_retention: Duration,
-    pub l0_retention: Duration,
-    pub l0_retention_check_interval: Duration,
+    /// What the compaction thread does besides compacting (snapshots, retention).
+    pub compaction_settings: compaction::Settings,
     pub shutdown_timeout: Duration,
     pub upload_workers: usize,
     pub compaction: bool,
-    pub retention: bool,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            snapshot_interval: Duration::from_secs(24 * 3600),
-            snapshot_retention: Duration::from_secs(24 * 3600),
-            l0_retention: Duration::from_secs(300),
-            l0_retention_check_interval: Duration::from_secs(15),
+            compaction_settings: compaction::Settings::default(),
             shutdown_timeout: Duration::from_secs(30),
             upload_workers: 4,
             compaction: true,
-            retention: true,
-        }
-    }
-}
-
-impl StoreConfig {
-    fn compaction_settings(&self) -> compaction::Settings {
-        compaction::Settings {
-            snapshot_interval: self.snapshot_interval,
-            snapshot_retention: self.snapshot_retention,
-            l0_retention: self.l0_retention,
-            l0_retention_check_interval: self.l0_retention_check_interval,
-            retention: self.retention,
         }
     }
 }
@@ -155,26 +136,26 @@ impl Store {
 
     /// How often an L9 snapshot is taken (default 24 h; must be > 0).
     pub fn snapshot_interval(mut self, d: Duration) -> Self {
-        self.config.snapshot_interval = d;
+        self.config.compaction_settings.snapshot_interval = d;
         self
     }
 
     /// How long snapshots are kept (default 24 h).
     pub fn snapshot_retention(mut self, d: Duration) -> Self {
-        self.config.snapshot_retention = d;
+        self.config.compaction_settings.snapshot_retention = d;
         self
     }
 
     /// How long L0 files are kept after compaction into L1 (default 5 min; zero keeps
     /// them forever).
     pub fn l0_retention(mut self, d: Duration) -> Self {
-        self.config.l0_retention = d;
+        self.config.compaction_settings.l0_retention = d;
         self
     }
 
     /// How often L0 retention runs (default 15 s).
     pub fn l0_retention_check_interval(mut self, d: Duration) -> Self {
-        self.config.l0_retention_check_interval = d;
+        self.config.compaction_settings.l0_retention_check_interval = d;
         self
     }
 
@@ -198,7 +179,7 @@ impl Store {
 
     /// Turns remote deletes by retention on or off (default on).
     pub fn retention(mut self, on: bool) -> Self {
-        self.config.retention = on;
+        self.config.compaction_settings.retention = on;
         self
     }
 
@@ -213,7 +194,7 @@ impl Store {
         if self.running.is_some() {
             return Ok(());
         }
-        if self.config.snapshot_interval.is_zero() {
+        if self.config.compaction_settings.snapshot_interval.is_zero() {
             return Err(Error::Invalid(
                 "snapshot interval must be greater than zero".into(),
             ));
@@ -239,7 +220,7 @@ impl Store {
                     replicas: e.replicas.clone(),
                 })
                 .collect();
-            let settings = self.config.compaction_settings();
+            let settings = self.config.compaction_settings.clone();
             Some(Compactor::start(targets, self.levels.clone(), settings)?)
         } else {
             None

@@ -357,7 +357,7 @@ mod tests {
             CompactionLevels::from_intervals(&[Duration::from_secs(10), Duration::from_secs(120)])
                 .unwrap()
         );
-        let sc = &store.config;
+        let sc = &store.config.compaction_settings;
         assert_eq!(
             (sc.snapshot_interval, sc.snapshot_retention),
             (
@@ -370,7 +370,7 @@ mod tests {
             (Duration::from_secs(120), Duration::from_secs(20))
         );
         assert!(!sc.retention);
-        assert_eq!(sc.shutdown_timeout, Duration::from_secs(5));
+        assert_eq!(store.config.shutdown_timeout, Duration::from_secs(5));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
