@@ -65,6 +65,16 @@ impl FileClient {
         }
     }
 
+    /// A fresh temp path in `dir` for the file `min-max` (swept after a crash).
+    fn tmp_path(&self, dir: &Path, min: Txid, max: Txid) -> PathBuf {
+        dir.join(format!(
+            "{}.{}.{}.tmp",
+            ltx::file_name(min, max),
+            std::process::id(),
+            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
     /// The key of the LTX file `(level, min, max)`: its path under the root.
     fn key(&self, level: u8, min: Txid, max: Txid) -> PathBuf {
         self.root
@@ -149,12 +159,7 @@ impl ReplicaClient for FileClient {
         fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
         self.sweep(level, &dir);
         let key = self.key(level, min, max);
-        let tmp = dir.join(format!(
-            "{}.{}.{}.tmp",
-            ltx::file_name(min, max),
-            std::process::id(),
-            TMP_SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
+        let tmp = self.tmp_path(&dir, min, max);
         let result = (|| {
             let mut out = OpenOptions::new()
                 .write(true)
@@ -179,6 +184,44 @@ impl ReplicaClient for FileClient {
             let _ = fs::remove_file(&tmp);
         }
         result
+    }
+
+    fn copy_ltx_file(&self, src: &FileInfo, level: u8) -> Result<Option<FileInfo>> {
+        // LTX files are never modified: a hard link is a copy. Where links are not
+        // allowed, the caller copies the bytes.
+        let from = self.key(src.level, src.min_txid, src.max_txid);
+        let dir = self.level_dir(level);
+        fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        self.sweep(level, &dir);
+        let key = self.key(level, src.min_txid, src.max_txid);
+        let tmp = self.tmp_path(&dir, src.min_txid, src.max_txid);
+        match fs::hard_link(&from, &tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotFound {
+                    backend: "file",
+                    target: from.display().to_string(),
+                })
+            }
+            Err(e) => {
+                log::debug!("file: cannot link {}: {e}; copying", from.display());
+                return Ok(None);
+            }
+        }
+        let result = fs::rename(&tmp, &key)
+            .map_err(|e| Error::io(format!("rename to {}", key.display()), e))
+            .and_then(|()| sync_dir(&dir));
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result?;
+        Ok(Some(FileInfo::new(
+            level,
+            src.min_txid,
+            src.max_txid,
+            src.size,
+            src.created_at,
+        )))
     }
 
     fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {

@@ -94,6 +94,13 @@ pub(crate) enum Body<'a> {
     Bytes(&'a [u8]),
     /// A whole file.
     File(&'a File),
+    /// `len` bytes of a file from `offset` (a multipart part, or a PUT of a file region):
+    /// streamed, never held in memory.
+    Part {
+        file: &'a File,
+        offset: u64,
+        len: u64,
+    },
     /// A file between two byte strings (a `multipart/related` upload).
     Framed {
         head: &'a [u8],
@@ -114,6 +121,7 @@ impl Body<'_> {
             Body::Empty => 0,
             Body::Bytes(b) => b.len() as u64,
             Body::File(f) => file_len(f)?,
+            Body::Part { len, .. } => *len,
             Body::Framed { head, file, tail } => {
                 head.len() as u64 + file_len(file)? + tail.len() as u64
             }
@@ -137,7 +145,10 @@ pub(crate) fn exchange<'h>(
         has_length |= k.eq_ignore_ascii_case("content-length");
         b = b.header(k, v);
     }
-    let streamed = matches!(body, Body::File(_) | Body::Framed { .. });
+    let streamed = matches!(
+        body,
+        Body::File(_) | Body::Part { .. } | Body::Framed { .. }
+    );
     if streamed && !has_length {
         let len = body
             .len()
@@ -149,6 +160,10 @@ pub(crate) fn exchange<'h>(
         Body::Bytes(bytes) => agent.run(b.body(bytes)?),
         Body::File(f) => {
             let mut r = ReadAt::new(f);
+            agent.run(b.body(ureq::SendBody::from_reader(&mut r))?)
+        }
+        Body::Part { file, offset, len } => {
+            let mut r = ReadAt::at(file, offset).take(len);
             agent.run(b.body(ureq::SendBody::from_reader(&mut r))?)
         }
         Body::Framed { head, file, tail } => {

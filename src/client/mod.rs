@@ -130,6 +130,16 @@ pub trait ReplicaClient: Send + Sync + fmt::Debug {
     /// object is ever visible, recording its header timestamp as the creation time.
     fn write_ltx_file(&self, level: u8, min: Txid, max: Txid, src: &File) -> Result<FileInfo>;
 
+    /// Stores a copy of the existing file `src` at `level` (the same TXID range) without
+    /// its bytes passing through this process: S3 `CopyObject`, Azure Copy Blob, GCS
+    /// rewrite, WebDAV `COPY`, a hard link for files. Compaction uses it when a level
+    /// passes a single file up, so a large snapshot is shipped once. `Ok(None)` means the
+    /// backend cannot (the default): the caller then downloads and uploads the bytes.
+    fn copy_ltx_file(&self, src: &FileInfo, level: u8) -> Result<Option<FileInfo>> {
+        let _ = (src, level);
+        Ok(None)
+    }
+
     /// Deletes files; files already gone are not an error.
     fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()>;
 
@@ -156,6 +166,11 @@ pub(crate) struct ReadAt<'a> {
 impl<'a> ReadAt<'a> {
     pub(crate) fn new(f: &'a File) -> Self {
         ReadAt { f, pos: 0 }
+    }
+
+    /// Reads from `pos` on.
+    pub(crate) fn at(f: &'a File, pos: u64) -> Self {
+        ReadAt { f, pos }
     }
 }
 

@@ -77,6 +77,19 @@ pub(super) fn compact_level(
     }
     let min = first.min_txid;
     let max = inputs.last().map(|f| f.max_txid).unwrap_or(min);
+    // One file passed up alone is already the compaction's output (the same pages,
+    // header and timestamp; an L0 file keeps its WAL fields, which restores ignore):
+    // copy it on the server where the backend can, so a large snapshot is shipped once.
+    if let [only] = inputs.as_slice() {
+        if let Some(info) = client.copy_ltx_file(only, level)? {
+            log::debug!(
+                "{}: copied {only} up to level {level} on the server ({} bytes)",
+                db.path().display(),
+                info.size
+            );
+            return Ok(Some(finish(known, level, info)));
+        }
+    }
 
     let tmp = TempFile::new(db.temp_path(&format!("compact-{level}-{min}-{max}.ltx.tmp")));
     {
@@ -117,15 +130,20 @@ pub(super) fn compact_level(
     let f = File::open(tmp.path())
         .map_err(|e| Error::io(format!("open {}", tmp.path().display()), e))?;
     let info = client.write_ltx_file(level, min, max, &f)?;
-    known.set(level, info.clone());
-    if level == 1 {
-        known.l0_dirty = true;
-    }
     log::debug!(
         "{}: compacted {} files into level {level} {min}-{max} ({} bytes)",
         db.path().display(),
         inputs.len(),
         info.size
     );
-    Ok(Some(info))
+    Ok(Some(finish(known, level, info)))
+}
+
+/// Records `info` as `level`'s newest file.
+fn finish(known: &mut Known, level: u8, info: FileInfo) -> FileInfo {
+    known.set(level, info.clone());
+    if level == 1 {
+        known.l0_dirty = true;
+    }
+    info
 }

@@ -11,12 +11,14 @@ use crate::ltx::Txid;
 use crate::replica::ReplicaShared;
 
 /// Uploads a full snapshot to level 9 if the newest snapshot is older than the current
-/// window and behind the database.
+/// window and behind the database; copies one on the server instead when a level up to
+/// `max_level` already ends in a full snapshot made in this window.
 pub(super) fn snapshot(
     db: &DbHandle,
     replica: &ReplicaShared,
     known: &mut Known,
     window_start: SystemTime,
+    max_level: u8,
 ) -> Result<Option<FileInfo>> {
     let client = replica.client();
     let dst = known.newest(client, SNAPSHOT_LEVEL)?;
@@ -29,16 +31,44 @@ pub(super) fn snapshot(
     if pos == Txid::ZERO {
         return Ok(None);
     }
+    // A full snapshot made in this window already on the replica (the first file of a
+    // new replica, or the first compaction of its L0 files) is copied on the server.
+    for level in 0..=max_level.min(SNAPSHOT_LEVEL - 1) {
+        let Some(f) = known.newest(client, level)? else {
+            continue;
+        };
+        // Made in this window: as good a snapshot for it as one taken now.
+        if f.min_txid != Txid(1) || f.created_at <= window_start {
+            continue;
+        }
+        if dst.as_ref().is_some_and(|d| d.max_txid >= f.max_txid) {
+            break;
+        }
+        if let Some(info) = client.copy_ltx_file(&f, SNAPSHOT_LEVEL)? {
+            log::info!(
+                "{}: snapshot 1-{pos} copied from {f} on the server ({} bytes)",
+                db.path().display(),
+                info.size
+            );
+            return Ok(Some(record(known, info)));
+        }
+        break;
+    }
     let snap = db.snapshot()?;
     let header = snap.header();
     let info = client.write_ltx_file(SNAPSHOT_LEVEL, Txid(1), header.max_txid, &snap.open()?)?;
-    known.set(SNAPSHOT_LEVEL, info.clone());
-    known.snapshots_dirty = true;
     log::info!(
         "{}: snapshot 1-{} uploaded ({} bytes)",
         db.path().display(),
         header.max_txid,
         info.size
     );
-    Ok(Some(info))
+    Ok(Some(record(known, info)))
+}
+
+/// Records `info` as the newest snapshot.
+fn record(known: &mut Known, info: FileInfo) -> FileInfo {
+    known.set(SNAPSHOT_LEVEL, info.clone());
+    known.snapshots_dirty = true;
+    info
 }

@@ -208,11 +208,13 @@ impl Worker {
             }
             Kind::Snapshot => {
                 let interval = self.settings.snapshot_interval;
-                if !initialized {
+                // Until a replica has its first file (a full snapshot, copied up to L9
+                // rather than uploaded twice), there is nothing to snapshot against.
+                if !initialized || r.remote_txid().unwrap_or_default() == Txid::ZERO {
                     return Duration::from_secs(1);
                 }
                 let window = timer::prev_aligned(wall, interval);
-                if let Err(e) = snapshot::snapshot(d, r, known, window) {
+                if let Err(e) = snapshot::snapshot(d, r, known, window, self.levels.max_level()) {
                     known.forget();
                     log::warn!("{}: snapshot: {e}", d.path().display());
                     return retry(interval);

@@ -1,6 +1,7 @@
 //! Shared test support: temp dirs, the official binary, database dumps, waiting.
 #![allow(dead_code)]
 
+pub mod counting;
 pub mod fault_proxy;
 
 use std::path::{Path, PathBuf};

@@ -18,7 +18,6 @@ pub(crate) mod sigv4;
 
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -233,10 +232,7 @@ impl ReplicaClient for S3Client {
         if size >= self.cfg.part_size.max(1) {
             self.multipart(&key, src, size, header.timestamp)?;
         } else {
-            let mut body = vec![0u8; size as usize];
-            src.read_exact_at(&mut body, 0)
-                .map_err(|e| Error::io("read upload source", e))?;
-            self.put_object(&key, &body, header.timestamp)?;
+            self.put_object(&key, src, size, header.timestamp)?;
         }
         Ok(FileInfo::new(
             level,
@@ -245,6 +241,18 @@ impl ReplicaClient for S3Client {
             size,
             crate::time::from_millis(header.timestamp),
         ))
+    }
+
+    fn copy_ltx_file(&self, src: &FileInfo, level: u8) -> Result<Option<FileInfo>> {
+        let from = self.key(src.level, src.min_txid, src.max_txid);
+        let to = self.key(level, src.min_txid, src.max_txid);
+        if !self.copy_object(&from, &to, src.size)? {
+            return Ok(None);
+        }
+        Ok(Some(FileInfo {
+            level,
+            ..src.clone()
+        }))
     }
 
     fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {

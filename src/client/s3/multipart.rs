@@ -4,7 +4,6 @@
 //! uploads whose CreateMultipartUpload answer was lost.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 
 use super::request::Call;
 use super::{parallel, S3Client};
@@ -106,21 +105,7 @@ impl S3Client {
             body: doc.as_bytes(),
             ..Call::default()
         };
-        retry::run(self.kind_str(), call.op, |_| {
-            let r = self.send_once(&call)?;
-            let text = r.text();
-            if xml::elements(&text, "Error").is_empty() {
-                return Ok(());
-            }
-            Err(Error::Backend {
-                backend: self.kind_str(),
-                op: call.op,
-                target: self.target_name(Some(key)),
-                status: Some(r.status),
-                code: xml::text(&text, "Code").unwrap_or_default(),
-                message: xml::text(&text, "Message").unwrap_or_default(),
-            })
-        })
+        self.send_doc(&call).map(|_| ())
     }
 
     /// Aborts every upload in progress for exactly `key` (best effort: failures are
@@ -210,9 +195,7 @@ impl S3Client {
         let n = size.div_ceil(part) as usize;
         parallel(n, self.cfg.concurrency, |i| {
             let off = i as u64 * part;
-            let mut buf = vec![0u8; part.min(size - off) as usize];
-            src.read_exact_at(&mut buf, off)
-                .map_err(|e| Error::io("read upload part", e))?;
+            let len = part.min(size - off);
             let mut headers = Vec::new();
             if self.cfg.sse_customer_key.is_some() {
                 headers = self.sse_headers(false);
@@ -226,7 +209,8 @@ impl S3Client {
                     ("uploadId".into(), upload_id.to_string()),
                 ],
                 headers,
-                body: &buf,
+                region: Some((src, off, len)),
+                ..Call::default()
             })?;
             Ok(r.header("etag").unwrap_or("").to_string())
         })

@@ -2,12 +2,13 @@
 //! prefix (ListObjectsV2, page after page), HeadObject for the header timestamp, and
 //! DeleteObjects in batches.
 
+use std::fs::File;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::request::Call;
 use super::S3Client;
 use crate::error::{Error, Result};
-use crate::wire::{base64, md5, xml};
+use crate::wire::{base64, md5, uri, xml};
 
 const DELETE_BATCH: usize = 1000;
 
@@ -29,13 +30,20 @@ impl S3Client {
         h
     }
 
-    pub(super) fn put_object(&self, key: &str, body: &[u8], timestamp_ms: i64) -> Result<()> {
+    /// PutObject of the whole of `src` (`size` bytes), streamed from the file.
+    pub(super) fn put_object(
+        &self,
+        key: &str,
+        src: &File,
+        size: u64,
+        timestamp_ms: i64,
+    ) -> Result<()> {
         let r = self.send(&Call {
             op: "PutObject",
             method: "PUT",
             key: Some(key),
             headers: self.put_headers(timestamp_ms),
-            body,
+            region: Some((src, 0, size)),
             ..Call::default()
         })?;
         if r.header("etag").is_none() {
@@ -49,6 +57,32 @@ impl S3Client {
             });
         }
         Ok(())
+    }
+
+    /// CopyObject of `from` to `to` in the bucket, on the server (its metadata, so the
+    /// header timestamp, goes with it). Objects over 5 GiB cannot be copied in one call:
+    /// false, and the caller uploads the bytes.
+    pub(super) fn copy_object(&self, from: &str, to: &str, size: u64) -> Result<bool> {
+        if size > 5 << 30 || self.cfg.sse_customer_key.is_some() {
+            return Ok(false);
+        }
+        let mut headers = vec![(
+            "x-amz-copy-source".to_string(),
+            format!("/{}/{}", self.cfg.bucket, uri::encode(from, true)),
+        )];
+        headers.extend(
+            self.put_headers(0)
+                .into_iter()
+                .filter(|(k, _)| k.starts_with("x-amz-server-side") || k == "x-amz-storage-class"),
+        );
+        self.send_doc(&Call {
+            op: "CopyObject",
+            method: "PUT",
+            key: Some(to),
+            headers,
+            ..Call::default()
+        })?;
+        Ok(true)
     }
 
     /// Every key under `prefix`, with size and last-modified time.

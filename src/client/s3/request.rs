@@ -3,12 +3,13 @@
 //! policy and read whole, or streamed for a GET; an error answer turned into an error that
 //! says what to do.
 
+use std::fs::File;
 use std::io::Read;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{credentials, sigv4, S3Client};
 use crate::client::http::{self, Answer, Body};
-use crate::client::retry;
+use crate::client::{retry, ReadAt};
 use crate::error::{Error, Result};
 use crate::wire::{base64, md5, uri, xml};
 
@@ -22,6 +23,8 @@ pub(super) struct Call<'a> {
     pub query: Vec<(String, String)>,
     pub headers: Vec<(String, String)>,
     pub body: &'a [u8],
+    /// A body streamed from a file region instead of `body`: `(file, offset, len)`.
+    pub region: Option<(&'a File, u64, u64)>,
 }
 
 impl S3Client {
@@ -127,6 +130,28 @@ impl S3Client {
         retry::run(self.kind_str(), call.op, |_| self.send_once(call))
     }
 
+    /// [`S3Client::send`] for the calls that S3 can answer with 200 and an error document
+    /// (CompleteMultipartUpload, CopyObject): such an answer is a failed attempt too,
+    /// retried if its code is transient.
+    pub(super) fn send_doc(&self, call: &Call<'_>) -> Result<Answer> {
+        retry::run(self.kind_str(), call.op, |_| {
+            let r = self.send_once(call)?;
+            let text = r.text();
+            if xml::elements(&text, "Error").is_empty() {
+                drop(text);
+                return Ok(r);
+            }
+            Err(Error::Backend {
+                backend: self.kind_str(),
+                op: call.op,
+                target: self.target_name(call.key),
+                status: Some(r.status),
+                code: xml::text(&text, "Code").unwrap_or_default(),
+                message: xml::text(&text, "Message").unwrap_or_default(),
+            })
+        })
+    }
+
     /// One attempt of [`S3Client::send`].
     pub(super) fn send_once(&self, call: &Call<'_>) -> Result<Answer> {
         let (resp, resolved) = self.dispatch(call)?;
@@ -173,10 +198,20 @@ impl S3Client {
         let mut headers = call.headers.clone();
         headers.extend(self.cfg.extra_headers.iter().cloned());
         headers.push(("host".into(), host.clone()));
-        let payload = if self.cfg.sign_payload || call.method == "POST" {
-            sigv4::Payload::Signed(call.body)
-        } else {
-            sigv4::Payload::Unsigned
+        let sign = self.cfg.sign_payload || call.method == "POST";
+        // A body from a file is hashed by a first pass over the same bytes: it is never
+        // held in memory.
+        let region_hash = match call.region {
+            Some((file, offset, len)) if sign => Some(
+                sigv4::sha256_hex_of(ReadAt::at(file, offset).take(len))
+                    .map_err(|e| Error::io("read upload source", e))?,
+            ),
+            _ => None,
+        };
+        let payload = match &region_hash {
+            Some(h) => sigv4::Payload::Hashed(h),
+            None if sign => sigv4::Payload::Signed(call.body),
+            None => sigv4::Payload::Unsigned,
         };
         let signed = sigv4::sign(
             &sigv4::Request {
@@ -205,8 +240,9 @@ impl S3Client {
             .chain(signed.headers.iter())
             .filter(|(k, _)| k != "host")
             .map(|(k, v)| (k.as_str(), v.as_str()));
-        let body = match call.method {
-            "GET" | "HEAD" | "DELETE" => Body::Empty,
+        let body = match (call.method, call.region) {
+            ("GET" | "HEAD" | "DELETE", _) => Body::Empty,
+            (_, Some((file, offset, len))) => Body::Part { file, offset, len },
             _ => Body::Bytes(call.body),
         };
         let resp = http::exchange(&self.agent, call.method, &url, all, body).map_err(|e| {

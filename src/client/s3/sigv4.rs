@@ -35,6 +35,8 @@ impl std::fmt::Debug for Credentials {
 pub(crate) enum Payload<'a> {
     /// Sign the body's SHA-256.
     Signed(&'a [u8]),
+    /// Sign this SHA-256 (lowercase hex) of a body streamed from a file.
+    Hashed(&'a str),
     /// `UNSIGNED-PAYLOAD`.
     Unsigned,
 }
@@ -67,6 +69,20 @@ pub(crate) struct Signed {
 /// SHA-256 as lowercase hex.
 pub(crate) fn sha256_hex(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
+}
+
+/// The SHA-256 (lowercase hex) of everything `r` yields, read in 64 KiB steps.
+pub(crate) fn sha256_hex_of(mut r: impl std::io::Read) -> std::io::Result<String> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(hex(&h.finalize())),
+            Ok(n) => h.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
@@ -138,6 +154,7 @@ pub(crate) fn sign(
     let date = &date_time[..8];
     let payload_hash = match req.payload {
         Payload::Signed(body) => sha256_hex(body),
+        Payload::Hashed(hash) => hash.to_string(),
         Payload::Unsigned => "UNSIGNED-PAYLOAD".to_string(),
     };
     let mut added: Vec<(String, String)> = vec![("x-amz-date".into(), date_time.clone())];
