@@ -14,6 +14,13 @@
 #        nats (nats-server with JetStream, 24222, user lsuser/lspass and an NKey user, TLS offered, buckets made by tests)
 set -euo pipefail
 
+# Servers started here must not inherit the caller's descriptors: a test run under
+# `flock LOCK cargo test` that restarts a server would otherwise hand it the lock for good.
+for fd in /proc/$$/fd/*; do
+  fd=${fd##*/}
+  if [ "$fd" -gt 2 ] && [ "$fd" -lt 255 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+done
+
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PEERS=$REPO/.cache/peers
 VENV=$PEERS/venv

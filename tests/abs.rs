@@ -332,3 +332,10 @@ fn sas_token_config_shared_with_the_official_binary() {
         assert!(dump(&out) == want, "restore of the {who} replica differs");
     }
 }
+
+#[test]
+fn first_replication_ships_the_database_once() {
+    let Some(env) = env() else { return };
+    let client = env.client(&unique("ship-once"));
+    common::counting::assert_first_replication_ships_once("abs-ship-once", Arc::new(client));
+}

@@ -142,3 +142,11 @@ fn replicate_to_gcs_and_restore_both_ways() {
         .iter()
         .all(|f| f.created_at > litestream::parse_rfc3339("2026-01-01T00:00:00Z").unwrap()));
 }
+
+#[test]
+fn first_replication_ships_the_database_once() {
+    let Some(host) = host() else { return };
+    let c = client(&host, BUCKET, &unique("ship-once"), 1000);
+    c.create_bucket("test").unwrap();
+    common::counting::assert_first_replication_ships_once("gcs-ship-once", Arc::new(c));
+}

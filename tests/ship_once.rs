@@ -4,73 +4,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use common::counting::Counting;
+use common::counting::{assert_shipped_once, big_db, replicate_until_every_level};
 use common::*;
 use litestream::client::s3::{Credentials, S3Client, S3Config};
-use litestream::{CompactionLevels, Db, FileClient, Replica, ReplicaClient, Store, Txid};
-use rusqlite::Connection;
-
-/// A database of about 4 MiB, written before replication starts.
-fn big_db(dir: &TempDir) -> PathBuf {
-    let db = dir.join("big.db");
-    let mut conn = Connection::open(&db).unwrap();
-    conn.pragma_update(None, "journal_mode", "wal").unwrap();
-    conn.execute_batch("create table t(id integer primary key, b blob)")
-        .unwrap();
-    let mut rng = Rng::new(7);
-    let tx = conn.transaction().unwrap();
-    for i in 0..4000 {
-        tx.execute("insert into t values (?1, ?2)", (i, rng.bytes(1000)))
-            .unwrap();
-    }
-    tx.commit().unwrap();
-    drop(conn);
-    db
-}
-
-/// Replicates `db` through `client` until levels 1, 2, 3 and 9 all hold its state, and
-/// returns what went through the client.
-fn replicate_until_every_level(db: &Path, client: Arc<dyn ReplicaClient>) -> Arc<Counting> {
-    let counting = Counting::new(client.clone());
-    let d = Db::new(db)
-        .monitor_interval(Duration::from_millis(100))
-        .replica(Replica::new(counting.clone()).sync_interval(Duration::from_millis(100)));
-    let levels = CompactionLevels::from_intervals(&[1, 2, 3].map(Duration::from_secs)).unwrap();
-    let mut store = Store::new(vec![d], levels).unwrap();
-    store.open().unwrap();
-    let txid = store.sync(db).unwrap();
-    let holds = |level: u8| {
-        client
-            .ltx_files(level, Txid::ZERO, false)
-            .unwrap()
-            .iter()
-            .any(|f| f.max_txid >= txid)
-    };
-    let done = wait_until(Duration::from_secs(30), || {
-        [1, 2, 3, 9].into_iter().all(holds)
-    });
-    store.close().unwrap();
-    assert!(done, "levels 1, 2, 3 and 9 did not all reach TXID {txid}");
-    counting
-}
-
-fn assert_shipped_once(db: &Path, counting: &Counting) {
-    let size = std::fs::metadata(db).unwrap().len();
-    let uploaded = counting.uploaded();
-    assert!(
-        uploaded * 10 <= size * 12,
-        "uploaded {uploaded} bytes for a database of {size} bytes"
-    );
-    assert!(
-        counting.copies() >= 4,
-        "{} server-side copies, want L1, L2, L3 and L9",
-        counting.copies()
-    );
-}
+use litestream::FileClient;
 
 #[test]
 fn file_replica_first_replication_ships_the_database_once() {

@@ -125,3 +125,10 @@ fn replicate_over_webdav_and_restore_both_ways() {
         },
     );
 }
+
+#[test]
+fn first_replication_ships_the_database_once() {
+    let Some(env) = env() else { return };
+    let client = env.client(&unique("ship-once"));
+    common::counting::assert_first_replication_ships_once("webdav-ship-once", Arc::new(client));
+}

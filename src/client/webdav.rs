@@ -337,6 +337,18 @@ impl WebDavClient {
         }
     }
 
+    /// Makes the collection `dir` once per process; true if it was made before.
+    fn ensure_dir(&self, dir: &str) -> Result<bool> {
+        let known = self.made.lock().map(|m| m.contains(dir)).unwrap_or(false);
+        if !known {
+            self.mkdir_all(dir)?;
+            if let Ok(mut m) = self.made.lock() {
+                m.insert(dir.to_string());
+            }
+        }
+        Ok(known)
+    }
+
     /// The LTX header timestamp of a file (a 100-byte ranged read).
     fn header_time(&self, f: &FileInfo) -> Result<SystemTime> {
         let mut r = self.open_ltx_file(
@@ -441,13 +453,7 @@ impl ReplicaClient for WebDavClient {
         // A PUT into a missing collection is refused (409, often before the body is read,
         // which breaks the connection): make the collections first, once per level, and
         // again if they vanished.
-        let known = self.made.lock().map(|m| m.contains(&dir)).unwrap_or(false);
-        if !known {
-            self.mkdir_all(&dir)?;
-            if let Ok(mut m) = self.made.lock() {
-                m.insert(dir.clone());
-            }
-        }
+        let known = self.ensure_dir(&dir)?;
         let uploaded = put(self).or_else(|e| {
             if !known {
                 return Err(e);
@@ -490,6 +496,42 @@ impl ReplicaClient for WebDavClient {
             size,
             crate::time::from_millis(hdr.timestamp),
         ))
+    }
+
+    fn copy_ltx_file(&self, src: &FileInfo, level: u8) -> Result<Option<FileInfo>> {
+        let from = self.key(src.level, src.min_txid, src.max_txid);
+        let to = self.key(level, src.min_txid, src.max_txid);
+        let dir = self.level_dir(level);
+        let known = self.ensure_dir(&dir)?;
+        // COPY is idempotent: a retry after a lost answer copies the same bytes again.
+        let copy = || {
+            self.call(
+                "copy",
+                "COPY",
+                &from,
+                &[("destination", self.url(&to)), ("overwrite", "T".into())],
+                Body::Bytes(&[]),
+            )
+        };
+        let mut answer = copy()?;
+        if answer.status == 409 && known {
+            // The level's collection vanished since it was made.
+            self.mkdir_all(&dir)?;
+            answer = copy()?;
+        }
+        match answer.status {
+            200..=299 => Ok(Some(FileInfo {
+                level,
+                ..src.clone()
+            })),
+            404 => Err(Error::NotFound {
+                backend: "webdav",
+                target: self.url(&from),
+            }),
+            // No COPY on this server: the caller uploads the bytes.
+            405 | 501 => Ok(None),
+            _ => Err(self.fail("copy", &to, &answer)),
+        }
     }
 
     fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {

@@ -29,6 +29,9 @@ impl Syncer {
         for c in [&r, &w] {
             c.busy_timeout(busy);
             c.exec("PRAGMA wal_autocheckpoint = 0")?;
+            // Our connections read a handful of pages through SQL (the schema, our
+            // sequence row): a small cache keeps a hundred databases small.
+            c.exec("PRAGMA cache_size = 16")?;
             c.set_persist_wal()?;
         }
         // The barrier must find the gaps between a saturating writer's transactions.

@@ -1,12 +1,19 @@
 //! A `ReplicaClient` wrapper that counts the bytes uploaded and the server-side copies
-//! made through it, to prove what a workload ships.
+//! made through it, to prove what a workload ships; and the first-replication scenario
+//! every backend runs with it.
 
 use std::fs::File;
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use litestream::{FileInfo, ReplicaClient, Result, Txid};
+use litestream::restore::{restore, RestoreOptions};
+use litestream::{CompactionLevels, Db, FileInfo, Replica, ReplicaClient, Result, Store, Txid};
+use rusqlite::Connection;
+
+use super::{dump, wait_until, Rng, TempDir};
 
 /// Forwards every call to `inner`, counting uploads and copies.
 #[derive(Debug)]
@@ -78,4 +85,74 @@ impl ReplicaClient for Counting {
     fn delete_all(&self) -> Result<()> {
         self.inner.delete_all()
     }
+}
+
+/// A database of about 4 MiB, written before replication starts.
+pub fn big_db(dir: &TempDir) -> PathBuf {
+    let db = dir.join("big.db");
+    let mut conn = Connection::open(&db).unwrap();
+    conn.pragma_update(None, "journal_mode", "wal").unwrap();
+    conn.execute_batch("create table t(id integer primary key, b blob)")
+        .unwrap();
+    let mut rng = Rng::new(7);
+    let tx = conn.transaction().unwrap();
+    for i in 0..4000 {
+        tx.execute("insert into t values (?1, ?2)", (i, rng.bytes(1000)))
+            .unwrap();
+    }
+    tx.commit().unwrap();
+    drop(conn);
+    db
+}
+
+/// Replicates `db` through `client` until levels 1, 2, 3 and 9 all hold its state, and
+/// returns what went through the client.
+pub fn replicate_until_every_level(db: &Path, client: Arc<dyn ReplicaClient>) -> Arc<Counting> {
+    let counting = Counting::new(client.clone());
+    let d = Db::new(db)
+        .monitor_interval(Duration::from_millis(100))
+        .replica(Replica::new(counting.clone()).sync_interval(Duration::from_millis(100)));
+    let levels = CompactionLevels::from_intervals(&[1, 2, 3].map(Duration::from_secs)).unwrap();
+    let mut store = Store::new(vec![d], levels).unwrap();
+    store.open().unwrap();
+    let txid = store.sync(db).unwrap();
+    let holds = |level: u8| {
+        client
+            .ltx_files(level, Txid::ZERO, false)
+            .unwrap()
+            .iter()
+            .any(|f| f.max_txid >= txid)
+    };
+    let done = wait_until(Duration::from_secs(30), || {
+        [1, 2, 3, 9].into_iter().all(holds)
+    });
+    store.close().unwrap();
+    assert!(done, "levels 1, 2, 3 and 9 did not all reach TXID {txid}");
+    counting
+}
+
+pub fn assert_shipped_once(db: &Path, counting: &Counting) {
+    let size = std::fs::metadata(db).unwrap().len();
+    let uploaded = counting.uploaded();
+    assert!(
+        uploaded * 10 <= size * 12,
+        "uploaded {uploaded} bytes for a database of {size} bytes"
+    );
+    assert!(
+        counting.copies() >= 4,
+        "{} server-side copies, want L1, L2, L3 and L9",
+        counting.copies()
+    );
+}
+
+/// The first replication of a 4 MiB database through `client` ships it once (every
+/// level's copy made on the server) and restores equal with ours.
+pub fn assert_first_replication_ships_once(name: &str, client: Arc<dyn ReplicaClient>) {
+    let dir = TempDir::new(name);
+    let db = big_db(&dir);
+    let counting = replicate_until_every_level(&db, client.clone());
+    assert_shipped_once(&db, &counting);
+    let out = dir.join("restored.db");
+    restore(&*client, &RestoreOptions::new(&out)).unwrap();
+    assert_eq!(dump(&out), dump(&db));
 }
