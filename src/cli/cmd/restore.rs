@@ -42,19 +42,42 @@ fn progress_printer() -> Option<restore::ProgressFn> {
     }))
 }
 
-/// The replica to restore from: the one whose plan reaches furthest.
+/// What a replica would restore: a chain of LTX files, or its Litestream v0.3 backups.
+enum Choice {
+    Ltx(Vec<FileInfo>),
+    V3(restore::v3::Plan),
+}
+
+/// The replica to restore from: the one whose LTX plan reaches furthest; a replica whose
+/// v0.3 backups the official would restore (see `restore::v3::preferred`) only when no
+/// replica has an LTX plan.
 fn best_replica(
     clients: &[Arc<dyn ReplicaClient>],
     opts: &RestoreOptions,
-) -> Result<Arc<dyn ReplicaClient>> {
-    let mut best: Option<(Txid, Arc<dyn ReplicaClient>)> = None;
+) -> Result<(Arc<dyn ReplicaClient>, Choice)> {
+    let mut best: Option<(Txid, Arc<dyn ReplicaClient>, Vec<FileInfo>)> = None;
+    let mut v3: Option<(Arc<dyn ReplicaClient>, restore::v3::Plan)> = None;
     let mut first_err = None;
     for c in clients {
+        if opts.txid.is_none() && v3.is_none() {
+            match restore::v3::preferred(c.as_ref(), opts.timestamp) {
+                Ok(Some(p)) => {
+                    v3 = Some((c.clone(), p));
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    log::debug!("replica {} cannot restore its v0.3 backups: {e}", c.kind());
+                    first_err.get_or_insert(e);
+                    continue;
+                }
+            }
+        }
         match restore::plan(c.as_ref(), opts.txid, opts.timestamp) {
             Ok(files) => {
                 let t = files.last().map(|f| f.max_txid).unwrap_or_default();
-                if best.as_ref().is_none_or(|(b, _)| t > *b) {
-                    best = Some((t, c.clone()));
+                if best.as_ref().is_none_or(|(b, _, _)| t > *b) {
+                    best = Some((t, c.clone(), files));
                 }
             }
             Err(e) => {
@@ -63,10 +86,11 @@ fn best_replica(
             }
         }
     }
-    match (best, first_err) {
-        (Some((_, c)), _) => Ok(c),
-        (None, Some(e)) => Err(e),
-        (None, None) => Err(Error::NoSnapshots),
+    match (best, v3, first_err) {
+        (Some((_, c, files)), _, _) => Ok((c, Choice::Ltx(files))),
+        (None, Some((c, p)), _) => Ok((c, Choice::V3(p))),
+        (None, None, Some(e)) => Err(e),
+        (None, None, None) => Err(Error::NoSnapshots),
     }
 }
 
@@ -120,7 +144,7 @@ pub(crate) fn run(args: &[String]) -> CliResult {
         return Ok(0);
     }
     let clients = clients_for(target, &p)?;
-    let client = match best_replica(&clients, &opts) {
+    let (client, choice) = match best_replica(&clients, &opts) {
         Ok(c) => c,
         Err(e) if e.is_no_backup() && p.bool("if-replica-exists") => {
             log::info!("no matching backups found");
@@ -132,8 +156,10 @@ pub(crate) fn run(args: &[String]) -> CliResult {
         Err(e) => return Err(e.into()),
     };
     if p.bool("dry-run") {
-        let files = restore::plan(client.as_ref(), opts.txid, opts.timestamp)?;
-        print_plan(target, &output, client.kind(), &files);
+        match &choice {
+            Choice::Ltx(files) => print_plan(target, &output, client.kind(), files),
+            Choice::V3(plan) => print_v3_plan(target, &output, client.kind(), plan),
+        }
         return Ok(0);
     }
     if p.bool("force") {
@@ -148,7 +174,22 @@ pub(crate) fn run(args: &[String]) -> CliResult {
     }
     opts.progress = progress_printer();
     let started = std::time::Instant::now();
-    let r = restore::restore(client.as_ref(), &opts)?;
+    let r = match &choice {
+        Choice::Ltx(_) => restore::restore(client.as_ref(), &opts)?,
+        Choice::V3(_) => restore::v3::restore(client.as_ref(), &opts)?,
+    };
+    if let Some(v3) = &r.v3 {
+        log::info!(
+            "restored {} from v0.3 generation {} (snapshot {:08x}, {} WAL segments), {} bytes in {:.3}s",
+            output.display(),
+            v3.snapshot.generation,
+            v3.snapshot.index,
+            v3.segments.len(),
+            r.bytes_read,
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(0);
+    }
     log::info!(
         "restored {} to txid {} from {} files, {} bytes in {:.3}s",
         output.display(),
@@ -188,4 +229,29 @@ fn print_plan(source: &str, output: &Path, kind: &str, files: &[FileInfo]) {
         &["level", "file", "min_txid", "max_txid", "size", "timestamp"],
         &rows,
     );
+}
+
+fn print_v3_plan(source: &str, output: &Path, kind: &str, plan: &restore::v3::Plan) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "Restore plan (Litestream v0.3 backup):");
+    let _ = writeln!(out, "  source: {source}");
+    let _ = writeln!(out, "  target: {}", output.display());
+    let _ = writeln!(out, "  replica: {kind}");
+    let _ = writeln!(out, "  generation: {}", plan.snapshot.generation);
+    let _ = writeln!(out, "\nFiles to fetch:");
+    let snap = &plan.snapshot;
+    let rows: Vec<[String; 3]> = std::iter::once([
+        snap.path.clone(),
+        snap.size.to_string(),
+        crate::time::format_rfc3339_secs(snap.created_at),
+    ])
+    .chain(plan.segments.iter().map(|s| {
+        [
+            s.path.clone(),
+            s.size.to_string(),
+            crate::time::format_rfc3339_secs(s.created_at),
+        ]
+    }))
+    .collect();
+    table(&mut out, &["file", "size", "timestamp"], &rows);
 }
