@@ -8,15 +8,21 @@
 //! is left behind.
 //!
 //! `mod.rs` holds the options, the report and the file handling around a restore;
-//! `plan.rs` the choice of files; `apply.rs` writing their pages.
+//! `plan.rs` the choice of files; `apply.rs` writing their pages; `v3/` restoring
+//! Litestream v0.3 backups; `follow/` keeping a restored copy up to date (`restore -f`).
 
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 mod apply;
+mod follow;
 mod plan;
 pub mod v3;
+
+pub use follow::{
+    follow, read_txid, txid_path, FollowOptions, FollowReport, DEFAULT_FOLLOW_INTERVAL,
+};
 
 pub use plan::{plan, plan_files};
 
@@ -159,6 +165,12 @@ pub fn restore(client: &dyn ReplicaClient, opts: &RestoreOptions) -> Result<Rest
             return v3::restore_plan(client, &p, opts);
         }
     }
+    restore_ltx(client, opts)
+}
+
+/// Restores from the LTX files only.
+fn restore_ltx(client: &dyn ReplicaClient, opts: &RestoreOptions) -> Result<RestoreReport> {
+    check_output(opts)?;
     let files = plan(client, opts.txid, opts.timestamp)?;
     for f in &files {
         if f.size < HEADER_SIZE as u64 {

@@ -105,6 +105,8 @@ pub(crate) fn run(args: &[String]) -> CliResult {
         Flag { name: "dry-run", value: None, help: "Print the restore plan and exit without writing a database." },
         Flag { name: "force", value: None, help: "Overwrite an existing output database and SQLite sidecar files." },
         Flag { name: "integrity-check", value: Some("MODE"), help: "Run an integrity check after restore: none, quick or full.\nDefaults to none." },
+        Flag { name: "f", value: None, help: "Follow mode. After restoring, continuously poll for and apply\nnew changes. Similar to tail -f. The restored database should\nonly be opened in read-only mode by consumers.\nCannot be used with -txid or -timestamp." },
+        Flag { name: "follow-interval", value: Some("DURATION"), help: "Polling interval for follow mode.\nDefaults to 1s." },
         Flag { name: "parallelism", value: Some("NUM"), help: "Accepted for compatibility; restores stream files in order." },
     ];
     let usage = "The restore command recovers a database from a replica.\n\nUsage:\n\n\tlitestream restore [arguments] DB_PATH\n\n\tlitestream restore [arguments] REPLICA_URL\n";
@@ -138,6 +140,12 @@ pub(crate) fn run(args: &[String]) -> CliResult {
         opts.integrity_check = m
             .parse::<IntegrityCheck>()
             .map_err(|e| Usage(e.to_string()))?;
+    }
+    if p.bool("f") {
+        return run_follow(target, &p, &opts);
+    }
+    if p.get("follow-interval").is_some() {
+        return Err(Usage("restore: -follow-interval needs -f".into()).into());
     }
     if p.bool("if-db-not-exists") && output.exists() {
         log::info!("database already exists, skipping: {}", output.display());
@@ -197,6 +205,72 @@ pub(crate) fn run(args: &[String]) -> CliResult {
         r.files.len(),
         r.bytes_read,
         started.elapsed().as_secs_f64()
+    );
+    Ok(0)
+}
+
+/// `restore -f`: restores (or resumes) and follows until SIGINT or SIGTERM.
+fn run_follow(target: &str, p: &crate::cli::flags::Parsed, opts: &RestoreOptions) -> CliResult {
+    if opts.txid.is_some() {
+        return Err(Usage("restore: cannot use follow mode with -txid".into()).into());
+    }
+    if opts.timestamp.is_some() {
+        return Err(Usage("restore: cannot use follow mode with -timestamp".into()).into());
+    }
+    let mut fo = restore::FollowOptions::new(&opts.output);
+    fo.integrity_check = opts.integrity_check;
+    if let Some(i) = p.get("follow-interval") {
+        fo.interval = crate::cli::config::parse_duration(i)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| Usage(format!("restore: invalid -follow-interval {i:?}")))?;
+    }
+    let clients = clients_for(target, p)?;
+    // The first replica that has LTX files to follow.
+    let mut chosen = None;
+    let mut first_err = None;
+    for c in &clients {
+        match restore::plan(c.as_ref(), None, None) {
+            Ok(_) => {
+                chosen = Some(c.clone());
+                break;
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    let client = match (chosen, first_err) {
+        (Some(c), _) => c,
+        (None, Some(e)) if e.is_no_backup() && p.bool("if-replica-exists") => {
+            log::info!("no matching backups found");
+            return Ok(0);
+        }
+        (None, Some(e)) => return Err(e.into()),
+        (None, None) => return Err(Error::NoSnapshots.into()),
+    };
+    sys::install();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if sys::count() > 0 {
+                    log::info!("{}: stopping follow mode", sys::last_name());
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        })
+    };
+    let r = restore::follow(client.as_ref(), &fo, &stop);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = watcher.join();
+    let r = r?;
+    log::info!(
+        "follow mode of {} stopped at txid {} after applying {} files",
+        fo.output.display(),
+        r.txid,
+        r.files_applied
     );
     Ok(0)
 }
