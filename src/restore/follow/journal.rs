@@ -120,7 +120,7 @@ fn write_journal(
             .write(true)
             .create(true)
             .truncate(true)
-            .open(&jpath)
+            .open(jpath)
             .map_err(|e| Error::io(format!("create {}", jpath.display()), e))?;
         let n = nonce();
         let mut h = vec![0u8; SECTOR];
