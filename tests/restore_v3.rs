@@ -84,6 +84,47 @@ fn official_v3(bin: &Path, s3: &S3) -> std::process::Command {
     c
 }
 
+/// Three phases of writes. After each, waits until every replica gives the source back,
+/// notes the time and the content, and lets a second pass (S3 times have whole seconds).
+fn write_phases(
+    dir: &TempDir,
+    conn: &mut rusqlite::Connection,
+    clients: &[(&str, &dyn ReplicaClient)],
+) -> Vec<(SystemTime, String)> {
+    let db = dir.join("app.db");
+    let mut rng = Rng::new(3);
+    let mut points: Vec<(SystemTime, String)> = Vec::new();
+    let mut probes = 0;
+    for phase in 0..3u64 {
+        for step in 0..25 {
+            match (phase, step) {
+                (1, 5) => big_transaction(conn, &mut rng),
+                (2, 10) => conn
+                    .execute_batch("DELETE FROM events WHERE kind = 'bulk'; VACUUM;")
+                    .unwrap(),
+                _ => workload_step(conn, &mut rng, phase * 100 + step),
+            }
+            std::thread::sleep(Duration::from_millis(60));
+        }
+        let want = dump(&db);
+        for (name, client) in clients {
+            assert!(
+                wait_until(Duration::from_secs(60), || try_latest(
+                    dir,
+                    *client,
+                    &mut probes
+                )
+                .is_some_and(|d| d == want)),
+                "phase {phase}: the {name} replica never caught up; see {}",
+                dir.join("replicate.log").display()
+            );
+        }
+        points.push((SystemTime::now(), want));
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    points
+}
+
 #[test]
 fn v0_3_replicas_restore_latest_and_by_timestamp_like_the_official() {
     let Some(v3) = v3_bin() else { return };
@@ -142,41 +183,14 @@ fn v0_3_replicas_restore_latest_and_by_timestamp_like_the_official() {
         .unwrap();
     let file_client = FileClient::new(&replica);
 
-    // Three phases of writes. After each, wait until both replicas give the source back,
-    // note the time and the content, and let a second pass (S3 times have whole seconds).
-    let mut rng = Rng::new(3);
-    let mut points: Vec<(SystemTime, String)> = Vec::new();
-    let mut probes = 0;
-    for phase in 0..3u64 {
-        for step in 0..25 {
-            match (phase, step) {
-                (1, 5) => big_transaction(&mut conn, &mut rng),
-                (2, 10) => conn
-                    .execute_batch("DELETE FROM events WHERE kind = 'bulk'; VACUUM;")
-                    .unwrap(),
-                _ => workload_step(&mut conn, &mut rng, phase * 100 + step),
-            }
-            std::thread::sleep(Duration::from_millis(60));
-        }
-        let want = dump(&db);
-        for (name, client) in [
+    let points = write_phases(
+        &dir,
+        &mut conn,
+        &[
             ("file", &file_client as &dyn ReplicaClient),
             ("s3", &s3_client as &dyn ReplicaClient),
-        ] {
-            assert!(
-                wait_until(Duration::from_secs(60), || try_latest(
-                    &dir,
-                    client,
-                    &mut probes
-                )
-                .is_some_and(|d| d == want)),
-                "phase {phase}: the {name} replica never caught up; see {}",
-                dir.join("replicate.log").display()
-            );
-        }
-        points.push((SystemTime::now(), want));
-        std::thread::sleep(Duration::from_millis(1100));
-    }
+        ],
+    );
     terminate(&mut child, Duration::from_secs(10));
     drop(conn);
     let latest = &points[2].1;
@@ -255,6 +269,76 @@ fn v0_3_replicas_restore_latest_and_by_timestamp_like_the_official() {
             .arg(url));
         assert!(ok, "our CLI restore of {url} at {at}: {err}");
         assert_eq!(dump(&out), points[0].1, "our CLI, {name}, as of point 0");
+    }
+}
+
+#[test]
+fn v0_3_azure_replica_restores_latest_and_by_timestamp() {
+    use litestream::client::{AbsClient, AbsConfig};
+    let Some(v3) = v3_bin() else { return };
+    let Some(endpoint) = peer_env("LITESTREAM_TEST_ABS_ENDPOINT") else {
+        return;
+    };
+    let Some(account) = peer_env("LITESTREAM_TEST_ABS_ACCOUNT") else {
+        return;
+    };
+    let Some(key) = peer_env("LITESTREAM_TEST_ABS_KEY") else {
+        return;
+    };
+    let dir = TempDir::new("restore-v3-abs");
+    let db = dir.join("app.db");
+    let path = unique("v3");
+    let client = AbsClient::new(AbsConfig {
+        account_name: account.clone(),
+        account_key: key.clone(),
+        sas_token: None,
+        container: "lsbkt".into(),
+        path: path.clone(),
+        endpoint: Some(endpoint.clone()),
+        block_size: 4 << 20,
+        page_size: 5000,
+    })
+    .unwrap();
+    client.create_container().unwrap();
+    let cfg = dir.join("litestream.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dbs:
+  - path: {db}
+    monitor-interval: 100ms
+    checkpoint-interval: 2s
+    min-checkpoint-page-count: 100
+    replicas:
+      - type: abs
+        account-name: {account}
+        account-key: {key}
+        bucket: lsbkt
+        path: {path}
+        endpoint: {endpoint}
+        sync-interval: 100ms
+        snapshot-interval: 4s
+",
+            db = db.display(),
+        ),
+    )
+    .unwrap();
+    let mut conn = rusqlite::Connection::open(&db).unwrap();
+    create_schema(&conn);
+    let mut child = official_cmd(&v3)
+        .args(["replicate", "-config"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("replicate.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let points = write_phases(&dir, &mut conn, &[("abs", &client as &dyn ReplicaClient)]);
+    terminate(&mut child, Duration::from_secs(10));
+    let out = ours(&dir, "abs-latest.db", &client, None);
+    assert_eq!(dump(&out), points[2].1, "abs: latest");
+    for (i, (at, want)) in points.iter().enumerate().take(2) {
+        let out = ours(&dir, &format!("abs-at-{i}.db"), &client, Some(*at));
+        assert_eq!(&dump(&out), want, "abs: as of point {i}");
     }
 }
 
