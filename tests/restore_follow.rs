@@ -24,6 +24,13 @@ struct Source {
     child: Child,
 }
 
+impl Drop for Source {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn start_source(dir: &TempDir, bin: &Path) -> Source {
     let db = dir.join("app.db");
     let replica = dir.join("replica");

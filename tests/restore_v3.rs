@@ -57,6 +57,16 @@ impl S3 {
     }
 }
 
+/// A child process killed when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Restores with our library into a fresh path under `dir`.
 fn ours(dir: &TempDir, name: &str, client: &dyn ReplicaClient, at: Option<SystemTime>) -> PathBuf {
     let out = dir.join(name);
@@ -180,6 +190,7 @@ fn v0_3_replicas_restore_latest_and_by_timestamp_like_the_official() {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("replicate.log")).unwrap())
         .spawn()
+        .map(KillOnDrop)
         .unwrap();
     let file_client = FileClient::new(&replica);
 
@@ -191,7 +202,7 @@ fn v0_3_replicas_restore_latest_and_by_timestamp_like_the_official() {
             ("s3", &s3_client as &dyn ReplicaClient),
         ],
     );
-    terminate(&mut child, Duration::from_secs(10));
+    terminate(&mut child.0, Duration::from_secs(10));
     drop(conn);
     let latest = &points[2].1;
 
@@ -272,10 +283,62 @@ fn v0_3_replicas_restore_latest_and_by_timestamp_like_the_official() {
     }
 }
 
+/// Litestream v0.3.13 replicates to one replica (`replica_yaml`, with `env` set); our
+/// restore through `client` gives the source back, latest and by timestamp.
+fn v3_one_replica(
+    name: &str,
+    client: &dyn ReplicaClient,
+    replica_yaml: &str,
+    env: &[(&str, &str)],
+) {
+    let Some(v3) = v3_bin() else { return };
+    let dir = TempDir::new(&format!("restore-v3-{name}"));
+    let db = dir.join("app.db");
+    let cfg = dir.join("litestream.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dbs:
+  - path: {db}
+    monitor-interval: 100ms
+    checkpoint-interval: 2s
+    min-checkpoint-page-count: 100
+    replicas:
+      - {replica_yaml}
+        sync-interval: 100ms
+        snapshot-interval: 4s
+",
+            db = db.display(),
+        ),
+    )
+    .unwrap();
+    let mut conn = rusqlite::Connection::open(&db).unwrap();
+    create_schema(&conn);
+    let mut child = official_cmd(&v3)
+        .envs(env.iter().copied())
+        .args(["replicate", "-config"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("replicate.log")).unwrap())
+        .spawn()
+        .map(KillOnDrop)
+        .unwrap();
+    let points = write_phases(&dir, &mut conn, &[(name, client)]);
+    terminate(&mut child.0, Duration::from_secs(10));
+    let out = ours(&dir, &format!("{name}-latest.db"), client, None);
+    assert_eq!(dump(&out), points[2].1, "{name}: latest");
+    for (i, (at, want)) in points.iter().enumerate().take(2) {
+        let out = ours(&dir, &format!("{name}-at-{i}.db"), client, Some(*at));
+        assert_eq!(&dump(&out), want, "{name}: as of point {i}");
+    }
+}
+
 #[test]
 fn v0_3_azure_replica_restores_latest_and_by_timestamp() {
     use litestream::client::{AbsClient, AbsConfig};
-    let Some(v3) = v3_bin() else { return };
+    if v3_bin().is_none() {
+        return;
+    }
     let Some(endpoint) = peer_env("LITESTREAM_TEST_ABS_ENDPOINT") else {
         return;
     };
@@ -285,8 +348,6 @@ fn v0_3_azure_replica_restores_latest_and_by_timestamp() {
     let Some(key) = peer_env("LITESTREAM_TEST_ABS_KEY") else {
         return;
     };
-    let dir = TempDir::new("restore-v3-abs");
-    let db = dir.join("app.db");
     let path = unique("v3");
     let client = AbsClient::new(AbsConfig {
         account_name: account.clone(),
@@ -300,46 +361,41 @@ fn v0_3_azure_replica_restores_latest_and_by_timestamp() {
     })
     .unwrap();
     client.create_container().unwrap();
-    let cfg = dir.join("litestream.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "dbs:
-  - path: {db}
-    monitor-interval: 100ms
-    checkpoint-interval: 2s
-    min-checkpoint-page-count: 100
-    replicas:
-      - type: abs
+    v3_one_replica(
+        "abs",
+        &client,
+        &format!(
+            "type: abs
         account-name: {account}
         account-key: {key}
         bucket: lsbkt
         path: {path}
-        endpoint: {endpoint}
-        sync-interval: 100ms
-        snapshot-interval: 4s
-",
-            db = db.display(),
+        endpoint: {endpoint}"
         ),
-    )
-    .unwrap();
-    let mut conn = rusqlite::Connection::open(&db).unwrap();
-    create_schema(&conn);
-    let mut child = official_cmd(&v3)
-        .args(["replicate", "-config"])
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("replicate.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let points = write_phases(&dir, &mut conn, &[("abs", &client as &dyn ReplicaClient)]);
-    terminate(&mut child, Duration::from_secs(10));
-    let out = ours(&dir, "abs-latest.db", &client, None);
-    assert_eq!(dump(&out), points[2].1, "abs: latest");
-    for (i, (at, want)) in points.iter().enumerate().take(2) {
-        let out = ours(&dir, &format!("abs-at-{i}.db"), &client, Some(*at));
-        assert_eq!(&dump(&out), want, "abs: as of point {i}");
+        &[],
+    );
+}
+
+#[test]
+fn v0_3_gcs_replica_restores_latest_and_by_timestamp() {
+    use litestream::client::{GcsClient, GcsConfig};
+    if v3_bin().is_none() {
+        return;
     }
+    let Some(host) = peer_env("LITESTREAM_TEST_GCS_HOST") else {
+        return;
+    };
+    let path = unique("v3");
+    let mut c = GcsConfig::from_url(&format!("gs://lsbkt/{path}")).unwrap();
+    c.endpoint = Some(format!("http://{host}"));
+    let client = GcsClient::new(c).unwrap();
+    client.create_bucket("test").unwrap();
+    v3_one_replica(
+        "gcs",
+        &client,
+        &format!("url: gcs://lsbkt/{path}"),
+        &[("STORAGE_EMULATOR_HOST", host.as_str())],
+    );
 }
 
 #[test]
