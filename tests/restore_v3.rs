@@ -398,6 +398,51 @@ fn v0_3_gcs_replica_restores_latest_and_by_timestamp() {
     );
 }
 
+#[cfg(feature = "sftp")]
+#[test]
+fn v0_3_sftp_replica_restores_latest_and_by_timestamp() {
+    use litestream::client::{SftpClient, SftpConfig};
+    if v3_bin().is_none() {
+        return;
+    }
+    let Some(addr) = peer_env("LITESTREAM_TEST_SFTP_ADDR") else {
+        return;
+    };
+    let Some(user) = peer_env("LITESTREAM_TEST_SFTP_USER") else {
+        return;
+    };
+    let Some(pass) = peer_env("LITESTREAM_TEST_SFTP_PASS") else {
+        return;
+    };
+    let Some(root) = peer_env("LITESTREAM_TEST_SFTP_ROOT") else {
+        return;
+    };
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let path = format!("{root}/{}", unique("v3"));
+    let client = SftpClient::new(SftpConfig {
+        host: host.into(),
+        port: port.parse().unwrap(),
+        user: user.clone(),
+        password: Some(pass.clone()),
+        key_path: None,
+        host_key: None,
+        path: path.clone(),
+    })
+    .unwrap();
+    v3_one_replica(
+        "sftp",
+        &client,
+        &format!(
+            "type: sftp
+        host: {addr}
+        user: {user}
+        password: {pass}
+        path: {path}"
+        ),
+        &[],
+    );
+}
+
 #[test]
 fn a_damaged_v0_3_segment_is_an_error_that_names_it() {
     let dir = TempDir::new("restore-v3-damage");

@@ -118,7 +118,7 @@ pub struct ObjectInfo {
 /// The error of a backend that cannot read objects by path.
 fn objects_unsupported(kind: &str) -> Error {
     Error::Unsupported(format!(
-        "{kind}: reading Litestream v0.3 backups (generations/) is not supported on this backend (the official Litestream reads them from file and s3 replicas only); restore them with Litestream v0.3 or copy them to a directory and restore from that"
+        "{kind}: this backend cannot read Litestream v0.3 backups (generations/); Litestream v0.3 never wrote to it. Copy the generations/ tree to a directory and restore from that (file://)"
     ))
 }
 

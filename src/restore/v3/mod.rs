@@ -1,6 +1,7 @@
 //! Restoring Litestream v0.3 backups (the `generations/` tree of snapshots and WAL
 //! segments), the way the official 0.5.17 restores them: latest or by timestamp, from
-//! file and S3 replicas (other backends say they cannot).
+//! every backend v0.3 wrote to (file and S3 as the official; GCS, Azure Blob and SFTP
+//! too). Backends v0.3 never wrote to say they cannot.
 //!
 //! `layout` (names and the listing), `plan` (which snapshot and segments; pure, fuzzed),
 //! `apply` (decompress, rebuild each WAL, checkpoint through SQLite), `lz4` (the LZ4
