@@ -257,3 +257,75 @@ fn library_follow_applies_new_files_until_stopped() {
     assert_eq!((h[18], h[19]), (1, 1));
     terminate(&mut src.child, Duration::from_secs(10));
 }
+
+/// Writes every page of the database file `db` as one LTX file `(level, min, max)` into the
+/// replica.
+fn put_state(client: &FileClient, db: &Path, level: u8, min: u64, max: u64) {
+    use litestream::ltx::{Encoder, Header, PageEncoding};
+    let bytes = std::fs::read(db).unwrap();
+    let ps = 4096;
+    let h = Header {
+        flags: litestream::ltx::HEADER_FLAG_NO_CHECKSUM,
+        page_size: ps as u32,
+        commit: (bytes.len() / ps) as u32,
+        min_txid: litestream::Txid(min),
+        max_txid: litestream::Txid(max),
+        timestamp: 1_700_000_000_000 + max as i64,
+        ..Header::default()
+    };
+    let tmp = db.with_extension(format!("{min}.ltx"));
+    let mut e = Encoder::new(
+        std::fs::File::create(&tmp).unwrap(),
+        &h,
+        PageEncoding::Frame,
+    )
+    .unwrap();
+    for (i, page) in bytes.chunks(ps).enumerate() {
+        let pgno = i as u32 + 1;
+        if pgno != litestream::ltx::lock_pgno(ps as u32) {
+            e.write_page(pgno, page).unwrap();
+        }
+    }
+    e.finish().unwrap();
+    let f = std::fs::File::open(&tmp).unwrap();
+    client
+        .write_ltx_file(level, litestream::Txid(min), litestream::Txid(max), &f)
+        .unwrap();
+}
+
+#[test]
+fn an_idle_follower_finds_files_compacted_past_level_0() {
+    let dir = TempDir::new("follow-bridge");
+    let src = dir.join("src.db");
+    let conn = Connection::open(&src).unwrap();
+    conn.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let client = FileClient::new(dir.join("replica"));
+    put_state(&client, &src, 1, 1, 5);
+    let out = dir.join("copy.db");
+    let stop = Arc::new(AtomicBool::new(false));
+    let th = {
+        let (stop, out, root) = (stop.clone(), out.clone(), dir.join("replica"));
+        std::thread::spawn(move || {
+            let mut o = FollowOptions::new(out);
+            o.interval = Duration::from_millis(10);
+            follow(&FileClient::new(root), &o, &stop)
+        })
+    };
+    assert!(wait_until(Duration::from_secs(20), || read_txid(&out)
+        .ok()
+        .flatten()
+        .is_some_and(|t| t.0 == 5)));
+    // Transactions 6..8 reach the replica only as a level-2 file: no L0 file ever shows.
+    conn.execute_batch("INSERT INTO t SELECT x + 1 FROM t; INSERT INTO t SELECT x + 10 FROM t;")
+        .unwrap();
+    put_state(&client, &src, 2, 6, 8);
+    let want = dump(&src);
+    assert!(
+        wait_until(Duration::from_secs(20), || copy_equals(&out, &want)),
+        "the follower never applied the level-2 file"
+    );
+    stop.store(true, Ordering::SeqCst);
+    let r = th.join().unwrap().unwrap();
+    assert_eq!(r.txid.0, 8);
+}

@@ -215,7 +215,14 @@ struct Follower<'a> {
     file: File,
     page_size: u32,
     txid: Txid,
+    /// Polls so far: with nothing new in L0, the higher levels are looked at on the
+    /// first poll and every `IDLE_BRIDGE_EVERY` polls (their L0 files may have been
+    /// compacted away while no follower ran).
+    polls: u64,
 }
+
+/// How often an idle follower also lists levels 1..8.
+const IDLE_BRIDGE_EVERY: u64 = 30;
 
 impl<'a> Follower<'a> {
     fn open(client: &'a dyn ReplicaClient, path: &Path, txid: Txid) -> Result<Self> {
@@ -254,12 +261,15 @@ impl<'a> Follower<'a> {
             file,
             page_size: if ps == 1 { 65536 } else { ps as u32 },
             txid,
+            polls: 0,
         })
     }
 
     /// Applies every file that continues the output; returns how many.
     fn poll(&mut self, stop: &AtomicBool) -> Result<usize> {
         let l0 = self.client.ltx_files(0, self.txid.next(), false)?;
+        let idle_check = self.polls % IDLE_BRIDGE_EVERY == 0;
+        self.polls += 1;
         let mut i = 0;
         let mut n = 0;
         while !stop.load(Ordering::SeqCst) {
@@ -269,8 +279,9 @@ impl<'a> Follower<'a> {
             let next = if i < l0.len() && l0[i].min_txid <= self.txid.next() {
                 i += 1;
                 l0[i - 1].clone()
-            } else if i < l0.len() {
-                // A gap in L0 (its files were compacted away): bridge it from above.
+            } else if i < l0.len() || (idle_check && n == 0) {
+                // A gap in L0 (its files were compacted away), or nothing new in L0 now
+                // and then: bridge from above.
                 match self.bridge()? {
                     Some(f) => f,
                     None => break,
