@@ -143,55 +143,28 @@ fn v0_3_replicas_restore_latest_and_by_timestamp_like_the_official() {
     };
     let Some(s3) = S3::env() else { return };
     let dir = TempDir::new("restore-v3");
-    let db = dir.join("app.db");
     let replica = dir.join("replica");
     let s3_path = unique("v3");
     let s3_client = s3.client(&s3_path);
-    let cfg = dir.join("litestream.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "dbs:
-  - path: {db}
-    monitor-interval: 100ms
-    checkpoint-interval: 2s
-    min-checkpoint-page-count: 100
-    replicas:
-      - type: file
-        path: {replica}
-        sync-interval: 100ms
-        snapshot-interval: 4s
-      - type: s3
-        bucket: {bucket}
+    let (mut conn, mut child) = start_v3(
+        &v3,
+        &dir,
+        &[
+            format!("type: file\n        path: {}", replica.display()),
+            format!(
+                "type: s3
+        bucket: {}
         path: {s3_path}
-        endpoint: {endpoint}
+        endpoint: {}
         region: us-east-1
         force-path-style: true
-        access-key-id: {ak}
-        secret-access-key: {sk}
-        sync-interval: 100ms
-        snapshot-interval: 4s
-",
-            db = db.display(),
-            replica = replica.display(),
-            bucket = s3.bucket,
-            endpoint = s3.endpoint,
-            ak = s3.ak,
-            sk = s3.sk,
-        ),
-    )
-    .unwrap();
-
-    let mut conn = rusqlite::Connection::open(&db).unwrap();
-    create_schema(&conn);
-    let mut child = official_cmd(&v3)
-        .args(["replicate", "-config"])
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("replicate.log")).unwrap())
-        .spawn()
-        .map(KillOnDrop)
-        .unwrap();
+        access-key-id: {}
+        secret-access-key: {}",
+                s3.bucket, s3.endpoint, s3.ak, s3.sk
+            ),
+        ],
+        &[],
+    );
     let file_client = FileClient::new(&replica);
 
     let points = write_phases(
@@ -283,6 +256,40 @@ fn v0_3_replicas_restore_latest_and_by_timestamp_like_the_official() {
     }
 }
 
+/// Starts Litestream v0.3.13 replicating `<dir>/app.db` (schema made) to `replicas` (YAML
+/// bodies of list items), with `env` set; returns a connection to the source and the process.
+fn start_v3(
+    v3: &Path,
+    dir: &TempDir,
+    replicas: &[String],
+    env: &[(&str, &str)],
+) -> (rusqlite::Connection, KillOnDrop) {
+    let db = dir.join("app.db");
+    let cfg = dir.join("litestream.yml");
+    let mut yaml = format!(
+        "dbs:\n  - path: {}\n    monitor-interval: 100ms\n    checkpoint-interval: 2s\n    min-checkpoint-page-count: 100\n    replicas:\n",
+        db.display()
+    );
+    for r in replicas {
+        yaml.push_str(&format!(
+            "      - {r}\n        sync-interval: 100ms\n        snapshot-interval: 4s\n"
+        ));
+    }
+    std::fs::write(&cfg, yaml).unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    create_schema(&conn);
+    let child = official_cmd(v3)
+        .envs(env.iter().copied())
+        .args(["replicate", "-config"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("replicate.log")).unwrap())
+        .spawn()
+        .map(KillOnDrop)
+        .unwrap();
+    (conn, child)
+}
+
 /// Litestream v0.3.13 replicates to one replica (`replica_yaml`, with `env` set); our
 /// restore through `client` gives the source back, latest and by timestamp.
 fn v3_one_replica(
@@ -293,36 +300,7 @@ fn v3_one_replica(
 ) {
     let Some(v3) = v3_bin() else { return };
     let dir = TempDir::new(&format!("restore-v3-{name}"));
-    let db = dir.join("app.db");
-    let cfg = dir.join("litestream.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "dbs:
-  - path: {db}
-    monitor-interval: 100ms
-    checkpoint-interval: 2s
-    min-checkpoint-page-count: 100
-    replicas:
-      - {replica_yaml}
-        sync-interval: 100ms
-        snapshot-interval: 4s
-",
-            db = db.display(),
-        ),
-    )
-    .unwrap();
-    let mut conn = rusqlite::Connection::open(&db).unwrap();
-    create_schema(&conn);
-    let mut child = official_cmd(&v3)
-        .envs(env.iter().copied())
-        .args(["replicate", "-config"])
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("replicate.log")).unwrap())
-        .spawn()
-        .map(KillOnDrop)
-        .unwrap();
+    let (mut conn, mut child) = start_v3(&v3, &dir, &[replica_yaml.to_string()], env);
     let points = write_phases(&dir, &mut conn, &[(name, client)]);
     terminate(&mut child.0, Duration::from_secs(10));
     let out = ours(&dir, &format!("{name}-latest.db"), client, None);

@@ -20,7 +20,7 @@ fn read32(b: &[u8]) -> u32 {
 pub(crate) fn xxh32(data: &[u8], seed: u32) -> u32 {
     let len = data.len();
     let mut rest = data;
-    let mut h: u32;
+    let h: u32;
     if len >= 16 {
         let mut v1 = seed.wrapping_add(P1).wrapping_add(P2);
         let mut v2 = seed.wrapping_add(P2);
@@ -41,7 +41,11 @@ pub(crate) fn xxh32(data: &[u8], seed: u32) -> u32 {
     } else {
         h = seed.wrapping_add(P5);
     }
-    h = h.wrapping_add(len as u32);
+    finish(h.wrapping_add(len as u32), rest)
+}
+
+/// The last step of XXH32: the remaining (< 16) bytes, then the avalanche.
+fn finish(mut h: u32, mut rest: &[u8]) -> u32 {
     while rest.len() >= 4 {
         h = h
             .wrapping_add(read32(rest).wrapping_mul(P3))
@@ -121,7 +125,7 @@ impl Xxh32 {
 
     /// The hash of everything added.
     pub(crate) fn digest(&self) -> u32 {
-        let mut h = if self.total >= 16 {
+        let h = if self.total >= 16 {
             let [v1, v2, v3, v4] = self.v;
             v1.rotate_left(1)
                 .wrapping_add(v2.rotate_left(7))
@@ -130,27 +134,7 @@ impl Xxh32 {
         } else {
             self.seed.wrapping_add(P5)
         };
-        h = h.wrapping_add(self.total as u32);
-        let mut rest = &self.buf[..self.buf_len];
-        while rest.len() >= 4 {
-            h = h
-                .wrapping_add(read32(rest).wrapping_mul(P3))
-                .rotate_left(17)
-                .wrapping_mul(P4);
-            rest = &rest[4..];
-        }
-        for &b in rest {
-            h = h
-                .wrapping_add((b as u32).wrapping_mul(P5))
-                .rotate_left(11)
-                .wrapping_mul(P1);
-        }
-        h ^= h >> 15;
-        h = h.wrapping_mul(P2);
-        h ^= h >> 13;
-        h = h.wrapping_mul(P3);
-        h ^= h >> 16;
-        h
+        finish(h.wrapping_add(self.total as u32), &self.buf[..self.buf_len])
     }
 }
 
