@@ -237,7 +237,15 @@ fn library_follow_applies_new_files_until_stopped() {
             follow(&client, &o, &stop)
         })
     };
-    for step in 5..40 {
+    // A reader in the follower's own process: its connections open and close while the
+    // follower holds SQLite's lock (closing a descriptor must not drop that lock).
+    let done = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicU64::new(0));
+    let rd = {
+        let (out, done, reads) = (out.clone(), done.clone(), reads.clone());
+        std::thread::spawn(move || reader(out, done, reads))
+    };
+    for step in 5..60 {
         write_step(&mut conn, &mut rng, step);
         std::thread::sleep(Duration::from_millis(30));
     }
@@ -247,6 +255,9 @@ fn library_follow_applies_new_files_until_stopped() {
             && copy_equals(&out, &want)),
         "the library follower never caught up"
     );
+    done.store(true, Ordering::SeqCst);
+    rd.join().expect("the in-process reader failed");
+    assert!(reads.load(Ordering::SeqCst) > 0, "the reader never read");
     stop.store(true, Ordering::SeqCst);
     let r = th.join().unwrap().expect("follow");
     assert!(!r.resumed);

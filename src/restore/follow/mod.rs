@@ -10,7 +10,9 @@
 //! file would drop the process's POSIX locks). The applied TXID is kept where the
 //! official keeps it, in `<output>-txid` (16 hex digits and a newline), written after each
 //! commit; a restarted follower resumes from it (re-applying at most the one file whose
-//! commit it did not record, which is harmless: LTX files hold whole pages).
+//! commit it did not record, which is harmless: LTX files hold whole pages). A file's
+//! pages are held in memory while it is applied (L0 files are small; a big compacted file
+//! bridging a gap costs its size).
 
 mod journal;
 
