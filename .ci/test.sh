@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-PEERS_NEEDED=(litestream weed gcs sftp webdav azurite nats)
+PEERS_NEEDED=(litestream litestream-v3 weed gcs sftp webdav azurite nats)
 
 command -v cargo >/dev/null || { echo "cargo is required (install a Rust toolchain)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }

@@ -106,6 +106,9 @@ pub enum Error {
     State(String),
     /// The operation was abandoned because the component was closed or the deadline passed.
     Shutdown(String),
+    /// This backend cannot do what was asked (the message names the backend and says
+    /// what to use instead).
+    Unsupported(String),
 }
 
 impl Error {
@@ -257,6 +260,7 @@ impl fmt::Display for Error {
             Error::Invalid(m) => write!(f, "{m}"),
             Error::State(m) => write!(f, "{m}"),
             Error::Shutdown(m) => write!(f, "{m}"),
+            Error::Unsupported(m) => write!(f, "{m}"),
         }
     }
 }

@@ -110,6 +110,12 @@ pub mod fuzz_api {
         crate::client::nats_fuzz(data);
     }
 
+    /// Decodes `data` as a Litestream v0.3 LZ4 object and, read as lines of object paths,
+    /// lists and plans a v0.3 restore from it; must never panic.
+    pub fn v3_decode(data: &[u8]) {
+        crate::restore::v3::fuzz(data);
+    }
+
     /// Parses `data` as a `litestream.yml`; must never panic.
     #[cfg(feature = "cli")]
     pub fn config_parse(data: &[u8]) {

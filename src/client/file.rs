@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::key::{self, Layout};
-use super::{read_header, FileInfo, ReplicaClient};
+use super::{check_object_path, read_header, FileInfo, ObjectInfo, ReplicaClient};
 use crate::durable::sync_dir;
 use crate::error::{Error, Result};
 use crate::ltx::{self, Txid};
@@ -234,6 +234,56 @@ impl ReplicaClient for FileClient {
             }
         }
         Ok(())
+    }
+
+    fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        check_object_path(prefix.trim_end_matches('/'))?;
+        let mut out = Vec::new();
+        let mut dirs = vec![prefix.trim_end_matches('/').to_string()];
+        while let Some(rel) = dirs.pop() {
+            let dir = self.root.join(&rel);
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(format!("list {}", dir.display()), e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::io(format!("list {}", dir.display()), e))?;
+                let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                    continue;
+                };
+                let path = format!("{rel}/{name}");
+                let meta = match entry.metadata() {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Error::io(format!("stat {}", entry.path().display()), e)),
+                };
+                if meta.is_dir() {
+                    dirs.push(path);
+                } else if meta.is_file() {
+                    let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                    out.push(ObjectInfo {
+                        path,
+                        size: meta.len(),
+                        modified,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn open_object(&self, path: &str) -> Result<Box<dyn Read + Send>> {
+        check_object_path(path)?;
+        let full = self.root.join(path);
+        match File::open(&full) {
+            Ok(f) => Ok(Box::new(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound {
+                backend: "file",
+                target: full.display().to_string(),
+            }),
+            Err(e) => Err(Error::io(format!("open {}", full.display()), e)),
+        }
     }
 
     fn delete_all(&self) -> Result<()> {

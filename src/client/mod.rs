@@ -103,6 +103,35 @@ impl fmt::Display for FileInfo {
     }
 }
 
+/// An object of a replica named by its path, for what is not an LTX file: the
+/// `generations/` tree Litestream v0.3 wrote (see `restore::v3`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// The path relative to the replica's root, `/`-separated (`generations/<id>/...`).
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When the object was last written (file mtime, S3 `LastModified`).
+    pub modified: SystemTime,
+}
+
+/// The error of a backend that cannot read objects by path.
+fn objects_unsupported(kind: &str) -> Error {
+    Error::Unsupported(format!(
+        "{kind}: this backend cannot read Litestream v0.3 backups (generations/); Litestream v0.3 never wrote to it. Copy the generations/ tree to a directory and restore from that (file://)"
+    ))
+}
+
+/// Rejects a path that could leave the replica's root.
+pub(crate) fn check_object_path(path: &str) -> Result<()> {
+    if path.starts_with('/') || path.split('/').any(|c| c == ".." || c == ".") {
+        return Err(Error::Invalid(format!(
+            "object path {path:?} must be relative to the replica root, without . or .. parts"
+        )));
+    }
+    Ok(())
+}
+
 /// A place that stores LTX files: a directory, a bucket, a server.
 ///
 /// Implementations must be safe to call from several threads at once.
@@ -145,6 +174,22 @@ pub trait ReplicaClient: Send + Sync + fmt::Debug {
 
     /// Deletes everything this replica stores.
     fn delete_all(&self) -> Result<()>;
+
+    /// Lists every object whose path (relative to the replica's root) starts with the
+    /// directory `prefix` (ending in `/`), at any depth, in no particular order. For
+    /// Litestream v0.3 backups; a backend that cannot says [`Error::Unsupported`].
+    fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let _ = prefix;
+        Err(objects_unsupported(self.kind()))
+    }
+
+    /// Opens the object at `path` (relative to the replica's root) from its start. A
+    /// missing object is [`Error::NotFound`]; a backend that cannot read objects by path
+    /// says [`Error::Unsupported`].
+    fn open_object(&self, path: &str) -> Result<Box<dyn Read + Send>> {
+        let _ = path;
+        Err(objects_unsupported(self.kind()))
+    }
 }
 
 /// Reads the 100-byte LTX header at the start of `f`.

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ssh2::{ErrorCode, FileStat, RenameFlags, Session, Sftp};
 
 use super::key::{self, Layout};
-use super::{read_header, FileInfo, ReadAt, ReplicaClient};
+use super::{check_object_path, read_header, FileInfo, ObjectInfo, ReadAt, ReplicaClient};
 use crate::error::{Error, Result};
 use crate::ltx::{self, Txid};
 
@@ -372,6 +372,54 @@ impl ReplicaClient for SftpClient {
         }
         out.sort_by_key(|f| (f.min_txid, f.max_txid));
         Ok(out)
+    }
+
+    fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        check_object_path(prefix.trim_end_matches('/'))?;
+        let mut out = Vec::new();
+        let mut dirs = vec![prefix.trim_end_matches('/').to_string()];
+        while let Some(rel) = dirs.pop() {
+            let dir = Path::new(&self.cfg.path).join(&rel);
+            let entries = match self.with(|s| s.readdir(&dir))? {
+                Ok(e) => e,
+                Err(e) if is_missing(&e) => continue,
+                Err(e) => return Err(self.err("list", &dir, e)),
+            };
+            for (p, st) in entries {
+                let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+                    continue;
+                };
+                let path = format!("{rel}/{name}");
+                if st.is_dir() {
+                    dirs.push(path);
+                } else {
+                    out.push(ObjectInfo {
+                        path,
+                        size: st.size.unwrap_or(0),
+                        modified: UNIX_EPOCH + Duration::from_secs(st.mtime.unwrap_or(0)),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn open_object(&self, path: &str) -> Result<Box<dyn Read + Send>> {
+        check_object_path(path)?;
+        let key = Path::new(&self.cfg.path).join(path);
+        let conn = self.conn()?;
+        match self.with(|s| s.open(&key))? {
+            Ok(file) => Ok(Box::new(RemoteReader {
+                file,
+                left: None,
+                _conn: conn,
+            })),
+            Err(e) if is_missing(&e) => Err(Error::NotFound {
+                backend: "sftp",
+                target: key.display().to_string(),
+            }),
+            Err(e) => Err(self.err("open", &key, e)),
+        }
     }
 
     fn open_ltx_file(

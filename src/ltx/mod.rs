@@ -16,7 +16,7 @@ mod crc64;
 mod decode;
 mod encode;
 mod page;
-mod xxh32;
+pub(crate) mod xxh32;
 
 use std::fmt;
 use std::str::FromStr;

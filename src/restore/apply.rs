@@ -134,6 +134,7 @@ pub(super) fn apply(
         bytes_read,
         page_size,
         page_count: commit,
+        v3: None,
     })
 }
 

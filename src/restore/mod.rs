@@ -8,14 +8,21 @@
 //! is left behind.
 //!
 //! `mod.rs` holds the options, the report and the file handling around a restore;
-//! `plan.rs` the choice of files; `apply.rs` writing their pages.
+//! `plan.rs` the choice of files; `apply.rs` writing their pages; `v3/` restoring
+//! Litestream v0.3 backups; `follow/` keeping a restored copy up to date (`restore -f`).
 
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 mod apply;
+mod follow;
 mod plan;
+pub mod v3;
+
+pub use follow::{
+    follow, read_txid, txid_path, FollowOptions, FollowReport, DEFAULT_FOLLOW_INTERVAL,
+};
 
 pub use plan::{plan, plan_files};
 
@@ -143,10 +150,48 @@ pub struct RestoreReport {
     pub page_size: u32,
     /// Database size in pages.
     pub page_count: u32,
+    /// Set when the database was restored from Litestream v0.3 backups (then `txid` is
+    /// zero and `files` empty): the snapshot and WAL segments applied.
+    pub v3: Option<v3::Plan>,
 }
 
-/// Restores the replica to `opts.output`.
+/// Restores the replica to `opts.output`: from its LTX files, or from the Litestream
+/// v0.3 backups it holds when those are newer (or the only ones) and no TXID is asked
+/// for, as the official 0.5.17 chooses (see [`v3::preferred`]).
 pub fn restore(client: &dyn ReplicaClient, opts: &RestoreOptions) -> Result<RestoreReport> {
+    check_output(opts)?;
+    if opts.txid.is_none() {
+        if let Some(p) = v3::preferred(client, opts.timestamp)? {
+            return v3::restore_plan(client, &p, opts);
+        }
+    }
+    restore_ltx(client, opts)
+}
+
+/// Restores from the LTX files only.
+fn restore_ltx(client: &dyn ReplicaClient, opts: &RestoreOptions) -> Result<RestoreReport> {
+    check_output(opts)?;
+    let files = plan(client, opts.txid, opts.timestamp)?;
+    for f in &files {
+        if f.size < HEADER_SIZE as u64 {
+            return Err(Error::corrupt(
+                0,
+                format!(
+                    "file has {} bytes, less than the {HEADER_SIZE}-byte header",
+                    f.size
+                ),
+            )
+            .in_file(&f.to_string()));
+        }
+    }
+    place(opts, |out, tmp| {
+        apply::apply(client, &files, out, tmp, opts.progress.as_ref())
+    })
+}
+
+/// Refuses an output path that is empty or taken, or that has a stale `-wal`/`-shm`
+/// beside it.
+fn check_output(opts: &RestoreOptions) -> Result<()> {
     if opts.output.as_os_str().is_empty() {
         return Err(Error::Invalid("restore: output path required".into()));
     }
@@ -163,19 +208,16 @@ pub fn restore(client: &dyn ReplicaClient, opts: &RestoreOptions) -> Result<Rest
             )));
         }
     }
-    let files = plan(client, opts.txid, opts.timestamp)?;
-    for f in &files {
-        if f.size < HEADER_SIZE as u64 {
-            return Err(Error::corrupt(
-                0,
-                format!(
-                    "file has {} bytes, less than the {HEADER_SIZE}-byte header",
-                    f.size
-                ),
-            )
-            .in_file(&f.to_string()));
-        }
-    }
+    Ok(())
+}
+
+/// Runs `fill` on a fresh temp file beside the output, then fsyncs it, links it into
+/// place (never over an existing file) and runs the integrity check. On failure nothing
+/// is left behind.
+fn place(
+    opts: &RestoreOptions,
+    fill: impl FnOnce(&std::fs::File, &Path) -> Result<RestoreReport>,
+) -> Result<RestoreReport> {
     let dir = match opts.output.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -193,7 +235,7 @@ pub fn restore(client: &dyn ReplicaClient, opts: &RestoreOptions) -> Result<Rest
         .create_new(true)
         .open(&tmp)
         .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
-    let report = apply::apply(client, &files, &out, &tmp, opts.progress.as_ref())?;
+    let report = fill(&out, &tmp)?;
     out.sync_all()
         .map_err(|e| Error::io(format!("fsync {}", tmp.display()), e))?;
     drop(out);

@@ -42,19 +42,42 @@ fn progress_printer() -> Option<restore::ProgressFn> {
     }))
 }
 
-/// The replica to restore from: the one whose plan reaches furthest.
+/// What a replica would restore: a chain of LTX files, or its Litestream v0.3 backups.
+enum Choice {
+    Ltx(Vec<FileInfo>),
+    V3(restore::v3::Plan),
+}
+
+/// The replica to restore from: the one whose LTX plan reaches furthest; a replica whose
+/// v0.3 backups the official would restore (see `restore::v3::preferred`) only when no
+/// replica has an LTX plan.
 fn best_replica(
     clients: &[Arc<dyn ReplicaClient>],
     opts: &RestoreOptions,
-) -> Result<Arc<dyn ReplicaClient>> {
-    let mut best: Option<(Txid, Arc<dyn ReplicaClient>)> = None;
+) -> Result<(Arc<dyn ReplicaClient>, Choice)> {
+    let mut best: Option<(Txid, Arc<dyn ReplicaClient>, Vec<FileInfo>)> = None;
+    let mut v3: Option<(Arc<dyn ReplicaClient>, restore::v3::Plan)> = None;
     let mut first_err = None;
     for c in clients {
+        if opts.txid.is_none() && v3.is_none() {
+            match restore::v3::preferred(c.as_ref(), opts.timestamp) {
+                Ok(Some(p)) => {
+                    v3 = Some((c.clone(), p));
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    log::debug!("replica {} cannot restore its v0.3 backups: {e}", c.kind());
+                    first_err.get_or_insert(e);
+                    continue;
+                }
+            }
+        }
         match restore::plan(c.as_ref(), opts.txid, opts.timestamp) {
             Ok(files) => {
                 let t = files.last().map(|f| f.max_txid).unwrap_or_default();
-                if best.as_ref().is_none_or(|(b, _)| t > *b) {
-                    best = Some((t, c.clone()));
+                if best.as_ref().is_none_or(|(b, _, _)| t > *b) {
+                    best = Some((t, c.clone(), files));
                 }
             }
             Err(e) => {
@@ -63,10 +86,11 @@ fn best_replica(
             }
         }
     }
-    match (best, first_err) {
-        (Some((_, c)), _) => Ok(c),
-        (None, Some(e)) => Err(e),
-        (None, None) => Err(Error::NoSnapshots),
+    match (best, v3, first_err) {
+        (Some((_, c, files)), _, _) => Ok((c, Choice::Ltx(files))),
+        (None, Some((c, p)), _) => Ok((c, Choice::V3(p))),
+        (None, None, Some(e)) => Err(e),
+        (None, None, None) => Err(Error::NoSnapshots),
     }
 }
 
@@ -81,6 +105,8 @@ pub(crate) fn run(args: &[String]) -> CliResult {
         Flag { name: "dry-run", value: None, help: "Print the restore plan and exit without writing a database." },
         Flag { name: "force", value: None, help: "Overwrite an existing output database and SQLite sidecar files." },
         Flag { name: "integrity-check", value: Some("MODE"), help: "Run an integrity check after restore: none, quick or full.\nDefaults to none." },
+        Flag { name: "f", value: None, help: "Follow mode. After restoring, continuously poll for and apply\nnew changes. Similar to tail -f. The restored database should\nonly be opened in read-only mode by consumers.\nCannot be used with -txid or -timestamp." },
+        Flag { name: "follow-interval", value: Some("DURATION"), help: "Polling interval for follow mode.\nDefaults to 1s." },
         Flag { name: "parallelism", value: Some("NUM"), help: "Accepted for compatibility; restores stream files in order." },
     ];
     let usage = "The restore command recovers a database from a replica.\n\nUsage:\n\n\tlitestream restore [arguments] DB_PATH\n\n\tlitestream restore [arguments] REPLICA_URL\n";
@@ -115,12 +141,18 @@ pub(crate) fn run(args: &[String]) -> CliResult {
             .parse::<IntegrityCheck>()
             .map_err(|e| Usage(e.to_string()))?;
     }
+    if p.bool("f") {
+        return run_follow(target, &p, &opts);
+    }
+    if p.get("follow-interval").is_some() {
+        return Err(Usage("restore: -follow-interval needs -f".into()).into());
+    }
     if p.bool("if-db-not-exists") && output.exists() {
         log::info!("database already exists, skipping: {}", output.display());
         return Ok(0);
     }
     let clients = clients_for(target, &p)?;
-    let client = match best_replica(&clients, &opts) {
+    let (client, choice) = match best_replica(&clients, &opts) {
         Ok(c) => c,
         Err(e) if e.is_no_backup() && p.bool("if-replica-exists") => {
             log::info!("no matching backups found");
@@ -132,8 +164,10 @@ pub(crate) fn run(args: &[String]) -> CliResult {
         Err(e) => return Err(e.into()),
     };
     if p.bool("dry-run") {
-        let files = restore::plan(client.as_ref(), opts.txid, opts.timestamp)?;
-        print_plan(target, &output, client.kind(), &files);
+        match &choice {
+            Choice::Ltx(files) => print_plan(target, &output, client.kind(), files),
+            Choice::V3(plan) => print_v3_plan(target, &output, client.kind(), plan),
+        }
         return Ok(0);
     }
     if p.bool("force") {
@@ -148,7 +182,22 @@ pub(crate) fn run(args: &[String]) -> CliResult {
     }
     opts.progress = progress_printer();
     let started = std::time::Instant::now();
-    let r = restore::restore(client.as_ref(), &opts)?;
+    let r = match &choice {
+        Choice::Ltx(_) => restore::restore(client.as_ref(), &opts)?,
+        Choice::V3(_) => restore::v3::restore(client.as_ref(), &opts)?,
+    };
+    if let Some(v3) = &r.v3 {
+        log::info!(
+            "restored {} from v0.3 generation {} (snapshot {:08x}, {} WAL segments), {} bytes in {:.3}s",
+            output.display(),
+            v3.snapshot.generation,
+            v3.snapshot.index,
+            v3.segments.len(),
+            r.bytes_read,
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(0);
+    }
     log::info!(
         "restored {} to txid {} from {} files, {} bytes in {:.3}s",
         output.display(),
@@ -156,6 +205,72 @@ pub(crate) fn run(args: &[String]) -> CliResult {
         r.files.len(),
         r.bytes_read,
         started.elapsed().as_secs_f64()
+    );
+    Ok(0)
+}
+
+/// `restore -f`: restores (or resumes) and follows until SIGINT or SIGTERM.
+fn run_follow(target: &str, p: &crate::cli::flags::Parsed, opts: &RestoreOptions) -> CliResult {
+    if opts.txid.is_some() {
+        return Err(Usage("restore: cannot use follow mode with -txid".into()).into());
+    }
+    if opts.timestamp.is_some() {
+        return Err(Usage("restore: cannot use follow mode with -timestamp".into()).into());
+    }
+    let mut fo = restore::FollowOptions::new(&opts.output);
+    fo.integrity_check = opts.integrity_check;
+    if let Some(i) = p.get("follow-interval") {
+        fo.interval = crate::cli::config::parse_duration(i)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| Usage(format!("restore: invalid -follow-interval {i:?}")))?;
+    }
+    let clients = clients_for(target, p)?;
+    // The first replica that has LTX files to follow.
+    let mut chosen = None;
+    let mut first_err = None;
+    for c in &clients {
+        match restore::plan(c.as_ref(), None, None) {
+            Ok(_) => {
+                chosen = Some(c.clone());
+                break;
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    let client = match (chosen, first_err) {
+        (Some(c), _) => c,
+        (None, Some(e)) if e.is_no_backup() && p.bool("if-replica-exists") => {
+            log::info!("no matching backups found");
+            return Ok(0);
+        }
+        (None, Some(e)) => return Err(e.into()),
+        (None, None) => return Err(Error::NoSnapshots.into()),
+    };
+    sys::install();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if sys::count() > 0 {
+                    log::info!("{}: stopping follow mode", sys::last_name());
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        })
+    };
+    let r = restore::follow(client.as_ref(), &fo, &stop);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = watcher.join();
+    let r = r?;
+    log::info!(
+        "follow mode of {} stopped at txid {} after applying {} files",
+        fo.output.display(),
+        r.txid,
+        r.files_applied
     );
     Ok(0)
 }
@@ -188,4 +303,29 @@ fn print_plan(source: &str, output: &Path, kind: &str, files: &[FileInfo]) {
         &["level", "file", "min_txid", "max_txid", "size", "timestamp"],
         &rows,
     );
+}
+
+fn print_v3_plan(source: &str, output: &Path, kind: &str, plan: &restore::v3::Plan) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "Restore plan (Litestream v0.3 backup):");
+    let _ = writeln!(out, "  source: {source}");
+    let _ = writeln!(out, "  target: {}", output.display());
+    let _ = writeln!(out, "  replica: {kind}");
+    let _ = writeln!(out, "  generation: {}", plan.snapshot.generation);
+    let _ = writeln!(out, "\nFiles to fetch:");
+    let snap = &plan.snapshot;
+    let rows: Vec<[String; 3]> = std::iter::once([
+        snap.path.clone(),
+        snap.size.to_string(),
+        crate::time::format_rfc3339_secs(snap.created_at),
+    ])
+    .chain(plan.segments.iter().map(|s| {
+        [
+            s.path.clone(),
+            s.size.to_string(),
+            crate::time::format_rfc3339_secs(s.created_at),
+        ]
+    }))
+    .collect();
+    table(&mut out, &["file", "size", "timestamp"], &rows);
 }

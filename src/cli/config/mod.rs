@@ -9,6 +9,7 @@
 mod clients;
 pub(super) mod databases;
 mod reader;
+pub(crate) use reader::parse_duration;
 pub(super) mod replicas;
 
 use std::path::{Path, PathBuf};

@@ -25,7 +25,7 @@ mod shared_key;
 
 use super::http::{self, Answer, Body};
 use super::key::{self, Layout};
-use super::{read_header, retry, FileInfo, ReplicaClient};
+use super::{check_object_path, read_header, retry, FileInfo, ObjectInfo, ReplicaClient};
 use crate::error::{Error, Result};
 use crate::ltx::Txid;
 use crate::wire::{base64, http_date, uri, xml};
@@ -387,6 +387,30 @@ impl ReplicaClient for AbsClient {
         }
         out.sort_by_key(|f| (f.min_txid, f.max_txid));
         Ok(out)
+    }
+
+    fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        check_object_path(prefix.trim_end_matches('/'))?;
+        // Litestream v0.3 put its tree under the path cleaned as Go's `path.Join`.
+        let root = key::root(&self.cfg.path, Layout::Ltx);
+        let all = self.list_all(&format!("{root}{prefix}"))?;
+        Ok(all
+            .into_iter()
+            .filter_map(|(key, size, modified)| {
+                let path = key.strip_prefix(&root)?.to_string();
+                Some(ObjectInfo {
+                    path,
+                    size,
+                    modified,
+                })
+            })
+            .collect())
+    }
+
+    fn open_object(&self, path: &str) -> Result<Box<dyn Read + Send>> {
+        check_object_path(path)?;
+        let key = format!("{}{path}", key::root(&self.cfg.path, Layout::Ltx));
+        self.open("GetBlob", &key, &[])
     }
 
     fn open_ltx_file(

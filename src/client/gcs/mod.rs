@@ -21,7 +21,7 @@ use std::time::UNIX_EPOCH;
 
 use super::http::{self, Answer, Body, TokenCache};
 use super::key::{self, Layout};
-use super::{read_header, retry, FileInfo, ReplicaClient};
+use super::{check_object_path, read_header, retry, FileInfo, ObjectInfo, ReplicaClient};
 use crate::error::{Error, Result};
 use crate::ltx::Txid;
 use crate::wire::json::{self, Value};
@@ -368,6 +368,51 @@ impl ReplicaClient for GcsClient {
         }
         out.sort_by_key(|f| (f.min_txid, f.max_txid));
         Ok(out)
+    }
+
+    fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        check_object_path(prefix.trim_end_matches('/'))?;
+        // Litestream v0.3 put its tree under the path cleaned as Go's `path.Join`, and
+        // took an object's creation time as its time.
+        let root = key::root(&self.cfg.path, Layout::Ltx);
+        let full = format!("{root}{prefix}");
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let (items, next) = self.list_page(&full, token.as_deref())?;
+            for it in &items {
+                let Some(path) = it
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .and_then(|k| k.strip_prefix(&root))
+                else {
+                    continue;
+                };
+                out.push(ObjectInfo {
+                    path: path.to_string(),
+                    size: it.get("size").and_then(Value::as_u64).unwrap_or(0),
+                    modified: it
+                        .get("timeCreated")
+                        .and_then(Value::as_str)
+                        .and_then(|t| crate::time::parse_rfc3339(t).ok())
+                        .unwrap_or(UNIX_EPOCH),
+                });
+            }
+            match next {
+                Some(t) if token.as_deref() != Some(t.as_str()) => token = Some(t),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    fn open_object(&self, path: &str) -> Result<Box<dyn Read + Send>> {
+        check_object_path(path)?;
+        let key = format!("{}{path}", key::root(&self.cfg.path, Layout::Ltx));
+        let url = format!("{}?alt=media", self.object_url(&key));
+        retry::run("gs", "get", |_| {
+            let resp = self.send("get", "GET", &url, &[], Body::Empty)?;
+            Ok(Box::new(resp.into_body().into_reader()) as Box<dyn Read + Send>)
+        })
     }
 
     fn open_ltx_file(

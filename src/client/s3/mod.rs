@@ -27,7 +27,7 @@ use request::Call;
 pub use sigv4::Credentials;
 
 use super::key::{self, Layout};
-use super::{http, read_header, retry, FileInfo, ReplicaClient};
+use super::{check_object_path, http, read_header, retry, FileInfo, ObjectInfo, ReplicaClient};
 use crate::error::{Error, Result};
 use crate::ltx::Txid;
 use crate::wire::xml;
@@ -261,6 +261,32 @@ impl ReplicaClient for S3Client {
             .map(|f| self.key(f.level, f.min_txid, f.max_txid))
             .collect();
         self.delete_keys(&keys)
+    }
+
+    fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        check_object_path(prefix.trim_end_matches('/'))?;
+        // Litestream v0.3 put its tree under the path cleaned as Go's `path.Join`.
+        let root = key::root(&self.cfg.path, Layout::Ltx);
+        let mut out = Vec::new();
+        for (key, size, modified) in self.list(&format!("{root}{prefix}"), None)? {
+            if let Some(path) = key.strip_prefix(&root) {
+                out.push(ObjectInfo {
+                    path: path.to_string(),
+                    size,
+                    modified,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn open_object(&self, path: &str) -> Result<Box<dyn Read + Send>> {
+        check_object_path(path)?;
+        let key = format!("{}{path}", key::root(&self.cfg.path, Layout::Ltx));
+        let headers = self.sse_headers(false);
+        retry::run(self.kind_str(), "GetObject", |_| {
+            self.open_stream(&key, &headers)
+        })
     }
 
     fn delete_all(&self) -> Result<()> {
