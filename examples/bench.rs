@@ -7,10 +7,14 @@
 //! cargo run --release --example bench -- [--quick] [PART ...]
 //! ```
 //!
-//! Parts (default all): cost lag overhead restore size idle mem100. Both replicators run as
-//! separate processes (`replicate DB URL` or `replicate -config FILE`); this process is the
-//! application writing to the database (rusqlite, synchronous=NORMAL, 100-row transactions
-//! of 1 KiB random blobs). CPU and peak RSS come from `wait4` rusage of each replicator.
+//! Parts (default all): cost lag overhead restore size idle mem100 footprint ship. Both
+//! replicators run as separate processes (`replicate DB URL` or `replicate -config FILE`);
+//! this process is the application writing to the database (rusqlite,
+//! synchronous=NORMAL, 100-row transactions of 1 KiB random blobs). CPU and peak RSS come
+//! from `wait4` rusage of each replicator.
+
+#[path = "bench/ship.rs"]
+mod ship;
 
 use std::collections::BTreeMap;
 use std::ffi::c_int;
@@ -899,6 +903,7 @@ fn main() {
             "idle",
             "mem100",
             "footprint",
+            "ship",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -917,6 +922,7 @@ fn main() {
             "idle" => b.idle(),
             "mem100" => b.mem100(),
             "footprint" => b.footprint(),
+            "ship" => b.ship(),
             other => eprintln!("unknown part {other}"),
         }
     }

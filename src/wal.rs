@@ -185,7 +185,7 @@ impl<'a> Chunked<'a> {
         Chunked {
             f,
             pos,
-            buf: vec![0u8; 1 << 20],
+            buf: vec![0u8; 64 << 10],
             at: 0,
             len: 0,
         }

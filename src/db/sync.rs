@@ -335,7 +335,7 @@ impl Syncer {
             let f = File::create(&tmp)
                 .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
             let mut enc = Encoder::new(
-                BufWriter::with_capacity(1 << 20, f),
+                BufWriter::with_capacity(64 << 10, f),
                 header,
                 self.shared.opts.encoding,
             )
