@@ -126,11 +126,9 @@ pub use ltx::Txid;
 pub use replica::Replica;
 pub use sqlite::sqlite_version;
 pub use store::{
-    DEFAULT_HEARTBEAT_INTERVAL, HEARTBEAT_CHECK_INTERVAL, MIN_HEARTBEAT_INTERVAL,
-};
-pub use store::{
     CheckpointStats, CloseReport, Db, DbStatus, Heartbeat, ReplicaStatus, Store, StoreHandle,
     StoreMonitor, StoreStats, SyncResult, ValidationError, ValidationKind,
 };
+pub use store::{DEFAULT_HEARTBEAT_INTERVAL, HEARTBEAT_CHECK_INTERVAL, MIN_HEARTBEAT_INTERVAL};
 pub use time::{format_rfc3339, parse_rfc3339};
 pub use url::is_url;

@@ -45,7 +45,8 @@ fn counting_server() -> (String, Arc<AtomicU64>) {
             if first.starts_with("GET /ping ") {
                 h.fetch_add(1, Ordering::SeqCst);
             }
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
         }
     });
     (url, hits)
@@ -71,7 +72,9 @@ fn heartbeat_only_while_every_database_syncs() {
         .unwrap()
         .heartbeat(heartbeat(&url));
     store.open().unwrap();
-    assert!(wait_until(Duration::from_secs(30), || hits.load(Ordering::SeqCst) >= 3));
+    assert!(wait_until(Duration::from_secs(30), || hits
+        .load(Ordering::SeqCst)
+        >= 3));
     assert!(store.monitor().stats().heartbeats_sent >= 3);
     store.close().unwrap();
 
@@ -93,7 +96,11 @@ fn heartbeat_only_while_every_database_syncs() {
     assert!(wait_until(Duration::from_secs(30), || {
         store.monitor().stats().heartbeats_skipped >= 20
     }));
-    assert_eq!(hits2.load(Ordering::SeqCst), 0, "no heartbeat while stalled");
+    assert_eq!(
+        hits2.load(Ordering::SeqCst),
+        0,
+        "no heartbeat while stalled"
+    );
     assert_eq!(store.monitor().stats().heartbeats_sent, 0);
     let _ = store.close();
 
@@ -133,8 +140,13 @@ fn heartbeat_config_rules() {
         ),
     )
     .unwrap();
-    let (ok, _, err) = run(Command::new(our_bin()).args(["replicate", "-config"]).arg(&cfg));
-    assert!(!ok && err.contains("heartbeat interval must be at least 1 minute"), "{err}");
+    let (ok, _, err) = run(Command::new(our_bin())
+        .args(["replicate", "-config"])
+        .arg(&cfg));
+    assert!(
+        !ok && err.contains("heartbeat interval must be at least 1 minute"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -182,18 +194,29 @@ fn validation_reports_a_planted_gap() {
         )
     );
     assert!(gap.to_string().contains("TXID gap"), "{gap}");
-    let overlap = errs.iter().find(|e| e.kind == ValidationKind::Overlap).unwrap();
+    let overlap = errs
+        .iter()
+        .find(|e| e.kind == ValidationKind::Overlap)
+        .unwrap();
     assert_eq!(overlap.level, 2);
     store.close().unwrap();
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn get(addr: &str, path: &str) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
@@ -242,15 +265,21 @@ fn watched_directory_and_every_metric() {
         std::fs::read_to_string(&log).unwrap()
     );
     let first_s = first.to_str().unwrap();
-    assert!(ctl(&sock, &["list"]).1.contains(&format!("{first_s} [replicating]")));
-    assert!(std::fs::read_to_string(&log).unwrap().contains("key is deprecated and has no effect"));
+    assert!(ctl(&sock, &["list"])
+        .1
+        .contains(&format!("{first_s} [replicating]")));
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("key is deprecated and has no effect"));
 
     // A database created after start is replicated.
     let second = data.join("second.db");
     let second_s = second.to_str().unwrap();
     let _c2 = make_db(&second, 5, 12);
     assert!(wait_until(Duration::from_secs(30), || {
-        ctl(&sock, &["list"]).1.contains(&format!("{second_s} [replicating]"))
+        ctl(&sock, &["list"])
+            .1
+            .contains(&format!("{second_s} [replicating]"))
     }));
     assert!(wait_until(Duration::from_secs(30), || {
         ctl(&sock, &["sync", "-wait", second_s]).0
@@ -259,7 +288,10 @@ fn watched_directory_and_every_metric() {
     let (ok, _, err) = run(Command::new(our_bin())
         .args(["restore", "-o"])
         .arg(&restored)
-        .arg(format!("file://{}/second.db", dir.join("replica").display())));
+        .arg(format!(
+            "file://{}/second.db",
+            dir.join("replica").display()
+        )));
     assert!(ok, "{err}");
     assert_eq!(dump(&restored), dump(&second));
 
@@ -300,14 +332,22 @@ fn watched_directory_and_every_metric() {
         let (ok, out) = ctl(&sock, &["list"]);
         ok && !out.contains(second_s) && out.contains(first_s)
     }));
-    assert!(terminate(&mut daemon, Duration::from_secs(60)), "{}", std::fs::read_to_string(&log).unwrap());
+    assert!(
+        terminate(&mut daemon, Duration::from_secs(60)),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
 }
 
 #[test]
 fn version_verbose_and_once_flags() {
     let (ok, out, _) = run(Command::new(our_bin()).args(["version", "-verbose"]));
-    assert!(ok && out.contains("SQLite:") && out.contains("OS/Arch:"), "{out}");
-    let (ok, _, err) = run(Command::new(our_bin()).args(["replicate", "-force-snapshot", "/a.db", "file:///b"]));
+    assert!(
+        ok && out.contains("SQLite:") && out.contains("OS/Arch:"),
+        "{out}"
+    );
+    let (ok, _, err) =
+        run(Command::new(our_bin()).args(["replicate", "-force-snapshot", "/a.db", "file:///b"]));
     assert!(!ok && err.contains("without -once"), "{err}");
     // -once -force-snapshot puts a snapshot on level 9; -enforce-retention keeps it (new).
     let dir = TempDir::new("once");
@@ -316,9 +356,17 @@ fn version_verbose_and_once_flags() {
     let replica = dir.join("replica");
     let url = format!("file://{}", replica.display());
     let (ok, _, err) = run(Command::new(our_bin())
-        .args(["replicate", "-once", "-force-snapshot", "-enforce-retention"])
+        .args([
+            "replicate",
+            "-once",
+            "-force-snapshot",
+            "-enforce-retention",
+        ])
         .arg(&db)
         .arg(&url));
     assert!(ok, "{err}");
-    assert!(max_txid_in(&replica.join("ltx/9")) > 0, "a snapshot on level 9");
+    assert!(
+        max_txid_in(&replica.join("ltx/9")) > 0,
+        "a snapshot on level 9"
+    );
 }

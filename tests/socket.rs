@@ -106,10 +106,7 @@ fn drive(
     let info = ctl(client, "info", sock, &["-json"]);
     assert!(info.contains("\"database_count\": 1"), "{info}");
     let list = ctl(client, "list", sock, &[]);
-    assert!(
-        list.contains(&format!("{db_s} [replicating]")),
-        "{list}"
-    );
+    assert!(list.contains(&format!("{db_s} [replicating]")), "{list}");
 
     // sync -wait: the replica holds the TXID when the command returns.
     let mut conn = Connection::open(db).unwrap();
@@ -122,7 +119,12 @@ fn drive(
     let replica_txid: u64 = field(&out, "replica_txid").parse().unwrap();
     assert!(txid > 0 && replica_txid >= txid, "{out}");
     let restored = dir.join(format!("restored-{}.db", unique("a")));
-    official_restore(official, &format!("file://{}", replica.display()), &restored, &[]);
+    official_restore(
+        official,
+        &format!("file://{}", replica.display()),
+        &restored,
+        &[],
+    );
     assert_eq!(dump(&restored), dump(db), "restore after sync -wait");
 
     // stop: stays listed, stopped; sync refused; start again.
@@ -142,7 +144,12 @@ fn drive(
     }
     ctl(client, "sync", sock, &["-wait", db_s]);
     let restored = dir.join(format!("restored-{}.db", unique("b")));
-    official_restore(official, &format!("file://{}", replica.display()), &restored, &[]);
+    official_restore(
+        official,
+        &format!("file://{}", replica.display()),
+        &restored,
+        &[],
+    );
     assert_eq!(dump(&restored), dump(db), "restore after stop/start");
 
     // register a second database, replicate it, unregister it.
@@ -164,10 +171,17 @@ fn drive(
     }));
     let restored = dir.join(format!("restored-{}.db", unique("c")));
     official_restore(official, &url2, &restored, &[]);
-    assert_eq!(dump(&restored), dump(db2), "restore of the registered database");
+    assert_eq!(
+        dump(&restored),
+        dump(db2),
+        "restore of the registered database"
+    );
     let out = ctl(client, "unregister", sock, &[db2_s]);
     assert_eq!(field(&out, "status"), "unregistered", "{out}");
-    assert!(field(&out, "final_txid").parse::<u64>().unwrap() > 0, "{out}");
+    assert!(
+        field(&out, "final_txid").parse::<u64>().unwrap() > 0,
+        "{out}"
+    );
     let list = ctl(client, "list", sock, &["-json"]);
     assert!(!list.contains(db2_s) && list.contains(db_s), "{list}");
     let out = ctl(client, "unregister", sock, &[db2_s]);
@@ -176,14 +190,19 @@ fn drive(
 
 #[test]
 fn official_cli_drives_our_daemon() {
-    let Some(official) = official_bin() else { return };
+    let Some(official) = official_bin() else {
+        return;
+    };
     let dir = TempDir::new("socket-ours");
     let (db, replica) = (dir.join("app.db"), dir.join("replica"));
     let (db2, replica2) = (dir.join("second.db"), dir.join("replica2"));
     let sock = dir.join("ls.sock");
     // A stale socket left by a killed daemon does not stop a new start.
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
-    assert!(std::fs::symlink_metadata(&sock).unwrap().file_type().is_socket());
+    assert!(std::fs::symlink_metadata(&sock)
+        .unwrap()
+        .file_type()
+        .is_socket());
     let _conn = make_db(&db, 3, 10);
     let cfg = config(&dir, &sock, &db, &replica);
     let log = dir.join("daemon.log");
@@ -193,14 +212,22 @@ fn official_cli_drives_our_daemon() {
     wait_socket(&sock, &mut daemon, &log);
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o640, "socket permissions");
-    drive(&official, &official, &sock, &dir, &db, &replica, &db2, &replica2);
-    assert!(terminate(&mut daemon, Duration::from_secs(60)), "{}", std::fs::read_to_string(&log).unwrap());
+    drive(
+        &official, &official, &sock, &dir, &db, &replica, &db2, &replica2,
+    );
+    assert!(
+        terminate(&mut daemon, Duration::from_secs(60)),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
     assert!(!sock.exists(), "socket file removed at exit");
 }
 
 #[test]
 fn our_cli_drives_the_official_daemon() {
-    let Some(official) = official_bin() else { return };
+    let Some(official) = official_bin() else {
+        return;
+    };
     let dir = TempDir::new("socket-official");
     let (db, replica) = (dir.join("app.db"), dir.join("replica"));
     let (db2, replica2) = (dir.join("second.db"), dir.join("replica2"));
@@ -210,7 +237,16 @@ fn our_cli_drives_the_official_daemon() {
     let log = dir.join("daemon.log");
     let mut daemon = spawn(official_replicate_by_config(&cfg), &log);
     wait_socket(&sock, &mut daemon, &log);
-    drive(&our_bin(), &official, &sock, &dir, &db, &replica, &db2, &replica2);
+    drive(
+        &our_bin(),
+        &official,
+        &sock,
+        &dir,
+        &db,
+        &replica,
+        &db2,
+        &replica2,
+    );
     terminate(&mut daemon, Duration::from_secs(60));
 }
 
@@ -222,5 +258,8 @@ fn our_cli_usage_errors_match() {
     assert!(!ok && err.contains("-replica is required"), "{err}");
     let (ok, _, err) =
         run(Command::new(our_bin()).args(["list", "-socket", "/nonexistent/ls.sock"]));
-    assert!(!ok && err.contains("failed to connect to control socket"), "{err}");
+    assert!(
+        !ok && err.contains("failed to connect to control socket"),
+        "{err}"
+    );
 }

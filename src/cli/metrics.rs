@@ -132,7 +132,10 @@ pub(crate) fn render(monitor: &StoreMonitor) -> String {
     );
     let mut l0 = Vec::new();
     for d in &status {
-        for (i, st) in ["eligible", "not_compacted", "too_recent"].iter().enumerate() {
+        for (i, st) in ["eligible", "not_compacted", "too_recent"]
+            .iter()
+            .enumerate()
+        {
             l0.push((
                 format!(
                     "db=\"{}\",status=\"{st}\"",
@@ -191,13 +194,17 @@ pub(crate) fn render(monitor: &StoreMonitor) -> String {
         "litestream_replica_operation_total",
         "counter",
         "The number of replica operations performed",
-        ops.iter().map(|(k, o, s)| (op_label(k, o), s.total as f64)).collect(),
+        ops.iter()
+            .map(|(k, o, s)| (op_label(k, o), s.total as f64))
+            .collect(),
     );
     family(
         "litestream_replica_operation_bytes",
         "counter",
         "The number of bytes used by replica operations",
-        ops.iter().map(|(k, o, s)| (op_label(k, o), s.bytes as f64)).collect(),
+        ops.iter()
+            .map(|(k, o, s)| (op_label(k, o), s.bytes as f64))
+            .collect(),
     );
     family(
         "litestream_replica_operation_errors_total",
@@ -207,7 +214,12 @@ pub(crate) fn render(monitor: &StoreMonitor) -> String {
             .flat_map(|(k, o, s)| {
                 s.errors
                     .iter()
-                    .map(|(code, n)| (format!("{},code=\"{}\"", op_label(k, o), label(code)), *n as f64))
+                    .map(|(code, n)| {
+                        (
+                            format!("{},code=\"{}\"", op_label(k, o), label(code)),
+                            *n as f64,
+                        )
+                    })
                     .collect::<Vec<_>>()
             })
             .collect(),
@@ -216,7 +228,10 @@ pub(crate) fn render(monitor: &StoreMonitor) -> String {
         out,
         "# HELP litestream_replica_operation_duration_seconds Duration of replica operations by type and operation"
     );
-    let _ = writeln!(out, "# TYPE litestream_replica_operation_duration_seconds histogram");
+    let _ = writeln!(
+        out,
+        "# TYPE litestream_replica_operation_duration_seconds histogram"
+    );
     for (k, o, s) in &ops {
         let l = op_label(k, o);
         let mut cum = 0;
@@ -232,12 +247,23 @@ pub(crate) fn render(monitor: &StoreMonitor) -> String {
             "litestream_replica_operation_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}",
             s.timed
         );
-        let _ = writeln!(out, "litestream_replica_operation_duration_seconds_sum{{{l}}} {}", s.seconds);
-        let _ = writeln!(out, "litestream_replica_operation_duration_seconds_count{{{l}}} {}", s.timed);
+        let _ = writeln!(
+            out,
+            "litestream_replica_operation_duration_seconds_sum{{{l}}} {}",
+            s.seconds
+        );
+        let _ = writeln!(
+            out,
+            "litestream_replica_operation_duration_seconds_count{{{l}}} {}",
+            s.timed
+        );
     }
     // The store's own work: heartbeats and validation.
     let stats = monitor.stats();
-    let _ = writeln!(out, "# HELP litestream_heartbeat_total Heartbeat pings by result");
+    let _ = writeln!(
+        out,
+        "# HELP litestream_heartbeat_total Heartbeat pings by result"
+    );
     let _ = writeln!(out, "# TYPE litestream_heartbeat_total counter");
     for (r, n) in [
         ("ok", stats.heartbeats_sent),
@@ -246,10 +272,20 @@ pub(crate) fn render(monitor: &StoreMonitor) -> String {
     ] {
         let _ = writeln!(out, "litestream_heartbeat_total{{result=\"{r}\"}} {n}");
     }
-    let _ = writeln!(out, "# HELP litestream_validation_runs_total Validation passes run");
+    let _ = writeln!(
+        out,
+        "# HELP litestream_validation_runs_total Validation passes run"
+    );
     let _ = writeln!(out, "# TYPE litestream_validation_runs_total counter");
-    let _ = writeln!(out, "litestream_validation_runs_total {}", stats.validation_runs);
-    let _ = writeln!(out, "# HELP litestream_validation_errors Problems found by the last validation pass");
+    let _ = writeln!(
+        out,
+        "litestream_validation_runs_total {}",
+        stats.validation_runs
+    );
+    let _ = writeln!(
+        out,
+        "# HELP litestream_validation_errors Problems found by the last validation pass"
+    );
     let _ = writeln!(out, "# TYPE litestream_validation_errors gauge");
     let mut counts: std::collections::BTreeMap<(String, u8, &str), u64> = Default::default();
     for e in &stats.validation_errors {

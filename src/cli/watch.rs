@@ -191,7 +191,10 @@ fn rescan(entry: &DbConfig, known: &mut HashSet<PathBuf>, store: &StoreHandle) {
         }
         match build_db(r).and_then(|db| store.add(db)) {
             Ok(()) => {
-                log::info!("{}: new database in a watched directory, replicating", r.path.display());
+                log::info!(
+                    "{}: new database in a watched directory, replicating",
+                    r.path.display()
+                );
                 known.insert(r.path.clone());
             }
             Err(e) => log::warn!("{}: cannot replicate: {e}", r.path.display()),
@@ -201,7 +204,10 @@ fn rescan(entry: &DbConfig, known: &mut HashSet<PathBuf>, store: &StoreHandle) {
     for p in gone {
         known.remove(&p);
         match store.remove(&p, Duration::from_secs(5)) {
-            Ok(_) => log::info!("{}: database removed from a watched directory, stopped", p.display()),
+            Ok(_) => log::info!(
+                "{}: database removed from a watched directory, stopped",
+                p.display()
+            ),
             Err(e) => log::warn!("{}: stop: {e}", p.display()),
         }
     }

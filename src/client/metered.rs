@@ -73,7 +73,12 @@ pub(crate) struct Metered {
 }
 
 impl Metered {
-    fn timed<T>(&self, op: &'static str, bytes: impl Fn(&T) -> u64, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    fn timed<T>(
+        &self,
+        op: &'static str,
+        bytes: impl Fn(&T) -> u64,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
         let started = Instant::now();
         let r = f();
         let secs = started.elapsed().as_secs_f64();
@@ -117,9 +122,11 @@ impl ReplicaClient for Metered {
     }
 
     fn ltx_files(&self, level: u8, seek: Txid, accurate_timestamps: bool) -> Result<Vec<FileInfo>> {
-        self.timed("LIST", |_| 0, || {
-            self.inner.ltx_files(level, seek, accurate_timestamps)
-        })
+        self.timed(
+            "LIST",
+            |_| 0,
+            || self.inner.ltx_files(level, seek, accurate_timestamps),
+        )
     }
 
     fn open_ltx_file(
@@ -130,9 +137,11 @@ impl ReplicaClient for Metered {
         offset: u64,
         len: Option<u64>,
     ) -> Result<Box<dyn Read + Send>> {
-        let r = self.timed("GET", |_| 0, || {
-            self.inner.open_ltx_file(level, min, max, offset, len)
-        })?;
+        let r = self.timed(
+            "GET",
+            |_| 0,
+            || self.inner.open_ltx_file(level, min, max, offset, len),
+        )?;
         Ok(Box::new(Counting {
             inner: r,
             kind: self.inner.kind(),
@@ -140,9 +149,11 @@ impl ReplicaClient for Metered {
     }
 
     fn write_ltx_file(&self, level: u8, min: Txid, max: Txid, src: &File) -> Result<FileInfo> {
-        self.timed("PUT", |i: &FileInfo| i.size, || {
-            self.inner.write_ltx_file(level, min, max, src)
-        })
+        self.timed(
+            "PUT",
+            |i: &FileInfo| i.size,
+            || self.inner.write_ltx_file(level, min, max, src),
+        )
     }
 
     fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {
@@ -151,7 +162,9 @@ impl ReplicaClient for Metered {
         }
         let r = self.timed("DELETE", |_| 0, || self.inner.delete_ltx_files(files));
         if r.is_ok() && files.len() > 1 {
-            record(self.inner.kind(), "DELETE", |s| s.total += files.len() as u64 - 1);
+            record(self.inner.kind(), "DELETE", |s| {
+                s.total += files.len() as u64 - 1
+            });
         }
         r
     }

@@ -45,11 +45,11 @@ pub use azure::{AbsClient, AbsConfig};
 pub(crate) use config::not_built;
 pub use config::{from_url, ClientConfig};
 pub use file::FileClient;
+#[cfg(feature = "gcs")]
+pub use gcs::{GcsClient, GcsConfig};
 pub(crate) use http::get_status;
 pub(crate) use metered::metered;
 pub use metered::{operation_stats, OpStats, DURATION_BUCKETS};
-#[cfg(feature = "gcs")]
-pub use gcs::{GcsClient, GcsConfig};
 #[cfg(all(fuzzing, feature = "nats"))]
 pub(crate) use nats::fuzz as nats_fuzz;
 #[cfg(feature = "nats")]

@@ -84,7 +84,10 @@ pub(super) fn start(h: Heartbeat, store: StoreHandle) -> Result<Background> {
             .unwrap_or(std::time::UNIX_EPOCH);
         if !all_synced_since(&store, since) {
             store.stats_mut(|s| s.heartbeats_skipped += 1);
-            log::debug!("heartbeat skipped: not every database synced within {:?}", h.interval);
+            log::debug!(
+                "heartbeat skipped: not every database synced within {:?}",
+                h.interval
+            );
             return;
         }
         last = Some(Instant::now());

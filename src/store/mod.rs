@@ -30,9 +30,7 @@ pub use db::Db;
 pub use heartbeat::{
     Heartbeat, DEFAULT_HEARTBEAT_INTERVAL, HEARTBEAT_CHECK_INTERVAL, MIN_HEARTBEAT_INTERVAL,
 };
-pub use status::{
-    CheckpointStats, CloseReport, DbStatus, ReplicaStatus, StoreMonitor, StoreStats,
-};
+pub use status::{CheckpointStats, CloseReport, DbStatus, ReplicaStatus, StoreMonitor, StoreStats};
 pub use validation::{ValidationError, ValidationKind};
 
 use crate::compaction::{self, CompactionLevels, Compactor, Target};
@@ -324,9 +322,7 @@ impl Store {
         }
         restart_compactor(&mut running, &dbs)?;
         if let Some(h) = self.config.heartbeat.clone() {
-            running
-                .background
-                .push(heartbeat::start(h, self.handle())?);
+            running.background.push(heartbeat::start(h, self.handle())?);
         }
         if !self.config.validation_interval.is_zero() {
             running.background.push(validation::start(

@@ -14,21 +14,21 @@ use crate::wire::json::{quote, Value};
 
 /// `-socket`, `-timeout` and `-json`.
 const COMMON: [Flag; 3] = [
-        Flag {
-            name: "socket",
-            value: Some("PATH"),
-            help: "Path to control socket (default: /var/run/litestream.sock).",
-        },
-        Flag {
-            name: "timeout",
-            value: Some("SECONDS"),
-            help: "Maximum time to wait in seconds.",
-        },
-        Flag {
-            name: "json",
-            value: None,
-            help: "Output raw JSON instead of human-readable text.",
-        },
+    Flag {
+        name: "socket",
+        value: Some("PATH"),
+        help: "Path to control socket (default: /var/run/litestream.sock).",
+    },
+    Flag {
+        name: "timeout",
+        value: Some("SECONDS"),
+        help: "Maximum time to wait in seconds.",
+    },
+    Flag {
+        name: "json",
+        value: None,
+        help: "Output raw JSON instead of human-readable text.",
+    },
 ];
 
 /// A parsed daemon command: its flags, socket, timeout and the database path if it takes one.
@@ -66,9 +66,7 @@ pub(crate) fn parse(
     }
     let db = match (needs_db, p.positional.as_slice()) {
         (None, []) => None,
-        (None, _) | (Some(_), [_, _, ..]) => {
-            return Err(Usage("too many arguments".into()).into())
-        }
+        (None, _) | (Some(_), [_, _, ..]) => return Err(Usage("too many arguments".into()).into()),
         (Some(hint), []) => {
             return Err(Usage(format!("database path required\nhint: {hint}")).into())
         }

@@ -7,7 +7,8 @@ use crate::wire::json::{quote, Value};
 
 /// Runs the command.
 pub(crate) fn run(args: &[String]) -> CliResult {
-    let usage = "usage: litestream list [OPTIONS]\n\nList all managed databases from a running daemon.\n";
+    let usage =
+        "usage: litestream list [OPTIONS]\n\nList all managed databases from a running daemon.\n";
     let Some(c) = daemon::parse(args, &[], None, 10, usage)? else {
         return Ok(0);
     };

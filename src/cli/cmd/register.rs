@@ -9,7 +9,8 @@ use crate::wire::json::quote;
 
 /// Runs the command.
 pub(crate) fn run(args: &[String]) -> CliResult {
-    let usage = "usage: litestream register [OPTIONS] DB_PATH\n\nRegister a database for replication.\n";
+    let usage =
+        "usage: litestream register [OPTIONS] DB_PATH\n\nRegister a database for replication.\n";
     let own = [Flag {
         name: "replica",
         value: Some("URL"),

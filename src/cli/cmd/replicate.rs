@@ -90,15 +90,19 @@ pub(crate) fn run(args: &[String]) -> CliResult {
         .map(String::from)
         .or_else(|| cfg.as_ref().and_then(|c| c.exec.clone()));
     let addr = cfg.as_ref().and_then(|c| c.addr.clone());
-    let socket = cfg
-        .as_ref()
-        .map(|c| c.socket.clone())
-        .filter(|s| s.enabled);
+    let socket = cfg.as_ref().map(|c| c.socket.clone()).filter(|s| s.enabled);
     let watched: Vec<DbConfig> = cfg
         .as_ref()
         .map(|c| c.dbs.iter().filter(|d| d.watch).cloned().collect())
         .unwrap_or_default();
-    run_store(store, exec.as_deref(), addr.as_deref(), socket, watched, once)
+    run_store(
+        store,
+        exec.as_deref(),
+        addr.as_deref(),
+        socket,
+        watched,
+        once,
+    )
 }
 
 /// `-once` and what it does besides syncing.

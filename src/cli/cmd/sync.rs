@@ -11,7 +11,8 @@ use crate::wire::json::quote;
 
 /// Runs the command.
 pub(crate) fn run(args: &[String]) -> CliResult {
-    let usage = "usage: litestream sync [OPTIONS] DB_PATH\n\nForce an immediate sync for a database.\n";
+    let usage =
+        "usage: litestream sync [OPTIONS] DB_PATH\n\nForce an immediate sync for a database.\n";
     let own = [Flag {
         name: "wait",
         value: None,

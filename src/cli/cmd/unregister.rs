@@ -15,7 +15,13 @@ pub(crate) fn run(args: &[String]) -> CliResult {
         value: None,
         help: "Preview what would be unregistered without changing the daemon.",
     }];
-    let Some(c) = daemon::parse(args, &own, Some("litestream unregister /path/to/db"), 30, usage)?
+    let Some(c) = daemon::parse(
+        args,
+        &own,
+        Some("litestream unregister /path/to/db"),
+        30,
+        usage,
+    )?
     else {
         return Ok(0);
     };

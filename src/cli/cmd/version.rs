@@ -43,8 +43,19 @@ pub(crate) fn run(args: &[String]) -> CliResult {
     .collect();
     println!("litestream-rs {}", env!("CARGO_PKG_VERSION"));
     println!("  SQLite:   {}", crate::sqlite::sqlite_version());
-    println!("  OS/Arch:  {}/{}", std::env::consts::OS, std::env::consts::ARCH);
+    println!(
+        "  OS/Arch:  {}/{}",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    );
     println!("  Features: {}", features.join(", "));
-    println!("  Build:    {}", if cfg!(debug_assertions) { "debug" } else { "release" });
+    println!(
+        "  Build:    {}",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
     Ok(0)
 }

@@ -221,7 +221,10 @@ pub(crate) fn parse(doc: &str) -> Result<Config> {
                 t.parse().ok()
             };
             cfg.socket.permissions = v.filter(|v| *v <= 0o7777).ok_or_else(|| {
-                err(n.line, format!("socket permissions {p:?}: want an octal mode such as 0600"))
+                err(
+                    n.line,
+                    format!("socket permissions {p:?}: want an octal mode such as 0600"),
+                )
             })?;
         }
         so.finish()?;
@@ -229,10 +232,12 @@ pub(crate) fn parse(doc: &str) -> Result<Config> {
     if let Some(n) = o.entry("heartbeat-url") {
         let url = o.str("heartbeat-url")?.unwrap_or_default();
         let lower = url.to_ascii_lowercase();
-        if !url.is_empty() && !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        if !(url.is_empty() || lower.starts_with("http://") || lower.starts_with("https://")) {
             return Err(err(
                 n.line,
-                format!("heartbeat-url: heartbeat URL must be a valid HTTP or HTTPS URL (got {url})"),
+                format!(
+                    "heartbeat-url: heartbeat URL must be a valid HTTP or HTTPS URL (got {url})"
+                ),
             ));
         }
         cfg.heartbeat_url = Some(url).filter(|u| !u.is_empty());
@@ -348,9 +353,15 @@ mod tests {
                 "age encryption",
             ),
             ("mcp-addr: \":3001\"\n", "line 1: mcp-addr is not supported"),
-            ("heartbeat-interval: 30s\n", "line 1: heartbeat-interval: heartbeat interval must be at least 1 minute"),
+            (
+                "heartbeat-interval: 30s\n",
+                "line 1: heartbeat-interval: heartbeat interval must be at least 1 minute",
+            ),
             ("heartbeat-url: ftp://x\n", "line 1: heartbeat-url"),
-            ("dbs:\n  - path: /a\n    watch: true\n    replica: {url: file:///b}\n", "watch: true needs a dir"),
+            (
+                "dbs:\n  - path: /a\n    watch: true\n    replica: {url: file:///b}\n",
+                "watch: true needs a dir",
+            ),
         ] {
             match parse(doc) {
                 Err(e) => assert!(e.to_string().contains(want), "{doc:?}: {e}"),

@@ -45,7 +45,10 @@ pub(crate) fn call(
 
 /// A string field of an answer ("" when absent).
 pub(crate) fn str_field(v: &Value, name: &str) -> String {
-    v.get(name).and_then(Value::as_str).unwrap_or("").to_string()
+    v.get(name)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string()
 }
 
 /// A number field of an answer (0 when absent).

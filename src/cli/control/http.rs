@@ -167,8 +167,11 @@ pub(crate) fn exchange(
 ) -> Result<Response> {
     let io = |e| Error::io("write to control socket", e);
     if body.is_empty() {
-        write!(stream, "{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            .map_err(io)?;
+        write!(
+            stream,
+            "{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .map_err(io)?;
     } else {
         write!(
             stream,
@@ -200,8 +203,17 @@ mod tests {
         assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/sync"));
         assert_eq!(r.body, "{\"path\":\"/a\"}");
         let raw = b"GET /txid?path=%2Fa%20b HTTP/1.1\r\n\r\n";
-        assert_eq!(read_request(&mut &raw[..]).unwrap().query("path").as_deref(), Some("/a b"));
-        let (_, headers) = read_head(&mut BufReader::new(&b"X\r\nTransfer-Encoding: chunked\r\n\r\n"[..])).unwrap();
+        assert_eq!(
+            read_request(&mut &raw[..])
+                .unwrap()
+                .query("path")
+                .as_deref(),
+            Some("/a b")
+        );
+        let (_, headers) = read_head(&mut BufReader::new(
+            &b"X\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+        ))
+        .unwrap();
         let mut body = BufReader::new(&b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"[..]);
         assert_eq!(read_body(&mut body, &headers, true).unwrap(), "abcde");
     }

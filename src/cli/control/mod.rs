@@ -86,7 +86,12 @@ pub(crate) fn serve(cfg: &SocketConfig, store: StoreHandle) -> Result<Server> {
             )))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(format!("check socket path {}", path.display()), e)),
+        Err(e) => {
+            return Err(Error::io(
+                format!("check socket path {}", path.display()),
+                e,
+            ))
+        }
     }
     let listener = UnixListener::bind(&path)
         .map_err(|e| Error::io(format!("listen on unix socket {}", path.display()), e))?;
