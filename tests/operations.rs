@@ -14,17 +14,6 @@ use std::time::Duration;
 
 use common::*;
 use litestream::{CompactionLevels, Db, Heartbeat, Replica, Store, ValidationKind};
-use rusqlite::Connection;
-
-fn make_db(path: &Path, seed: u64, steps: u64) -> Connection {
-    let mut conn = Connection::open(path).unwrap();
-    create_schema(&conn);
-    let mut rng = Rng::new(seed);
-    for i in 0..steps {
-        workload_step(&mut conn, &mut rng, i);
-    }
-    conn
-}
 
 /// A local HTTP server that counts GETs of `/ping` and answers 200.
 fn counting_server() -> (String, Arc<AtomicU64>) {

@@ -12,17 +12,6 @@ use std::time::Duration;
 use common::*;
 use rusqlite::Connection;
 
-/// A database in WAL mode with some rows.
-fn make_db(path: &Path, seed: u64, steps: u64) -> Connection {
-    let mut conn = Connection::open(path).unwrap();
-    create_schema(&conn);
-    let mut rng = Rng::new(seed);
-    for i in 0..steps {
-        workload_step(&mut conn, &mut rng, i);
-    }
-    conn
-}
-
 fn config(dir: &TempDir, sock: &Path, db: &Path, replica: &Path) -> PathBuf {
     let cfg = dir.join("litestream.yml");
     std::fs::write(
