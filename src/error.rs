@@ -109,9 +109,22 @@ pub enum Error {
     /// This backend cannot do what was asked (the message names the backend and says
     /// what to use instead).
     Unsupported(String),
+    /// The store has no database at this path (register it first).
+    UnknownDatabase(PathBuf),
+    /// The database is registered but stopped (start it first).
+    DatabaseStopped(PathBuf),
 }
 
 impl Error {
+    /// True if a file system was full (`ENOSPC`).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => source.kind() == io::ErrorKind::StorageFull,
+            Error::Sqlite { code, .. } => code & 0xff == 13, // SQLITE_FULL
+            _ => false,
+        }
+    }
+
     /// Wraps an `io::Error` with a description of what was being done.
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Error {
         Error::Io {
@@ -261,6 +274,12 @@ impl fmt::Display for Error {
             Error::State(m) => write!(f, "{m}"),
             Error::Shutdown(m) => write!(f, "{m}"),
             Error::Unsupported(m) => write!(f, "{m}"),
+            Error::UnknownDatabase(p) => write!(f, "database not found: {}", p.display()),
+            Error::DatabaseStopped(p) => write!(
+                f,
+                "database not open: {} (replication is stopped; start it first)",
+                p.display()
+            ),
         }
     }
 }

@@ -131,6 +131,10 @@ pub use error::{Error, Result};
 pub use ltx::Txid;
 pub use replica::Replica;
 pub use sqlite::sqlite_version;
-pub use store::{CloseReport, Db, DbStatus, ReplicaStatus, Store, StoreMonitor};
+pub use store::{
+    CheckpointStats, CloseReport, Db, DbStatus, Heartbeat, ReplicaStatus, Store, StoreHandle,
+    StoreMonitor, StoreStats, SyncResult, ValidationError, ValidationKind,
+};
+pub use store::{DEFAULT_HEARTBEAT_INTERVAL, HEARTBEAT_CHECK_INTERVAL, MIN_HEARTBEAT_INTERVAL};
 pub use time::{format_rfc3339, parse_rfc3339};
 pub use url::is_url;

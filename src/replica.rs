@@ -74,6 +74,10 @@ pub(crate) struct ReplicaState {
     pub errors: u64,
     /// Highest TXID whose L0 copy L0 retention has deleted from this replica.
     pub l0_deleted_through: Txid,
+    /// When the replica was last known to hold everything the database had.
+    pub last_caught_up: Option<SystemTime>,
+    /// The last L0 retention pass: files deleted, not compacted yet, too recent.
+    pub l0_retention: [u64; 3],
 }
 
 /// A replica inside a running store: its client, upload state and uploads.
@@ -92,7 +96,7 @@ pub(crate) struct ReplicaShared {
 impl ReplicaShared {
     pub(crate) fn new(r: Replica, index: usize) -> ReplicaShared {
         ReplicaShared {
-            client: r.client,
+            client: crate::client::metered(r.client),
             sync_interval: r.sync_interval,
             index,
             state: Mutex::new(ReplicaState::default()),
@@ -114,6 +118,11 @@ impl ReplicaShared {
     /// Records that L0 retention deleted this replica's L0 files through `through`.
     pub(crate) fn note_l0_deleted(&self, through: Txid) {
         self.update(|s| s.l0_deleted_through = s.l0_deleted_through.max(through));
+    }
+
+    /// Records the counts of the last L0 retention pass.
+    pub(crate) fn note_l0_retention(&self, counts: [u64; 3]) {
+        self.update(|s| s.l0_retention = counts);
     }
 
     /// A copy of the upload state.
@@ -143,6 +152,9 @@ impl ReplicaShared {
         }
         {
             let Ok(mut s) = self.state.lock() else { return };
+            if s.remote.is_some_and(|r| r >= local) && s.last_error.is_none() {
+                s.last_caught_up = Some(SystemTime::now());
+            }
             if s.in_flight || s.remote.is_some_and(|r| r >= local) {
                 return;
             }
@@ -166,6 +178,7 @@ impl ReplicaShared {
                 s.in_flight = false;
                 match &r {
                     Ok(()) => {
+                        s.last_caught_up = Some(SystemTime::now());
                         s.backoff = Duration::ZERO;
                         s.next_attempt = None;
                         s.last_error = None;

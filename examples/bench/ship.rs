@@ -119,7 +119,11 @@ impl Bench {
             let run = |bench: &Bench, log: &str| {
                 bench.spawn(
                     &bin,
-                    &["replicate".into(), "-config".into(), cfg.display().to_string()],
+                    &[
+                        "replicate".into(),
+                        "-config".into(),
+                        cfg.display().to_string(),
+                    ],
                     &d.join(log),
                 )
             };

@@ -74,10 +74,82 @@ pub(crate) fn render(monitor: &StoreMonitor) -> String {
         per_db(&|d| d.sync_seconds),
     );
     family(
+        "litestream_total_wal_bytes",
+        "counter",
+        "Total number of bytes written to shadow WAL",
+        per_db(&|d| d.wal_bytes as f64),
+    );
+    family(
+        "litestream_disk_full",
+        "gauge",
+        "Whether replication is paused because the local disk is full",
+        per_db(&|d| if d.disk_full { 1.0 } else { 0.0 }),
+    );
+    family(
+        "litestream_compaction_verify_error_count",
+        "counter",
+        "Number of post-compaction verification failures",
+        per_db(&|_| 0.0),
+    );
+    let per_mode = |f: &dyn Fn(&crate::CheckpointStats) -> f64| -> Vec<(String, f64)> {
+        let mut rows = Vec::new();
+        for d in &status {
+            for mode in ["PASSIVE", "TRUNCATE"] {
+                let c = d
+                    .checkpoints
+                    .iter()
+                    .find(|c| c.mode == mode)
+                    .cloned()
+                    .unwrap_or_default();
+                rows.push((
+                    format!(
+                        "db=\"{}\",mode=\"{mode}\"",
+                        label(&d.path.display().to_string())
+                    ),
+                    f(&c),
+                ));
+            }
+        }
+        rows
+    };
+    family(
         "litestream_checkpoint_count",
         "counter",
-        "Number of checkpoints completed",
-        per_db(&|d| d.checkpoint_count as f64),
+        "Number of checkpoint operations performed",
+        per_mode(&|c| c.count as f64),
+    );
+    family(
+        "litestream_checkpoint_error_count",
+        "counter",
+        "Number of checkpoint errors that have occurred",
+        per_mode(&|c| c.errors as f64),
+    );
+    family(
+        "litestream_checkpoint_seconds",
+        "counter",
+        "Time spent checkpointing WAL, in seconds",
+        per_mode(&|c| c.seconds),
+    );
+    let mut l0 = Vec::new();
+    for d in &status {
+        for (i, st) in ["eligible", "not_compacted", "too_recent"]
+            .iter()
+            .enumerate()
+        {
+            l0.push((
+                format!(
+                    "db=\"{}\",status=\"{st}\"",
+                    label(&d.path.display().to_string())
+                ),
+                d.l0_retention[i] as f64,
+            ));
+        }
+    }
+    family(
+        "litestream_l0_retention_files_total",
+        "gauge",
+        "Number of L0 files by status during retention enforcement",
+        l0,
     );
     family(
         "litestream_last_sync_seconds",
@@ -91,8 +163,6 @@ pub(crate) fn render(monitor: &StoreMonitor) -> String {
         }),
     );
     let mut rows_txid = Vec::new();
-    let mut rows_ops = Vec::new();
-    let mut rows_bytes = Vec::new();
     let mut rows_err = Vec::new();
     for d in &status {
         for (i, r) in d.replicas.iter().enumerate() {
@@ -102,8 +172,6 @@ pub(crate) fn render(monitor: &StoreMonitor) -> String {
                 r.kind
             );
             rows_txid.push((l.clone(), r.remote_txid.map(|t| t.0 as f64).unwrap_or(0.0)));
-            rows_ops.push((format!("{l},operation=\"PUT\""), r.uploaded_files as f64));
-            rows_bytes.push((format!("{l},operation=\"PUT\""), r.uploaded_bytes as f64));
             rows_err.push((l, r.errors as f64));
         }
     }
@@ -114,23 +182,124 @@ pub(crate) fn render(monitor: &StoreMonitor) -> String {
         rows_txid,
     );
     family(
-        "litestream_replica_operation_total",
-        "counter",
-        "The number of replica operations performed",
-        rows_ops,
-    );
-    family(
-        "litestream_replica_operation_bytes",
-        "counter",
-        "The number of bytes used by replica operations",
-        rows_bytes,
-    );
-    family(
         "litestream_replica_error_count",
         "counter",
         "Number of failed upload batches",
         rows_err,
     );
+    // Replica operations, per backend kind and operation, as Litestream's.
+    let ops = crate::client::operation_stats();
+    let op_label = |kind: &str, op: &str| format!("replica_type=\"{kind}\",operation=\"{op}\"");
+    family(
+        "litestream_replica_operation_total",
+        "counter",
+        "The number of replica operations performed",
+        ops.iter()
+            .map(|(k, o, s)| (op_label(k, o), s.total as f64))
+            .collect(),
+    );
+    family(
+        "litestream_replica_operation_bytes",
+        "counter",
+        "The number of bytes used by replica operations",
+        ops.iter()
+            .map(|(k, o, s)| (op_label(k, o), s.bytes as f64))
+            .collect(),
+    );
+    family(
+        "litestream_replica_operation_errors_total",
+        "counter",
+        "Number of replica operation errors by type, operation, and error code",
+        ops.iter()
+            .flat_map(|(k, o, s)| {
+                s.errors
+                    .iter()
+                    .map(|(code, n)| {
+                        (
+                            format!("{},code=\"{}\"", op_label(k, o), label(code)),
+                            *n as f64,
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect(),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP litestream_replica_operation_duration_seconds Duration of replica operations by type and operation"
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE litestream_replica_operation_duration_seconds histogram"
+    );
+    for (k, o, s) in &ops {
+        let l = op_label(k, o);
+        let mut cum = 0;
+        for (b, n) in crate::client::DURATION_BUCKETS.iter().zip(s.buckets) {
+            cum += n;
+            let _ = writeln!(
+                out,
+                "litestream_replica_operation_duration_seconds_bucket{{{l},le=\"{b}\"}} {cum}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "litestream_replica_operation_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}",
+            s.timed
+        );
+        let _ = writeln!(
+            out,
+            "litestream_replica_operation_duration_seconds_sum{{{l}}} {}",
+            s.seconds
+        );
+        let _ = writeln!(
+            out,
+            "litestream_replica_operation_duration_seconds_count{{{l}}} {}",
+            s.timed
+        );
+    }
+    // The store's own work: heartbeats and validation.
+    let stats = monitor.stats();
+    let _ = writeln!(
+        out,
+        "# HELP litestream_heartbeat_total Heartbeat pings by result"
+    );
+    let _ = writeln!(out, "# TYPE litestream_heartbeat_total counter");
+    for (r, n) in [
+        ("ok", stats.heartbeats_sent),
+        ("error", stats.heartbeat_errors),
+        ("skipped", stats.heartbeats_skipped),
+    ] {
+        let _ = writeln!(out, "litestream_heartbeat_total{{result=\"{r}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP litestream_validation_runs_total Validation passes run"
+    );
+    let _ = writeln!(out, "# TYPE litestream_validation_runs_total counter");
+    let _ = writeln!(
+        out,
+        "litestream_validation_runs_total {}",
+        stats.validation_runs
+    );
+    let _ = writeln!(
+        out,
+        "# HELP litestream_validation_errors Problems found by the last validation pass"
+    );
+    let _ = writeln!(out, "# TYPE litestream_validation_errors gauge");
+    let mut counts: std::collections::BTreeMap<(String, u8, &str), u64> = Default::default();
+    for e in &stats.validation_errors {
+        *counts
+            .entry((e.db.display().to_string(), e.level, e.kind.as_str()))
+            .or_default() += 1;
+    }
+    for ((db, level, kind), n) in counts {
+        let _ = writeln!(
+            out,
+            "litestream_validation_errors{{db=\"{}\",level=\"{level}\",type=\"{kind}\"}} {n}",
+            label(&db)
+        );
+    }
     out
 }
 

@@ -8,11 +8,14 @@
 
 mod cmd;
 mod config;
+mod control;
 mod flags;
 mod logger;
 mod metrics;
 #[allow(unsafe_code)] // signal(2), kill(2), isatty(3)
 mod sys;
+#[allow(unsafe_code)] // inotify(7), poll(2)
+mod watch;
 pub(crate) mod yaml;
 
 use std::io::Write;
@@ -103,7 +106,14 @@ fn run(args: &[String]) -> CliResult {
         "databases" => cmd::databases::run(rest),
         "status" => cmd::status::run(rest),
         "reset" => cmd::reset::run(rest),
-        "version" => cmd::version::run(),
+        "version" => cmd::version::run(rest),
+        "info" => cmd::info::run(rest),
+        "list" => cmd::list::run(rest),
+        "register" => cmd::register::run(rest),
+        "unregister" => cmd::unregister::run(rest),
+        "start" => cmd::start::run(rest),
+        "stop" => cmd::stop::run(rest),
+        "sync" => cmd::sync::run(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(0)

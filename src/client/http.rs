@@ -175,6 +175,16 @@ pub(crate) fn exchange<'h>(
     }
 }
 
+/// One GET of `url` (no retries), its body discarded; the answer's status.
+pub(crate) fn get_status(url: &str) -> Result<u16> {
+    let agent = agent(false)?;
+    let resp = exchange(&agent, "GET", url, [], Body::Empty)
+        .map_err(|e| failed("http", "GET", url, e.to_string(), &e))?;
+    let status = resp.status().as_u16();
+    let _ = std::io::copy(&mut resp.into_body().into_reader(), &mut std::io::sink());
+    Ok(status)
+}
+
 /// The `Range` header value for bytes `[offset, offset + len)` (`len == None`: to the
 /// end); None for the whole object. `len` must not be `Some(0)`.
 pub(crate) fn range(offset: u64, len: Option<u64>) -> Option<String> {

@@ -16,9 +16,13 @@ mod config;
 mod file;
 #[cfg(feature = "gcs")]
 mod gcs;
-#[cfg(any(feature = "s3", feature = "gcs", feature = "azure", feature = "webdav"))]
+#[cfg_attr(
+    not(any(feature = "s3", feature = "gcs", feature = "azure", feature = "webdav")),
+    allow(dead_code)
+)]
 mod http;
 mod key;
+mod metered;
 #[cfg(feature = "nats")]
 mod nats;
 mod retry;
@@ -43,6 +47,9 @@ pub use config::{from_url, ClientConfig};
 pub use file::FileClient;
 #[cfg(feature = "gcs")]
 pub use gcs::{GcsClient, GcsConfig};
+pub(crate) use http::get_status;
+pub(crate) use metered::metered;
+pub use metered::{operation_stats, OpStats, DURATION_BUCKETS};
 #[cfg(all(fuzzing, feature = "nats"))]
 pub(crate) use nats::fuzz as nats_fuzz;
 #[cfg(feature = "nats")]

@@ -26,6 +26,39 @@ use std::time::Duration;
 
 pub(crate) use thread::{Compactor, Target};
 
+use crate::db::DbHandle;
+use crate::replica::ReplicaShared;
+
+/// Uploads a full snapshot of `db` to level 9 of `replica` now, unless its newest
+/// snapshot already holds the database's TXID (`replicate -force-snapshot`).
+pub(crate) fn snapshot_now(db: &DbHandle, replica: &ReplicaShared) -> Result<()> {
+    let mut known = known::Known::default();
+    known.forget();
+    let far = std::time::SystemTime::now() + Duration::from_secs(366 * 24 * 3600);
+    // No file is newer than `far`: the snapshot is always built from the database.
+    snapshot::snapshot(db, replica, &mut known, far, 0).map(|_| ())
+}
+
+/// Enforces snapshot retention on `replica` now (`replicate -enforce-retention`).
+pub(crate) fn retention_now(
+    db: &DbHandle,
+    replica: &ReplicaShared,
+    retention: Duration,
+    max_level: u8,
+) -> Result<()> {
+    let mut known = known::Known::default();
+    known.forget();
+    known.snapshots_dirty = true;
+    retention::enforce_snapshot_retention(
+        db,
+        replica,
+        &mut known,
+        retention,
+        max_level,
+        std::time::SystemTime::now(),
+    )
+}
+
 use crate::client::SNAPSHOT_LEVEL;
 use crate::error::{Error, Result};
 

@@ -99,20 +99,30 @@ pub(super) fn enforce_l0_retention(
     let l0 = client.ltx_files(0, Txid::ZERO, false)?;
     let cutoff = now.checked_sub(retention).unwrap_or(std::time::UNIX_EPOCH);
     let mut doomed = Vec::new();
+    let mut stopped = false;
+    let (mut not_compacted, mut too_recent) = (0u64, 0u64);
     for (i, f) in l0.iter().enumerate() {
-        if i + 1 == l0.len() {
-            break;
+        if f.max_txid > max_l1 {
+            not_compacted += 1;
+        } else if stopped || i + 1 == l0.len() || f.created_at > cutoff {
+            too_recent += 1;
+        }
+        if stopped || i + 1 == l0.len() {
+            stopped = true;
+            continue;
         }
         if f.created_at > cutoff {
             if f.max_txid <= max_l1 {
                 known.l0_due = Some(f.created_at + retention);
             }
-            break;
+            stopped = true;
+            continue;
         }
         if f.max_txid <= max_l1 {
             doomed.push(f.clone());
         }
     }
+    replica.note_l0_retention([doomed.len() as u64, not_compacted, too_recent]);
     if let Some(last) = doomed.last() {
         let through = last.max_txid;
         client.delete_ltx_files(&doomed)?;

@@ -144,6 +144,16 @@ impl Syncer {
     /// Checkpoints without stalling writers for longer than it takes to copy the frames
     /// written since the previous step (see the module docs).
     pub(super) fn checkpoint(&mut self, truncate: bool) -> Result<()> {
+        let started = Instant::now();
+        let r = self.checkpoint_mode(truncate);
+        let mode = if truncate { "TRUNCATE" } else { "PASSIVE" };
+        let secs = started.elapsed().as_secs_f64();
+        let ok = r.is_ok();
+        self.shared.publish(|st| st.note_checkpoint(mode, secs, ok));
+        r
+    }
+
+    fn checkpoint_mode(&mut self, truncate: bool) -> Result<()> {
         if truncate {
             let size = fs::metadata(&self.wal_path).map(|m| m.len()).unwrap_or(0);
             log::info!(

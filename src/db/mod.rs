@@ -107,6 +107,35 @@ pub(crate) struct DbState {
     pub sync_errors: u64,
     pub sync_seconds: f64,
     pub checkpoint_count: u64,
+    /// Bytes of WAL copied into L0 files.
+    pub wal_bytes: u64,
+    /// The last tick failed because a file system was full.
+    pub disk_full: bool,
+    /// Checkpoints by mode.
+    pub checkpoints: Vec<crate::store::CheckpointStats>,
+}
+
+impl DbState {
+    /// Records a checkpoint of `mode` that took `secs` and succeeded or not.
+    pub(crate) fn note_checkpoint(&mut self, mode: &'static str, secs: f64, ok: bool) {
+        let i = match self.checkpoints.iter().position(|c| c.mode == mode) {
+            Some(i) => i,
+            None => {
+                self.checkpoints.push(crate::store::CheckpointStats {
+                    mode,
+                    ..Default::default()
+                });
+                self.checkpoints.len() - 1
+            }
+        };
+        let c = &mut self.checkpoints[i];
+        c.seconds += secs;
+        if ok {
+            c.count += 1;
+        } else {
+            c.errors += 1;
+        }
+    }
 }
 
 /// Requests to a database's thread.
@@ -224,6 +253,11 @@ impl DbHandle {
     /// The database's absolute path.
     pub(crate) fn path(&self) -> &Path {
         &self.0.path
+    }
+
+    /// Where the database keeps its local state.
+    pub(crate) fn meta_path(&self) -> &Path {
+        &self.0.meta_path
     }
 
     /// The page encoding of the LTX files written for it.

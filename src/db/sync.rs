@@ -292,7 +292,9 @@ impl Syncer {
             }
             st.last_sync = Some(now);
             st.wal_size = wal_size;
+            st.wal_bytes += wal_end.saturating_sub(scan_start.offset);
             st.error = None;
+            st.disk_full = false;
         });
         Ok((SyncOutcome::Done, scan.limited))
     }

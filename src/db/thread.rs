@@ -146,9 +146,11 @@ fn run(shared: Arc<Shared>, rx: Receiver<Cmd>, listener: Listener) {
             Err(e) => {
                 log::debug!("{}: tick failed: {e}", shared.path.display());
                 failures += 1;
+                let full = e.is_disk_full();
                 shared.publish(|st| {
                     st.error = Some(e.to_string());
                     st.sync_errors += 1;
+                    st.disk_full = full;
                 });
                 crate::logging::error_rate_limited(&mut last_error_log, || {
                     format!("{}: sync: {e}", shared.path.display())

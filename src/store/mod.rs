@@ -11,17 +11,27 @@
 //!   snapshots and enforces retention for every database and replica (see
 //!   [`crate::compaction`]).
 
+mod background;
+mod control;
 mod db;
+mod heartbeat;
 mod status;
+mod validation;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use background::Background;
+pub use control::{StoreHandle, SyncResult};
 pub use db::Db;
-pub use status::{CloseReport, DbStatus, ReplicaStatus, StoreMonitor};
+pub use heartbeat::{
+    Heartbeat, DEFAULT_HEARTBEAT_INTERVAL, HEARTBEAT_CHECK_INTERVAL, MIN_HEARTBEAT_INTERVAL,
+};
+pub use status::{CheckpointStats, CloseReport, DbStatus, ReplicaStatus, StoreMonitor, StoreStats};
+pub use validation::{ValidationError, ValidationKind};
 
 use crate::compaction::{self, CompactionLevels, Compactor, Target};
 use crate::db::DbHandle;
@@ -29,7 +39,6 @@ use crate::error::{Error, Result};
 use crate::ltx::Txid;
 use crate::pool::{Pool, Workers};
 use crate::replica::ReplicaShared;
-use status::db_status;
 
 /// Store-wide settings, with Litestream's defaults.
 #[derive(Clone, Debug)]
@@ -39,6 +48,8 @@ pub(crate) struct StoreConfig {
     pub shutdown_timeout: Duration,
     pub upload_workers: usize,
     pub compaction: bool,
+    pub heartbeat: Option<Heartbeat>,
+    pub validation_interval: Duration,
 }
 
 impl Default for StoreConfig {
@@ -48,6 +59,8 @@ impl Default for StoreConfig {
             shutdown_timeout: Duration::from_secs(30),
             upload_workers: 4,
             compaction: true,
+            heartbeat: None,
+            validation_interval: Duration::ZERO,
         }
     }
 }
@@ -63,8 +76,107 @@ struct Entry {
 struct Running {
     pool: Pool,
     workers: Option<Workers>,
-    db_threads: Vec<JoinHandle<()>>,
+    /// The threads of the databases that replicate now (stopped ones have none).
+    db_threads: HashMap<PathBuf, JoinHandle<()>>,
     compactor: Option<Compactor>,
+    background: Vec<Background>,
+    levels: CompactionLevels,
+    config: StoreConfig,
+}
+
+/// What a store shares with its handles: the databases and, while open, the threads.
+/// Lock order: `running`, then `dbs`; neither is held while waiting for uploads.
+#[derive(Debug, Default)]
+struct Live {
+    dbs: Mutex<Vec<Entry>>,
+    running: Mutex<Option<Running>>,
+    stats: Mutex<StoreStats>,
+}
+
+impl Live {
+    fn entries(&self) -> Vec<Entry> {
+        self.dbs.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn stats(&self) -> std::sync::MutexGuard<'_, StoreStats> {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn find(&self, path: &Path) -> Result<Entry> {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        self.entries()
+            .into_iter()
+            .find(|e| e.db.path() == path)
+            .ok_or(Error::UnknownDatabase(path))
+    }
+
+    fn is_running(&self, path: &Path) -> bool {
+        self.running()
+            .as_ref()
+            .is_some_and(|r| r.db_threads.contains_key(path))
+    }
+
+    fn pool(&self) -> Option<Pool> {
+        self.running().as_ref().map(|r| r.pool.clone())
+    }
+}
+
+/// Starts the thread of one database, whose listener kicks its replicas' uploads.
+fn spawn_db(e: &Entry, pool: &Pool) -> Result<JoinHandle<()>> {
+    let (db, replicas, pool) = (e.db.clone(), e.replicas.clone(), pool.clone());
+    let kick = Box::new(move || {
+        for r in &replicas {
+            r.kick(&db, &pool, false);
+        }
+    });
+    crate::db::spawn(&e.db, kick)
+}
+
+/// (Re)starts the compaction thread over the databases that replicate now.
+fn restart_compactor(r: &mut Running, dbs: &[Entry]) -> Result<()> {
+    if let Some(c) = r.compactor.take() {
+        c.stop();
+    }
+    if !r.config.compaction {
+        return Ok(());
+    }
+    let targets = dbs
+        .iter()
+        .filter(|e| r.db_threads.contains_key(e.db.path()))
+        .map(|e| Target {
+            db: e.db.clone(),
+            replicas: e.replicas.clone(),
+        })
+        .collect();
+    let settings = r.config.compaction_settings.clone();
+    r.compactor = Some(Compactor::start(targets, r.levels.clone(), settings)?);
+    Ok(())
+}
+
+/// Syncs `e` once more and waits until every replica has its TXID or `deadline` passes,
+/// kicking uploads every 500 ms.
+fn drain(e: &Entry, pool: &Pool, target: Txid, deadline: Instant) {
+    let target = target.max(e.db.state().lineage_start);
+    loop {
+        let mut done = true;
+        for r in &e.replicas {
+            if r.remote_txid().is_none_or(|x| x < target) {
+                done = false;
+                r.kick(&e.db, pool, true);
+            }
+        }
+        if done || Instant::now() >= deadline {
+            return;
+        }
+        let step = (Instant::now() + Duration::from_millis(500)).min(deadline);
+        for r in &e.replicas {
+            r.wait_for(&e.db, target, step);
+        }
+    }
 }
 
 /// Many databases replicated together, with compaction, snapshots and retention.
@@ -79,58 +191,32 @@ struct Running {
 /// assert!(report.is_complete());
 /// # Ok::<(), litestream::Error>(())
 /// ```
+///
+/// Databases can be added, stopped, started and removed while the store runs, from
+/// any thread, through a [`StoreHandle`] ([`Store::handle`]).
 #[derive(Debug)]
 pub struct Store {
-    dbs: Vec<Entry>,
     pub(crate) levels: CompactionLevels,
     pub(crate) config: StoreConfig,
-    running: Option<Running>,
+    live: Arc<Live>,
 }
 
 impl Store {
     /// A store for `dbs` with compaction `levels`. Every database needs at least one
     /// replica, and paths must be distinct.
     pub fn new(dbs: Vec<Db>, levels: CompactionLevels) -> Result<Store> {
-        let mut seen = HashSet::new();
-        let mut metas = HashSet::new();
-        for d in &dbs {
-            if d.replicas.is_empty() {
-                return Err(Error::Invalid(format!(
-                    "{}: a database needs at least one replica",
-                    d.path.display()
-                )));
-            }
-            if !seen.insert(d.path.clone()) {
-                return Err(Error::Invalid(format!(
-                    "{}: database listed twice",
-                    d.path.display()
-                )));
-            }
-            if !metas.insert(d.resolved_meta_path()) {
-                return Err(Error::Invalid(format!(
-                    "{}: meta path {} is used by another database",
-                    d.path.display(),
-                    d.resolved_meta_path().display()
-                )));
-            }
+        let mut entries: Vec<Entry> = Vec::new();
+        for d in dbs {
+            let e = entry_for(d, &entries)?;
+            entries.push(e);
         }
-        let dbs = dbs
-            .into_iter()
-            .map(|d| Entry {
-                db: DbHandle::new(&d.path, d.resolved_meta_path(), d.opts.clone()),
-                replicas: d
-                    .replicas
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, r)| Arc::new(ReplicaShared::new(r, i)))
-                    .collect(),
-            })
-            .collect();
         Ok(Store {
-            dbs,
             levels,
             config: StoreConfig::default(),
-            running: None,
+            live: Arc::new(Live {
+                dbs: Mutex::new(entries),
+                ..Live::default()
+            }),
         })
     }
 
@@ -183,15 +269,34 @@ impl Store {
         self
     }
 
+    /// Sends a GET to a health-check URL whenever every running database has synced to
+    /// its replicas within the heartbeat's interval (see [`Heartbeat`]).
+    pub fn heartbeat(mut self, h: Heartbeat) -> Self {
+        self.config.heartbeat = Some(h);
+        self
+    }
+
+    /// Checks every level of every replica for gaps, overlaps and order at this
+    /// interval, logging what is wrong (see [`Store::validate`]); zero turns it off.
+    pub fn validation_interval(mut self, d: Duration) -> Self {
+        self.config.validation_interval = d;
+        self
+    }
+
     /// The databases' paths.
     pub fn paths(&self) -> Vec<PathBuf> {
-        self.dbs.iter().map(|e| e.db.path().to_path_buf()).collect()
+        self.live
+            .entries()
+            .iter()
+            .map(|e| e.db.path().to_path_buf())
+            .collect()
     }
 
     /// Starts every thread. Databases that do not exist yet are picked up when they
     /// appear.
     pub fn open(&mut self) -> Result<()> {
-        if self.running.is_some() {
+        let mut guard = self.live.running();
+        if guard.is_some() {
             return Ok(());
         }
         if self.config.compaction_settings.snapshot_interval.is_zero() {
@@ -201,59 +306,45 @@ impl Store {
         }
         let (pool, workers) = Pool::new(self.config.upload_workers, "litestream-upload")
             .map_err(|e| Error::io("start upload threads", e))?;
-        let mut db_threads = Vec::new();
-        for e in &self.dbs {
-            let (db, replicas, pool) = (e.db.clone(), e.replicas.clone(), pool.clone());
-            let kick = Box::new(move || {
-                for r in &replicas {
-                    r.kick(&db, &pool, false);
-                }
-            });
-            db_threads.push(crate::db::spawn(&e.db, kick)?);
-        }
-        let compactor = if self.config.compaction {
-            let targets = self
-                .dbs
-                .iter()
-                .map(|e| Target {
-                    db: e.db.clone(),
-                    replicas: e.replicas.clone(),
-                })
-                .collect();
-            let settings = self.config.compaction_settings.clone();
-            Some(Compactor::start(targets, self.levels.clone(), settings)?)
-        } else {
-            None
-        };
-        self.running = Some(Running {
+        let mut running = Running {
             pool,
             workers: Some(workers),
-            db_threads,
-            compactor,
-        });
+            db_threads: HashMap::new(),
+            compactor: None,
+            background: Vec::new(),
+            levels: self.levels.clone(),
+            config: self.config.clone(),
+        };
+        let dbs = self.live.entries();
+        for e in &dbs {
+            let h = spawn_db(e, &running.pool)?;
+            running.db_threads.insert(e.db.path().to_path_buf(), h);
+        }
+        restart_compactor(&mut running, &dbs)?;
+        if let Some(h) = self.config.heartbeat.clone() {
+            running.background.push(heartbeat::start(h, self.handle())?);
+        }
+        if !self.config.validation_interval.is_zero() {
+            running.background.push(validation::start(
+                self.config.validation_interval,
+                self.handle(),
+            )?);
+        }
+        *guard = Some(running);
         Ok(())
     }
 
-    fn find(&self, path: &Path) -> Result<&Entry> {
-        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        self.dbs
-            .iter()
-            .find(|e| e.db.path() == path)
-            .ok_or_else(|| {
-                Error::Invalid(format!("{}: not a database of this store", path.display()))
-            })
+    /// A cheap handle that controls this store from any thread.
+    pub fn handle(&self) -> StoreHandle {
+        StoreHandle {
+            live: self.live.clone(),
+            levels: self.levels.clone(),
+        }
     }
 
     /// Syncs a database now (instead of at its next tick) and returns its local TXID.
     pub fn sync(&self, path: impl AsRef<Path>) -> Result<Txid> {
-        let e = self.find(path.as_ref())?;
-        let t = e.db.sync()?;
-        if let Some(r) = &self.running {
-            for rep in &e.replicas {
-                rep.kick(&e.db, &r.pool, true);
-            }
-        }
-        Ok(t)
+        self.handle().sync(path.as_ref())
     }
 
     /// Blocks until every replica of the database holds `txid` (default: the database's
@@ -264,34 +355,18 @@ impl Store {
         txid: Option<Txid>,
         timeout: Duration,
     ) -> Result<Txid> {
-        let e = self.find(path)?;
-        let target = txid.unwrap_or_else(|| e.db.txid());
-        let deadline = Instant::now() + timeout;
-        for (i, r) in e.replicas.iter().enumerate() {
-            if !r.wait_for(&e.db, target, deadline) {
-                return Err(Error::Shutdown(format!(
-                    "{}: replica {i} ({}) did not reach {target} within {timeout:?}{}",
-                    e.db.path().display(),
-                    r.client().kind(),
-                    r.state()
-                        .last_error
-                        .map(|e| format!(": {e}"))
-                        .unwrap_or_default()
-                )));
-            }
-        }
-        Ok(target)
+        self.handle().wait_replicated(path, txid, timeout)
     }
 
     /// The replication state of every database.
     pub fn status(&self) -> Vec<DbStatus> {
-        self.dbs.iter().map(db_status).collect()
+        self.handle().status()
     }
 
     /// A cheap handle that reads the store's status from another thread (metrics).
     pub fn monitor(&self) -> StoreMonitor {
         StoreMonitor {
-            dbs: self.dbs.clone(),
+            handle: self.handle(),
         }
     }
 
@@ -303,16 +378,25 @@ impl Store {
     }
 
     fn close_with(&mut self, timeout: Duration) -> Result<CloseReport> {
-        let Some(mut running) = self.running.take() else {
+        let Some(mut running) = self.live.running().take() else {
             return Ok(CloseReport { dbs: self.status() });
         };
+        for b in running.background.drain(..) {
+            b.stop();
+        }
         // Stop compaction first: it may hold the database threads' attention.
         if let Some(c) = running.compactor.take() {
             c.stop();
         }
+        let dbs: Vec<Entry> = self
+            .live
+            .entries()
+            .into_iter()
+            .filter(|e| running.db_threads.contains_key(e.db.path()))
+            .collect();
         // Final sync of each database.
         let mut targets = Vec::new();
-        for e in &self.dbs {
+        for e in &dbs {
             let t = match e.db.sync() {
                 Ok(t) => t,
                 Err(err) => {
@@ -322,34 +406,16 @@ impl Store {
             };
             targets.push(t);
         }
-        // Upload until caught up or the deadline, retrying every 500 ms.
+        // Upload until caught up or the deadline.
         let deadline = Instant::now() + timeout;
-        loop {
-            let mut done = true;
-            for (e, &t) in self.dbs.iter().zip(&targets) {
-                let t = t.max(e.db.state().lineage_start);
-                for r in &e.replicas {
-                    if r.remote_txid().is_none_or(|x| x < t) {
-                        done = false;
-                        r.kick(&e.db, &running.pool, true);
-                    }
-                }
-            }
-            if done || Instant::now() >= deadline {
-                break;
-            }
-            let step = Instant::now() + Duration::from_millis(500);
-            for (e, &t) in self.dbs.iter().zip(&targets) {
-                for r in &e.replicas {
-                    r.wait_for(&e.db, t, step.min(deadline));
-                }
-            }
+        for (e, &t) in dbs.iter().zip(&targets) {
+            drain(e, &running.pool, t, deadline);
         }
         // Stop the database threads (they sync once more), then the pool.
-        for e in &self.dbs {
+        for e in &dbs {
             let _ = e.db.close();
         }
-        for h in running.db_threads.drain(..) {
+        for (_, h) in running.db_threads.drain() {
             let _ = h.join();
         }
         if let Some(w) = running.workers.take() {
@@ -363,10 +429,46 @@ impl Store {
     }
 }
 
+/// The entry for a new database `d`, checked against the `existing` ones.
+fn entry_for(d: Db, existing: &[Entry]) -> Result<Entry> {
+    if d.replicas.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{}: a database needs at least one replica",
+            d.path.display()
+        )));
+    }
+    let abs = std::path::absolute(&d.path).unwrap_or_else(|_| d.path.clone());
+    let meta = d.resolved_meta_path();
+    for e in existing {
+        if e.db.path() == abs {
+            return Err(Error::Invalid(format!(
+                "{}: database listed twice",
+                d.path.display()
+            )));
+        }
+        if e.db.meta_path() == meta {
+            return Err(Error::Invalid(format!(
+                "{}: meta path {} is used by another database",
+                d.path.display(),
+                meta.display()
+            )));
+        }
+    }
+    Ok(Entry {
+        db: DbHandle::new(&d.path, meta, d.opts.clone()),
+        replicas: d
+            .replicas
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| Arc::new(ReplicaShared::new(r, i)))
+            .collect(),
+    })
+}
+
 impl Drop for Store {
     /// Stops every thread without waiting for uploads (use [`Store::close`] for that).
     fn drop(&mut self) {
-        if self.running.is_some() {
+        if self.live.running().is_some() {
             let _ = self.close_with(Duration::ZERO);
         }
     }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use super::Entry;
+use super::{Entry, StoreHandle};
 use crate::ltx::Txid;
 
 /// Replication state of one database, as [`Store::status`](super::Store::status) reports it.
@@ -33,6 +33,59 @@ pub struct DbStatus {
     pub checkpoint_count: u64,
     /// One entry per replica.
     pub replicas: Vec<ReplicaStatus>,
+    /// The database replicates now (false once stopped, or before the store opens).
+    pub running: bool,
+    /// Bytes of WAL copied into local L0 files.
+    pub wal_bytes: u64,
+    /// The last sync failed for lack of disk space.
+    pub disk_full: bool,
+    /// Checkpoints by mode (`PASSIVE`, `FULL`, `RESTART`, `TRUNCATE`): count, errors, seconds.
+    pub checkpoints: Vec<CheckpointStats>,
+    /// L0 files counted by the last L0 retention pass: deleted (eligible), not yet
+    /// compacted into L1, too recent.
+    pub l0_retention: [u64; 3],
+}
+
+/// Checkpoints of one mode.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CheckpointStats {
+    /// SQLite's name for the mode.
+    pub mode: &'static str,
+    /// Checkpoints completed.
+    pub count: u64,
+    /// Checkpoints that failed.
+    pub errors: u64,
+    /// Seconds spent.
+    pub seconds: f64,
+}
+
+impl DbStatus {
+    /// When every replica was last known to hold everything the database had (the
+    /// oldest of the replicas' times), if ever.
+    pub fn last_replicated(&self) -> Option<SystemTime> {
+        self.replicas
+            .iter()
+            .map(|r| r.last_caught_up)
+            .min()
+            .flatten()
+    }
+}
+
+/// Counters of a store's own background work.
+#[derive(Clone, Debug, Default)]
+pub struct StoreStats {
+    /// Heartbeat GETs answered with a 2xx.
+    pub heartbeats_sent: u64,
+    /// Heartbeat GETs that failed (no answer or not 2xx).
+    pub heartbeat_errors: u64,
+    /// Heartbeats skipped because a database had not synced within the interval.
+    pub heartbeats_skipped: u64,
+    /// Validation passes run.
+    pub validation_runs: u64,
+    /// Validation passes that could not list a replica.
+    pub validation_failures: u64,
+    /// Problems found by the last validation pass.
+    pub validation_errors: Vec<super::ValidationError>,
 }
 
 /// Replication state of one replica.
@@ -52,18 +105,25 @@ pub struct ReplicaStatus {
     pub errors: u64,
     /// The last upload error, while it is failing.
     pub error: Option<String>,
+    /// When the replica was last known to hold everything the database had.
+    pub last_caught_up: Option<SystemTime>,
 }
 
 /// Reads a running store's status from any thread.
 #[derive(Clone, Debug)]
 pub struct StoreMonitor {
-    pub(super) dbs: Vec<Entry>,
+    pub(super) handle: StoreHandle,
 }
 
 impl StoreMonitor {
     /// The replication state of every database.
     pub fn status(&self) -> Vec<DbStatus> {
-        self.dbs.iter().map(db_status).collect()
+        self.handle.status()
+    }
+
+    /// Counters of the store's own background work (heartbeats, validation).
+    pub fn stats(&self) -> StoreStats {
+        self.handle.stats()
     }
 }
 
@@ -124,6 +184,15 @@ pub(super) fn db_status(e: &Entry) -> DbStatus {
         sync_errors: s.sync_errors,
         sync_seconds: s.sync_seconds,
         checkpoint_count: s.checkpoint_count,
+        running: false,
+        wal_bytes: s.wal_bytes,
+        disk_full: s.disk_full,
+        checkpoints: s.checkpoints.clone(),
+        l0_retention: e
+            .replicas
+            .first()
+            .map(|r| r.state().l0_retention)
+            .unwrap_or_default(),
         replicas: e
             .replicas
             .iter()
@@ -137,6 +206,7 @@ pub(super) fn db_status(e: &Entry) -> DbStatus {
                     uploaded_bytes: st.uploaded_bytes,
                     errors: st.errors,
                     error: st.last_error,
+                    last_caught_up: st.last_caught_up,
                 }
             })
             .collect(),

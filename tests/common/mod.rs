@@ -243,6 +243,17 @@ pub fn create_schema(conn: &Connection) {
     .unwrap();
 }
 
+/// A database in WAL mode with the workload schema and `steps` steps of it (seeded).
+pub fn make_db(path: &Path, seed: u64, steps: u64) -> Connection {
+    let mut conn = Connection::open(path).unwrap();
+    create_schema(&conn);
+    let mut rng = Rng::new(seed);
+    for i in 0..steps {
+        workload_step(&mut conn, &mut rng, i);
+    }
+    conn
+}
+
 /// One step of a mixed workload (inserts, updates, deletes) in one transaction.
 pub fn workload_step(conn: &mut Connection, rng: &mut Rng, step: u64) {
     let tx = conn.transaction().unwrap();

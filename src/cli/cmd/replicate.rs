@@ -4,10 +4,12 @@
 
 use std::time::Duration;
 
-use crate::cli::config::databases::{build_db, build_store, resolve_dbs};
+use crate::cli::config::databases::{build_db, build_store, resolve_dbs, resolve_entry};
+use crate::cli::config::DbConfig;
 use crate::cli::flags::Flag;
 use crate::cli::{
-    config_path, load_config, logger, metrics, parse_or_usage, sys, CliError, CliResult, Usage,
+    config_path, control, load_config, logger, metrics, parse_or_usage, sys, watch, CliError,
+    CliResult, Usage,
 };
 use crate::error::{Error, Result};
 use crate::restore;
@@ -20,11 +22,27 @@ pub(crate) fn run(args: &[String]) -> CliResult {
         Flag { name: "log-level", value: Some("LEVEL"), help: "Log level: debug, info, warn or error." },
         Flag { name: "restore-if-db-not-exists", value: None, help: "Restores each database from its replica first if the file is missing." },
         Flag { name: "once", value: None, help: "Syncs every database once, uploads, and exits." },
+        Flag { name: "force-snapshot", value: None, help: "Force a snapshot to be taken for all databases. Requires -once." },
+        Flag { name: "enforce-retention", value: None, help: "Enforce retention policies for old snapshots. Requires -once." },
     ];
     let usage = "The replicate command starts a server to monitor & replicate databases.\n\nUsage:\n\n\tlitestream replicate [arguments]\n\n\tlitestream replicate [arguments] DB_PATH REPLICA_URL [REPLICA_URL...]\n";
     let Some(p) = parse_or_usage(args, &flags, usage)? else {
         return Ok(0);
     };
+    let once = Once {
+        on: p.bool("once"),
+        force_snapshot: p.bool("force-snapshot"),
+        enforce_retention: p.bool("enforce-retention"),
+    };
+    if once.force_snapshot && !once.on {
+        return Err(Usage("cannot specify -force-snapshot flag without -once".into()).into());
+    }
+    if once.enforce_retention && !once.on {
+        return Err(Usage("cannot specify -enforce-retention flag without -once".into()).into());
+    }
+    if once.on && p.get("exec").is_some() {
+        return Err(Usage("cannot specify -once flag with -exec".into()).into());
+    }
     let (dbs, cfg) = if p.positional.is_empty() {
         let cfg = load_config(&p)?;
         let resolved = resolve_dbs(&cfg)?;
@@ -72,7 +90,26 @@ pub(crate) fn run(args: &[String]) -> CliResult {
         .map(String::from)
         .or_else(|| cfg.as_ref().and_then(|c| c.exec.clone()));
     let addr = cfg.as_ref().and_then(|c| c.addr.clone());
-    run_store(store, exec.as_deref(), addr.as_deref(), p.bool("once"))
+    let socket = cfg.as_ref().map(|c| c.socket.clone()).filter(|s| s.enabled);
+    let watched: Vec<DbConfig> = cfg
+        .as_ref()
+        .map(|c| c.dbs.iter().filter(|d| d.watch).cloned().collect())
+        .unwrap_or_default();
+    run_store(
+        store,
+        exec.as_deref(),
+        addr.as_deref(),
+        socket,
+        watched,
+        once,
+    )
+}
+
+/// `-once` and what it does besides syncing.
+struct Once {
+    on: bool,
+    force_snapshot: bool,
+    enforce_retention: bool,
 }
 
 /// Restores `db` from its first replica when its file is missing.
@@ -149,7 +186,14 @@ fn shell_words(s: &str) -> std::result::Result<Vec<String>, Usage> {
 
 /// Runs a store until SIGINT/SIGTERM (or until the `-exec` child exits), then closes it
 /// gracefully; a second signal aborts the shutdown.
-fn run_store(mut store: Store, exec: Option<&str>, addr: Option<&str>, once: bool) -> CliResult {
+fn run_store(
+    mut store: Store,
+    exec: Option<&str>,
+    addr: Option<&str>,
+    socket: Option<control::SocketConfig>,
+    watched: Vec<DbConfig>,
+    once: Once,
+) -> CliResult {
     sys::install();
     log::info!("litestream-rs {}", env!("CARGO_PKG_VERSION"));
     store.open()?;
@@ -160,9 +204,35 @@ fn run_store(mut store: Store, exec: Option<&str>, addr: Option<&str>, once: boo
         let local = metrics::serve(addr, store.monitor())?;
         log::info!("serving metrics on http://{local}/metrics");
     }
-    if once {
+    let _server = match &socket {
+        Some(s) => Some(control::serve(s, store.handle())?),
+        None => None,
+    };
+    let mut watchers = Vec::new();
+    if !once.on {
+        for d in watched {
+            let initial = resolve_entry(&d)?
+                .into_iter()
+                .map(|r| std::path::absolute(&r.path).unwrap_or(r.path))
+                .collect();
+            watchers.push(watch::watch(d, initial, store.handle())?);
+        }
+    }
+    if once.on {
         for p in store.paths() {
             store.sync(&p)?;
+            if let Err(e) = store.wait_replicated(&p, None, store.config.shutdown_timeout) {
+                log::warn!("{e}");
+            }
+        }
+        if once.force_snapshot {
+            log::info!("taking snapshots");
+            store.handle().force_snapshot()?;
+        }
+        if once.enforce_retention {
+            log::info!("enforcing retention");
+            let retention = store.config.compaction_settings.snapshot_retention;
+            store.handle().enforce_retention(retention)?;
         }
         return close_store(store).map(|()| 0);
     }
@@ -210,6 +280,7 @@ fn run_store(mut store: Store, exec: Option<&str>, addr: Option<&str>, once: boo
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    drop(watchers);
     close_store(store).map(|()| code)
 }
 

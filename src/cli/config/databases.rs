@@ -21,6 +21,7 @@ pub(super) fn read_db(node: &Node, defaults: &ReplicaConfig, cfg: &mut Config) -
         dir: o.path("dir")?,
         pattern: o.str("pattern")?,
         recursive: o.bool("recursive")?.unwrap_or(false),
+        watch: false,
         meta_path: o.path("meta-path")?,
         meta_dir: o.path("meta-dir")?,
         monitor_interval: o.duration("monitor-interval")?,
@@ -64,11 +65,10 @@ pub(super) fn read_db(node: &Node, defaults: &ReplicaConfig, cfg: &mut Config) -
         }
         so.finish()?;
     }
-    o.ignored(
-        &mut cfg.warnings,
-        &["watch"],
-        "directories are scanned once at start-up",
-    );
+    d.watch = o.bool("watch")?.unwrap_or(false);
+    if d.watch && d.dir.is_none() {
+        return Err(err(o.line, "watch: true needs a dir: entry"));
+    }
     if let Some(n) = o.get("replica") {
         d.replicas
             .push(read_replica(n, defaults, &mut cfg.warnings, "a replica")?);
@@ -195,30 +195,37 @@ impl Resolved {
 pub(crate) fn resolve_dbs(cfg: &Config) -> Result<Vec<Resolved>> {
     let mut out = Vec::new();
     for d in &cfg.dbs {
-        if let Some(p) = &d.path {
-            out.push(Resolved {
-                path: p.clone(),
-                cfg: d.clone(),
-                meta_path: d.meta_path.clone(),
-                sub_path: None,
-            });
-            continue;
-        }
-        let (Some(dir), Some(pattern)) = (&d.dir, &d.pattern) else {
-            continue;
-        };
-        for rel in discover(dir, pattern, d.recursive)? {
-            let rel_s = rel.to_string_lossy().into_owned();
-            out.push(Resolved {
-                path: dir.join(&rel),
-                cfg: d.clone(),
-                meta_path: d
-                    .meta_dir
-                    .as_ref()
-                    .map(|m| m.join(format!("{rel_s}-litestream"))),
-                sub_path: Some(rel_s),
-            });
-        }
+        out.extend(resolve_entry(d)?);
+    }
+    Ok(out)
+}
+
+/// The databases of one `dbs:` entry (a directory's, as found now).
+pub(crate) fn resolve_entry(d: &DbConfig) -> Result<Vec<Resolved>> {
+    let mut out = Vec::new();
+    if let Some(p) = &d.path {
+        out.push(Resolved {
+            path: p.clone(),
+            cfg: d.clone(),
+            meta_path: d.meta_path.clone(),
+            sub_path: None,
+        });
+        return Ok(out);
+    }
+    let (Some(dir), Some(pattern)) = (&d.dir, &d.pattern) else {
+        return Ok(out);
+    };
+    for rel in discover(dir, pattern, d.recursive)? {
+        let rel_s = rel.to_string_lossy().into_owned();
+        out.push(Resolved {
+            path: dir.join(&rel),
+            cfg: d.clone(),
+            meta_path: d
+                .meta_dir
+                .as_ref()
+                .map(|m| m.join(format!("{rel_s}-litestream"))),
+            sub_path: Some(rel_s),
+        });
     }
     Ok(out)
 }
@@ -284,6 +291,15 @@ pub(crate) fn build_store(cfg: &Config, dbs: Vec<Db>) -> Result<Store> {
     }
     if let Some(v) = cfg.shutdown_sync_timeout {
         s = s.shutdown_timeout(v);
+    }
+    if let Some(url) = &cfg.heartbeat_url {
+        let interval = cfg
+            .heartbeat_interval
+            .unwrap_or(crate::store::DEFAULT_HEARTBEAT_INTERVAL);
+        s = s.heartbeat(crate::Heartbeat::new(url.clone(), interval)?);
+    }
+    if let Some(v) = cfg.validation_interval {
+        s = s.validation_interval(v);
     }
     Ok(s)
 }

@@ -7,7 +7,7 @@
 //! built from them.
 
 mod clients;
-pub(super) mod databases;
+pub(crate) mod databases;
 mod reader;
 pub(crate) use reader::parse_duration;
 pub(super) mod replicas;
@@ -37,6 +37,10 @@ pub(crate) struct Config {
     pub log_level: Option<String>,
     pub log_json: bool,
     pub log_stdout: bool,
+    pub socket: crate::cli::control::SocketConfig,
+    pub heartbeat_url: Option<String>,
+    pub heartbeat_interval: Option<Duration>,
+    pub validation_interval: Option<Duration>,
     pub warnings: Vec<String>,
 }
 
@@ -47,6 +51,8 @@ pub(crate) struct DbConfig {
     pub dir: Option<PathBuf>,
     pub pattern: Option<String>,
     pub recursive: bool,
+    /// `dir` entries: replicate databases created later, stop removed ones.
+    pub watch: bool,
     pub meta_path: Option<PathBuf>,
     pub meta_dir: Option<PathBuf>,
     pub monitor_interval: Option<Duration>,
@@ -197,13 +203,62 @@ pub(crate) fn parse(doc: &str) -> Result<Config> {
         );
         lo.finish()?;
     }
-    for key in [
-        "socket",
-        "mcp-addr",
-        "heartbeat-url",
-        "heartbeat-interval",
-        "validation",
-    ] {
+    if let Some(n) = o.get("socket") {
+        let mut so = Obj::new(n, "socket")?;
+        cfg.socket.enabled = so.bool("enabled")?.unwrap_or(false);
+        if let Some(p) = so.str("path")? {
+            cfg.socket.path = PathBuf::from(p);
+        }
+        if let Some(p) = so.str("permissions")? {
+            // As Go's YAML reads integers: 0600 and 0o600 are octal, 0x.. hex.
+            let t = p.trim();
+            let v = if let Some(h) = t.strip_prefix("0x") {
+                u32::from_str_radix(h, 16).ok()
+            } else if let Some(o) = t.strip_prefix("0o") {
+                u32::from_str_radix(o, 8).ok()
+            } else if t.len() > 1 && t.starts_with('0') {
+                u32::from_str_radix(&t[1..], 8).ok()
+            } else {
+                t.parse().ok()
+            };
+            cfg.socket.permissions = v.filter(|v| *v <= 0o7777).ok_or_else(|| {
+                err(
+                    n.line,
+                    format!("socket permissions {p:?}: want an octal mode such as 0600"),
+                )
+            })?;
+        }
+        so.finish()?;
+    }
+    if let Some(n) = o.entry("heartbeat-url") {
+        let url = o.str("heartbeat-url")?.unwrap_or_default();
+        let lower = url.to_ascii_lowercase();
+        if !(url.is_empty() || lower.starts_with("http://") || lower.starts_with("https://")) {
+            return Err(err(
+                n.line,
+                format!(
+                    "heartbeat-url: heartbeat URL must be a valid HTTP or HTTPS URL (got {url})"
+                ),
+            ));
+        }
+        cfg.heartbeat_url = Some(url).filter(|u| !u.is_empty());
+    }
+    if let Some(n) = o.entry("heartbeat-interval") {
+        let d = o.duration("heartbeat-interval")?;
+        if d.is_some_and(|d| d < crate::store::MIN_HEARTBEAT_INTERVAL) {
+            return Err(err(
+                n.line,
+                "heartbeat-interval: heartbeat interval must be at least 1 minute",
+            ));
+        }
+        cfg.heartbeat_interval = d;
+    }
+    if let Some(n) = o.get("validation") {
+        let mut vo = Obj::new(n, "validation")?;
+        cfg.validation_interval = vo.duration("interval")?;
+        vo.finish()?;
+    }
+    for key in ["mcp-addr"] {
         if let Some(n) = o.entry(key) {
             return Err(err(
                 n.line,
@@ -298,7 +353,16 @@ mod tests {
                 "dbs:\n  - path: /a\n    replica:\n      url: file:///b\n      age: {}\n",
                 "age encryption",
             ),
-            ("socket:\n  enabled: true\n", "line 2"),
+            ("mcp-addr: \":3001\"\n", "line 1: mcp-addr is not supported"),
+            (
+                "heartbeat-interval: 30s\n",
+                "line 1: heartbeat-interval: heartbeat interval must be at least 1 minute",
+            ),
+            ("heartbeat-url: ftp://x\n", "line 1: heartbeat-url"),
+            (
+                "dbs:\n  - path: /a\n    watch: true\n    replica: {url: file:///b}\n",
+                "watch: true needs a dir",
+            ),
         ] {
             match parse(doc) {
                 Err(e) => assert!(e.to_string().contains(want), "{doc:?}: {e}"),

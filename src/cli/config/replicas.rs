@@ -143,6 +143,13 @@ pub(super) fn read_replica_fields(
         &["auto-recover"],
         "recovery from damaged local state is always on",
     );
+    if let Some(n) = o.entry("name") {
+        o.str("name")?;
+        warnings.push(format!(
+            "config line {}: the replica \"name\" key is deprecated and has no effect; remove it",
+            n.line
+        ));
+    }
     o.ignored(
         warnings,
         &["validation-interval"],

@@ -1,0 +1,214 @@
+//! `watch: true` on a `dir:` entry: an inotify watch (the C library's calls, declared
+//! here; no crate) wakes a thread that rescans the directory, so databases created after
+//! start are added to the running store and removed ones are stopped and dropped. The
+//! rescan, not the event, decides, so a missed or coalesced event costs nothing.
+
+use std::collections::HashSet;
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::cli::config::databases::{build_db, resolve_entry};
+use crate::cli::config::DbConfig;
+use crate::error::{Error, Result};
+use crate::StoreHandle;
+
+const IN_CLOEXEC: c_int = 0o2000000;
+const IN_NONBLOCK: c_int = 0o4000;
+const IN_MODIFY: u32 = 0x2;
+const IN_MOVED_FROM: u32 = 0x40;
+const IN_MOVED_TO: u32 = 0x80;
+const IN_CREATE: u32 = 0x100;
+const IN_DELETE: u32 = 0x200;
+const IN_DELETE_SELF: u32 = 0x400;
+const POLLIN: i16 = 1;
+
+#[repr(C)]
+struct PollFd {
+    fd: c_int,
+    events: i16,
+    revents: i16,
+}
+
+extern "C" {
+    fn inotify_init1(flags: c_int) -> c_int;
+    fn inotify_add_watch(fd: c_int, path: *const c_char, mask: u32) -> c_int;
+    fn read(fd: c_int, buf: *mut c_void, count: usize) -> isize;
+    fn poll(fds: *mut PollFd, nfds: u64, timeout: c_int) -> c_int;
+    fn close(fd: c_int) -> c_int;
+}
+
+/// An inotify instance; closed when dropped.
+struct Inotify(c_int);
+
+impl Inotify {
+    fn new() -> Result<Inotify> {
+        // SAFETY: inotify_init1 takes flags and returns a new descriptor or -1.
+        let fd = unsafe { inotify_init1(IN_CLOEXEC | IN_NONBLOCK) };
+        if fd < 0 {
+            return Err(Error::io("inotify_init1", std::io::Error::last_os_error()));
+        }
+        Ok(Inotify(fd))
+    }
+
+    fn watch(&self, dir: &Path) -> Result<()> {
+        let c = CString::new(dir.as_os_str().as_bytes())
+            .map_err(|_| Error::Invalid(format!("{}: path has a NUL byte", dir.display())))?;
+        let mask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_MODIFY | IN_DELETE_SELF;
+        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+        if unsafe { inotify_add_watch(self.0, c.as_ptr(), mask) } < 0 {
+            return Err(Error::io(
+                format!("watch {}", dir.display()),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for events and drains them; true if there were any.
+    fn wait(&self, timeout: Duration) -> bool {
+        let mut p = PollFd {
+            fd: self.0,
+            events: POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, a bounded timeout.
+        let n = unsafe { poll(&mut p, 1, timeout.as_millis().min(60_000) as c_int) };
+        if n <= 0 {
+            return false;
+        }
+        let mut buf = [0u8; 4096];
+        // SAFETY: reads at most buf.len() bytes into buf (non-blocking descriptor).
+        while unsafe { read(self.0, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+        true
+    }
+}
+
+impl Drop for Inotify {
+    fn drop(&mut self) {
+        // SAFETY: closes the descriptor this value owns, once.
+        unsafe {
+            close(self.0);
+        }
+    }
+}
+
+/// A running directory watcher; dropping it stops the thread.
+pub(crate) struct Watcher {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.thread.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Every directory under `dir` to watch (itself, and its subdirectories if recursive).
+fn dirs(dir: &Path, recursive: bool) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while recursive && i < out.len() {
+        if let Ok(rd) = std::fs::read_dir(&out[i]) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir())
+                    && !e.file_name().to_string_lossy().starts_with('.')
+                {
+                    out.push(e.path());
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Watches the directory of `entry`, whose databases `initial` the store already has.
+pub(crate) fn watch(entry: DbConfig, initial: Vec<PathBuf>, store: StoreHandle) -> Result<Watcher> {
+    let dir = entry
+        .dir
+        .clone()
+        .ok_or_else(|| Error::Invalid("watch: true needs a dir: entry".into()))?;
+    let ino = Inotify::new()?;
+    let mut watched = HashSet::new();
+    for d in dirs(&dir, entry.recursive) {
+        ino.watch(&d)?;
+        watched.insert(d);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let mut known: HashSet<PathBuf> = initial.into_iter().collect();
+    let thread = std::thread::Builder::new()
+        .name("litestream-watch".into())
+        .spawn(move || {
+            log::info!("watching {} for databases", dir.display());
+            while !s.load(Ordering::SeqCst) {
+                if !ino.wait(Duration::from_millis(500)) {
+                    continue;
+                }
+                for d in dirs(&dir, entry.recursive) {
+                    if !watched.contains(&d) && ino.watch(&d).is_ok() {
+                        watched.insert(d);
+                    }
+                }
+                rescan(&entry, &mut known, &store);
+            }
+        })
+        .map_err(|e| Error::io("start directory watcher", e))?;
+    Ok(Watcher {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+/// Adds the databases that appeared, removes the ones that are gone.
+fn rescan(entry: &DbConfig, known: &mut HashSet<PathBuf>, store: &StoreHandle) {
+    let found = match resolve_entry(entry) {
+        Ok(f) => f
+            .into_iter()
+            .map(|mut r| {
+                r.path = std::path::absolute(&r.path).unwrap_or(r.path);
+                r
+            })
+            .collect::<Vec<_>>(),
+        Err(e) => {
+            log::warn!("watch: {e}");
+            return;
+        }
+    };
+    let now: HashSet<PathBuf> = found.iter().map(|r| r.path.clone()).collect();
+    for r in &found {
+        if known.contains(&r.path) {
+            continue;
+        }
+        match build_db(r).and_then(|db| store.add(db)) {
+            Ok(()) => {
+                log::info!(
+                    "{}: new database in a watched directory, replicating",
+                    r.path.display()
+                );
+                known.insert(r.path.clone());
+            }
+            Err(e) => log::warn!("{}: cannot replicate: {e}", r.path.display()),
+        }
+    }
+    let gone: Vec<PathBuf> = known.difference(&now).cloned().collect();
+    for p in gone {
+        known.remove(&p);
+        match store.remove(&p, Duration::from_secs(5)) {
+            Ok(_) => log::info!(
+                "{}: database removed from a watched directory, stopped",
+                p.display()
+            ),
+            Err(e) => log::warn!("{}: stop: {e}", p.display()),
+        }
+    }
+}
