@@ -127,18 +127,23 @@ impl Bench {
                     &d.join(log),
                 )
             };
-            // Every level 1..3 and the L9 snapshot hold the local TXID.
-            let settled = |timeout: Duration| {
+            // Every level 1..3 and the L9 snapshot hold the local TXID, once it passed
+            // `after`.
+            let settled = |timeout: Duration, after: u64| {
                 let t = Instant::now();
                 while t.elapsed() < timeout {
                     let local = max_txid(&meta);
+                    if local <= after {
+                        std::thread::sleep(Duration::from_millis(200));
+                        continue;
+                    }
                     let holds = |level: u8| {
                         client
                             .ltx_files(level, Txid::ZERO, false)
                             .map(|v| v.iter().any(|f| f.max_txid.0 >= local))
                             .unwrap_or(false)
                     };
-                    if local > 0 && [1, 2, 3, 9].into_iter().all(holds) {
+                    if [1, 2, 3, 9].into_iter().all(holds) {
                         return true;
                     }
                     std::thread::sleep(Duration::from_millis(500));
@@ -146,7 +151,7 @@ impl Bench {
                 false
             };
             let child = run(self, "log1");
-            let ok = settled(Duration::from_secs(240));
+            let ok = settled(Duration::from_secs(240), 0);
             let first = proxy.sent() as f64;
             let stored = replica_bytes(&client) as f64;
             term(&child);
@@ -174,8 +179,9 @@ impl Bench {
                 }
                 c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
             }
+            let before = max_txid(&meta);
             let child = run(self, "log2");
-            let ok = settled(Duration::from_secs(240));
+            let ok = settled(Duration::from_secs(240), before);
             let second = proxy.sent() as f64 - first;
             term(&child);
             reap(child);
