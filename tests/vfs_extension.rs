@@ -148,7 +148,7 @@ fn python_and_the_sqlite3_shell_load_the_extension_and_read_two_replicas() {
         .unwrap();
     assert_eq!(
         stdout,
-        format!("{count}\n{}\n", store_a.status()[0].txid),
+        format!("{count}\n{}\n", store_a.status()[0].local_txid),
         "sqlite3 shell: {}",
         String::from_utf8_lossy(&out.stderr)
     );
