@@ -30,9 +30,12 @@ fn open_replica(tag: &str, client: Arc<dyn ReplicaClient>) -> (Arc<ReplicaReader
     let reader = ReplicaReader::open(client, opts()).unwrap();
     let name = unique(tag);
     vfs::register(&name, reader.clone()).unwrap();
-    let conn =
-        Connection::open_with_flags_and_vfs("app.db", OpenFlags::SQLITE_OPEN_READ_ONLY, name.as_str())
-            .unwrap();
+    let conn = Connection::open_with_flags_and_vfs(
+        "app.db",
+        OpenFlags::SQLITE_OPEN_READ_ONLY,
+        name.as_str(),
+    )
+    .unwrap();
     (reader, conn)
 }
 
@@ -98,7 +101,11 @@ fn our_replica_through_the_vfs(tag: &str, client: Arc<dyn ReplicaClient>) {
         .unwrap();
 
     let (reader, rc) = open_replica(tag, client.clone());
-    assert_eq!(dump_conn(&rc), dump_conn(&src), "the replica read through the VFS");
+    assert_eq!(
+        dump_conn(&rc),
+        dump_conn(&src),
+        "the replica read through the VFS"
+    );
     assert_eq!(pragma(&rc, "PRAGMA integrity_check"), "ok");
     assert!(Txid(u64::from_str_radix(&pragma(&rc, "PRAGMA litestream_txid"), 16).unwrap()) >= txid);
     assert_eq!(reader.txid(), store.status()[0].local_txid);
@@ -141,10 +148,18 @@ fn our_replica_through_the_vfs(tag: &str, client: Arc<dyn ReplicaClient>) {
     .unwrap();
     let out = dir.join("at-t1.db");
     restore(client.as_ref(), &RestoreOptions::new(&out).timestamp(t1)).unwrap();
-    assert_eq!(dump_conn(&rc), dump(&out), "time travel equals restore -timestamp");
+    assert_eq!(
+        dump_conn(&rc),
+        dump(&out),
+        "time travel equals restore -timestamp"
+    );
     assert_eq!(dump_conn(&rc), dump1);
-    assert_eq!(pragma(&rc, "PRAGMA litestream_time"), litestream::format_rfc3339(t1));
-    rc.execute_batch("PRAGMA litestream_time = 'latest'").unwrap();
+    assert_eq!(
+        pragma(&rc, "PRAGMA litestream_time"),
+        litestream::format_rfc3339(t1)
+    );
+    rc.execute_batch("PRAGMA litestream_time = 'latest'")
+        .unwrap();
     assert_eq!(dump_conn(&rc), want, "back to the newest state");
     let lag: i64 = pragma(&rc, "PRAGMA litestream_lag").parse().unwrap();
     assert!(lag >= 0, "lag {lag}");
@@ -152,9 +167,13 @@ fn our_replica_through_the_vfs(tag: &str, client: Arc<dyn ReplicaClient>) {
     // The SQL functions answer what the PRAGMAs do.
     // SAFETY: rusqlite's open handle of the same SQLite.
     assert_eq!(unsafe { vfs::register_functions(rc.handle()) }, 0);
-    let f: String = rc.query_row("SELECT litestream_txid()", [], |r| r.get(0)).unwrap();
+    let f: String = rc
+        .query_row("SELECT litestream_txid()", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(f, pragma(&rc, "PRAGMA litestream_txid"));
-    let lag: i64 = rc.query_row("SELECT litestream_lag()", [], |r| r.get(0)).unwrap();
+    let lag: i64 = rc
+        .query_row("SELECT litestream_lag()", [], |r| r.get(0))
+        .unwrap();
     assert!(lag >= 0);
 
     drop(rc);
@@ -170,13 +189,17 @@ fn our_file_replica() {
 
 #[test]
 fn our_s3_replica() {
-    let Some(c) = s3_client(&unique("vfs-s3")) else { return };
+    let Some(c) = s3_client(&unique("vfs-s3")) else {
+        return;
+    };
     our_replica_through_the_vfs("vfs-s3", Arc::new(c));
 }
 
 #[test]
 fn our_webdav_replica() {
-    let Some(c) = webdav_client(&unique("vfs-webdav")) else { return };
+    let Some(c) = webdav_client(&unique("vfs-webdav")) else {
+        return;
+    };
     our_replica_through_the_vfs("vfs-webdav", Arc::new(c));
 }
 
@@ -205,7 +228,12 @@ fn official_file_replica() {
         dir.path(),
         &format!("      type: file\n      path: {}\n", replica.display()),
     );
-    official_replica_through_the_vfs("vfs-official-file", &cfg, Arc::new(FileClient::new(&replica)), dir.path());
+    official_replica_through_the_vfs(
+        "vfs-official-file",
+        &cfg,
+        Arc::new(FileClient::new(&replica)),
+        dir.path(),
+    );
 }
 
 #[test]
@@ -247,7 +275,12 @@ fn app_dump(conn: &Connection) -> String {
 
 /// The official binary replicates `app.db` (written here) through `cfg`; the VFS over
 /// `client` reads the replica equal to the source and follows it.
-fn official_replica_through_the_vfs(tag: &str, cfg: &Path, client: Arc<dyn ReplicaClient>, dir: &Path) {
+fn official_replica_through_the_vfs(
+    tag: &str,
+    cfg: &Path,
+    client: Arc<dyn ReplicaClient>,
+    dir: &Path,
+) {
     let db = dir.join("app.db");
     let mut src = Connection::open(&db).unwrap();
     create_schema(&src);
@@ -266,7 +299,8 @@ fn official_replica_through_the_vfs(tag: &str, cfg: &Path, client: Arc<dyn Repli
         wait_until(Duration::from_secs(60), || {
             probe += 1;
             let out = dir.join(format!("probe-{probe}.db"));
-            restore(client.as_ref(), &RestoreOptions::new(&out)).is_ok() && app_dump(&Connection::open(&out).unwrap()) == want
+            restore(client.as_ref(), &RestoreOptions::new(&out)).is_ok()
+                && app_dump(&Connection::open(&out).unwrap()) == want
         }),
         "the official binary never replicated the database"
     );

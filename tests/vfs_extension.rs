@@ -53,7 +53,11 @@ fn python_dump(so: &str, uris: &[String]) -> String {
 
 /// A database written and replicated by our store to a file replica; returns its path
 /// and replica directory once everything is replicated.
-fn replicated(dir: &Path, name: &str, seed: u64) -> (std::path::PathBuf, std::path::PathBuf, Store) {
+fn replicated(
+    dir: &Path,
+    name: &str,
+    seed: u64,
+) -> (std::path::PathBuf, std::path::PathBuf, Store) {
     let db = dir.join(format!("{name}.db"));
     let replica = dir.join(format!("{name}-replica"));
     let mut src = Connection::open(&db).unwrap();
@@ -108,12 +112,20 @@ fn python_and_the_sqlite3_shell_load_the_extension_and_read_two_replicas() {
             kept.push(line);
         }
     }
-    assert_eq!(kept.join("\n") + "\n", want, "the replicas read through the extension");
+    assert_eq!(
+        kept.join("\n") + "\n",
+        want,
+        "the replicas read through the extension"
+    );
     assert!(want.starts_with("ok\n"));
     assert_eq!(extra.len(), 4, "{extra:?}");
     for (i, store) in [&store_a, &store_b].iter().enumerate() {
         let txid = store.status()[0].local_txid.to_string();
-        assert_eq!(extra[i * 2], format!("txid {txid} {txid}"), "PRAGMA and function");
+        assert_eq!(
+            extra[i * 2],
+            format!("txid {txid} {txid}"),
+            "PRAGMA and function"
+        );
         assert!(
             extra[i * 2 + 1].starts_with("write refused:") && extra[i * 2 + 1].contains("readonly"),
             "{}",

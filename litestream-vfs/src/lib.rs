@@ -161,7 +161,9 @@ pub unsafe extern "C" fn sqlite3_litestreamvfs_init(
         // SAFETY: the loading connection is open.
         Ok(()) => match unsafe { litestream::vfs::register_functions(db) } {
             ffi::SQLITE_OK => Ok(()),
-            rc => Err(format!("registering the litestream SQL functions failed: {rc}")),
+            rc => Err(format!(
+                "registering the litestream SQL functions failed: {rc}"
+            )),
         },
         Err(e) => Err(e.clone()),
     };

@@ -49,7 +49,8 @@ pub fn options_from(p: &UriParams<'_>) -> Result<(String, ReaderOptions)> {
     }
     if let Some(v) = setting(p, "cache_size", "LITESTREAM_CACHE_SIZE") {
         o.cache_size = crate::wire::parse_size(&v)
-            .ok_or_else(|| bad("cache_size", &v, "a size such as 64MiB"))? as usize;
+            .ok_or_else(|| bad("cache_size", &v, "a size such as 64MiB"))?
+            as usize;
     }
     if let Some(v) = setting(p, "read_ahead", "LITESTREAM_READ_AHEAD") {
         o.read_ahead = crate::wire::parse_size(&v)
@@ -62,7 +63,12 @@ pub fn options_from(p: &UriParams<'_>) -> Result<(String, ReaderOptions)> {
 /// replica and options, opened if there is none.
 pub fn resolve(p: &UriParams<'_>) -> Result<Arc<ReplicaReader>> {
     let (url, o) = options_from(p)?;
-    let key = (url.clone(), o.poll_interval.as_nanos(), o.cache_size, o.read_ahead);
+    let key = (
+        url.clone(),
+        o.poll_interval.as_nanos(),
+        o.cache_size,
+        o.read_ahead,
+    );
     let mut map = readers().lock().unwrap_or_else(|e| e.into_inner());
     if let Some(r) = map.get(&key).and_then(Weak::upgrade) {
         return Ok(r);

@@ -134,7 +134,9 @@ unsafe fn conn<'a>(f: *mut ffi::sqlite3_file) -> &'a mut Conn {
 /// SAFETY: `s` is NULL or a NUL-terminated string.
 unsafe fn text<'a>(s: *const c_char) -> Option<&'a str> {
     // SAFETY: see above.
-    (!s.is_null()).then(|| unsafe { CStr::from_ptr(s) }.to_str().ok()).flatten()
+    (!s.is_null())
+        .then(|| unsafe { CStr::from_ptr(s) }.to_str().ok())
+        .flatten()
 }
 
 unsafe extern "C" fn x_open(
@@ -198,14 +200,22 @@ fn side_file(name: &str) -> bool {
     name.ends_with("-journal") || name.ends_with("-wal") || name.ends_with("-shm")
 }
 
-unsafe extern "C" fn x_delete(vfs: *mut ffi::sqlite3_vfs, name: *const c_char, sync: c_int) -> c_int {
+unsafe extern "C" fn x_delete(
+    vfs: *mut ffi::sqlite3_vfs,
+    name: *const c_char,
+    sync: c_int,
+) -> c_int {
     // SAFETY: callback contract; NULL or NUL-terminated name.
     let (d, n) = unsafe { (data(vfs), text(name)) };
     if n.is_some_and(side_file) {
         return ffi::SQLITE_OK;
     }
     // SAFETY: the parent VFS's own entry point with our arguments.
-    unsafe { (*d.parent).xDelete.map_or(ffi::SQLITE_OK, |f| f(d.parent, name, sync)) }
+    unsafe {
+        (*d.parent)
+            .xDelete
+            .map_or(ffi::SQLITE_OK, |f| f(d.parent, name, sync))
+    }
 }
 
 unsafe extern "C" fn x_access(
@@ -222,7 +232,11 @@ unsafe extern "C" fn x_access(
         return ffi::SQLITE_OK;
     }
     // SAFETY: the parent VFS's own entry point.
-    unsafe { (*d.parent).xAccess.map_or(ffi::SQLITE_ERROR, |f| f(d.parent, name, flags, out)) }
+    unsafe {
+        (*d.parent)
+            .xAccess
+            .map_or(ffi::SQLITE_ERROR, |f| f(d.parent, name, flags, out))
+    }
 }
 
 unsafe extern "C" fn x_full_pathname(
@@ -269,7 +283,11 @@ delegate!(x_current_time_int64, xCurrentTimeInt64, (t: *mut ffi::sqlite3_int64) 
 
 type DlSym = Option<unsafe extern "C" fn(*mut ffi::sqlite3_vfs, *mut c_void, *const c_char)>;
 
-unsafe extern "C" fn x_dl_sym(vfs: *mut ffi::sqlite3_vfs, h: *mut c_void, sym: *const c_char) -> DlSym {
+unsafe extern "C" fn x_dl_sym(
+    vfs: *mut ffi::sqlite3_vfs,
+    h: *mut c_void,
+    sym: *const c_char,
+) -> DlSym {
     // SAFETY: callback contract; the parent VFS's own entry point.
     unsafe {
         let p = data(vfs).parent;
@@ -289,22 +307,37 @@ unsafe extern "C" fn x_close(f: *mut ffi::sqlite3_file) -> c_int {
     ffi::SQLITE_OK
 }
 
-unsafe extern "C" fn x_read(f: *mut ffi::sqlite3_file, buf: *mut c_void, amt: c_int, off: i64) -> c_int {
+unsafe extern "C" fn x_read(
+    f: *mut ffi::sqlite3_file,
+    buf: *mut c_void,
+    amt: c_int,
+    off: i64,
+) -> c_int {
     // SAFETY: callback contract; `buf` has `amt` bytes.
     let (c, out) = unsafe {
-        (conn(f), std::slice::from_raw_parts_mut(buf as *mut u8, amt.max(0) as usize))
+        (
+            conn(f),
+            std::slice::from_raw_parts_mut(buf as *mut u8, amt.max(0) as usize),
+        )
     };
-    guard(ffi::SQLITE_IOERR_READ, || match c.read(out, off.max(0) as u64) {
-        Ok(true) => ffi::SQLITE_OK,
-        Ok(false) => ffi::SQLITE_IOERR_SHORT_READ,
-        Err(e) => {
-            log::error!("litestream vfs: read {amt} bytes at {off}: {e}");
-            ffi::SQLITE_IOERR_READ
+    guard(ffi::SQLITE_IOERR_READ, || {
+        match c.read(out, off.max(0) as u64) {
+            Ok(true) => ffi::SQLITE_OK,
+            Ok(false) => ffi::SQLITE_IOERR_SHORT_READ,
+            Err(e) => {
+                log::error!("litestream vfs: read {amt} bytes at {off}: {e}");
+                ffi::SQLITE_IOERR_READ
+            }
         }
     })
 }
 
-unsafe extern "C" fn x_write(_: *mut ffi::sqlite3_file, _: *const c_void, _: c_int, _: i64) -> c_int {
+unsafe extern "C" fn x_write(
+    _: *mut ffi::sqlite3_file,
+    _: *const c_void,
+    _: c_int,
+    _: i64,
+) -> c_int {
     ffi::SQLITE_READONLY
 }
 
@@ -349,7 +382,11 @@ unsafe extern "C" fn x_check_reserved_lock(_: *mut ffi::sqlite3_file, out: *mut 
     ffi::SQLITE_OK
 }
 
-unsafe extern "C" fn x_file_control(f: *mut ffi::sqlite3_file, op: c_int, arg: *mut c_void) -> c_int {
+unsafe extern "C" fn x_file_control(
+    f: *mut ffi::sqlite3_file,
+    op: c_int,
+    arg: *mut c_void,
+) -> c_int {
     if op != ffi::SQLITE_FCNTL_PRAGMA {
         return ffi::SQLITE_NOTFOUND;
     }
@@ -360,7 +397,9 @@ unsafe extern "C" fn x_file_control(f: *mut ffi::sqlite3_file, op: c_int, arg: *
     let Some(name) = name else {
         return ffi::SQLITE_NOTFOUND;
     };
-    let answer = guard(PragmaAnswer::Failed("panic in the VFS".into()), || c.pragma(name, value));
+    let answer = guard(PragmaAnswer::Failed("panic in the VFS".into()), || {
+        c.pragma(name, value)
+    });
     let (rc, msg) = match answer {
         PragmaAnswer::NotOurs => return ffi::SQLITE_NOTFOUND,
         PragmaAnswer::Done(v) => (ffi::SQLITE_OK, v),

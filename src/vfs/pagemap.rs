@@ -147,7 +147,11 @@ mod tests {
         assert_eq!(b.get(4097).unwrap().offset, 4097);
         b.resize(9000);
         assert!(b.get(4098).is_none(), "grown pages are empty until applied");
-        assert_eq!(a.get(9000).unwrap().offset, 9000, "the older state is untouched");
+        assert_eq!(
+            a.get(9000).unwrap().offset,
+            9000,
+            "the older state is untouched"
+        );
         b.resize(0);
         assert_eq!(b.len(), 0);
         assert!(b.get(1).is_none());

@@ -134,7 +134,10 @@ impl ReplicaReader {
 
     /// The newest state known.
     pub(crate) fn latest(&self) -> Arc<Snapshot> {
-        self.latest.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.latest
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The newest TXID known.
@@ -210,9 +213,7 @@ impl ReplicaReader {
                 continue;
             }
             if f.min_txid != at.next() {
-                log::info!(
-                    "litestream vfs: {f} does not follow transaction {at}: planning again"
-                );
+                log::info!("litestream vfs: {f} does not follow transaction {at}: planning again");
                 let snap = self.build_planned(None, None)?;
                 let moved = snap.txid != cur.txid;
                 self.publish(snap);
@@ -361,13 +362,17 @@ impl ReplicaReader {
     /// Reads `[offset, offset + len)` of a file (`None`: to its end).
     fn get(&self, info: &FileInfo, offset: u64, len: Option<u64>) -> Result<Vec<u8>> {
         self.counters.gets.fetch_add(1, Ordering::Relaxed);
-        let mut r = self
-            .client
-            .open_ltx_file(info.level, info.min_txid, info.max_txid, offset, len)?;
+        let mut r =
+            self.client
+                .open_ltx_file(info.level, info.min_txid, info.max_txid, offset, len)?;
         let mut out = Vec::with_capacity(len.unwrap_or(info.size) as usize);
         r.read_to_end(&mut out).map_err(|e| {
             Error::io(
-                format!("read level {} {} at offset {offset}", info.level, info.name()),
+                format!(
+                    "read level {} {} at offset {offset}",
+                    info.level,
+                    info.name()
+                ),
                 e,
             )
         })?;
@@ -378,7 +383,10 @@ impl ReplicaReader {
             if out.len() as u64 != n {
                 return Err(Error::corrupt(
                     offset,
-                    format!("read {} bytes, want {n}: the file is shorter than listed", out.len()),
+                    format!(
+                        "read {} bytes, want {n}: the file is shorter than listed",
+                        out.len()
+                    ),
                 )
                 .in_file(&format!("level {} {}", info.level, info.name())));
             }
@@ -404,7 +412,10 @@ impl ReplicaReader {
         let meta = lock(&self.files).files.get(slot.file as usize).cloned();
         let meta = meta.ok_or_else(|| Error::State(format!("vfs: no file {}", slot.file)))?;
         let want = (slot.size as u64).max(self.opts.read_ahead);
-        let end = meta.pages_end.min(slot.offset + want).max(slot.offset + slot.size as u64);
+        let end = meta
+            .pages_end
+            .min(slot.offset + want)
+            .max(slot.offset + slot.size as u64);
         let data = self.get(&meta.info, slot.offset, Some(end - slot.offset))?;
         let name = format!("level {} {}", meta.info.level, meta.info.name());
         let cache = self.cache(page_size);
@@ -445,7 +456,9 @@ impl ReplicaReader {
                 }
             }
         }
-        found.ok_or_else(|| Error::corrupt(slot.offset, format!("page {pgno} not found")).in_file(&name))
+        found.ok_or_else(|| {
+            Error::corrupt(slot.offset, format!("page {pgno} not found")).in_file(&name)
+        })
     }
 }
 
@@ -457,7 +470,10 @@ fn apply(snap: &mut Option<Snapshot>, id: u32, h: &Header, idx: &[IndexEntry]) -
             if s.page_size != h.page_size {
                 return Err(Error::corrupt(
                     8,
-                    format!("page size {} in a database of page size {}", h.page_size, s.page_size),
+                    format!(
+                        "page size {} in a database of page size {}",
+                        h.page_size, s.page_size
+                    ),
                 ));
             }
             s.map.resize(h.commit);
