@@ -77,6 +77,9 @@ pub struct ReplicaReader {
     last_used: Mutex<Instant>,
     counters: Counters,
     stop: Arc<Stop>,
+    /// Cache misses being fetched, by (file, page): a second reader of the same page
+    /// waits for the first fetch instead of repeating it.
+    inflight: Mutex<HashMap<(u32, u32), Arc<Stop>>>,
 }
 
 impl std::fmt::Debug for ReplicaReader {
@@ -120,6 +123,7 @@ impl ReplicaReader {
             last_used: Mutex::new(Instant::now()),
             counters: Counters::default(),
             stop: Arc::new(Stop::default()),
+            inflight: Mutex::new(HashMap::new()),
         });
         let snap = reader.build_planned(None, None)?;
         reader.publish(snap);
@@ -400,9 +404,29 @@ impl ReplicaReader {
             return Ok(None);
         };
         let cache = self.cache(snap.page_size);
-        if let Some(p) = cache.get(slot.file, pgno) {
-            return Ok(Some(p));
+        loop {
+            if let Some(p) = cache.get(slot.file, pgno) {
+                return Ok(Some(p));
+            }
+            let key = (slot.file, pgno);
+            let waiting = {
+                let mut f = lock(&self.inflight);
+                match f.get(&key) {
+                    Some(w) => Some(w.clone()),
+                    None => {
+                        f.insert(key, Arc::new(Stop::default()));
+                        None
+                    }
+                }
+            };
+            let Some(w) = waiting else { break };
+            // Another connection fetches this page: wait for it, then look again.
+            let mut done = lock(&w.stopped);
+            while !*done {
+                done = w.cv.wait(done).unwrap_or_else(|e| e.into_inner());
+            }
         }
+        let _done = Fetched(self, (slot.file, pgno));
         self.fetch(slot, pgno, snap.page_size).map(Some)
     }
 
@@ -459,6 +483,18 @@ impl ReplicaReader {
         found.ok_or_else(|| {
             Error::corrupt(slot.offset, format!("page {pgno} not found")).in_file(&name)
         })
+    }
+}
+
+/// Ends an in-flight fetch (also on a panic): wakes whoever waits for it.
+struct Fetched<'a>(&'a ReplicaReader, (u32, u32));
+
+impl Drop for Fetched<'_> {
+    fn drop(&mut self) {
+        if let Some(w) = lock(&self.0.inflight).remove(&self.1) {
+            *lock(&w.stopped) = true;
+            w.cv.notify_all();
+        }
     }
 }
 
