@@ -13,7 +13,9 @@ fn official_so(root: &Path) -> Option<PathBuf> {
     }
     let lib = root.join(".cache/peers/vfs-venv/lib");
     std::fs::read_dir(lib).ok()?.flatten().find_map(|e| {
-        let so = e.path().join("site-packages/litestream_vfs/litestream-vfs.so");
+        let so = e
+            .path()
+            .join("site-packages/litestream_vfs/litestream-vfs.so");
         so.exists().then_some(so)
     })
 }
@@ -57,7 +59,10 @@ impl Bench {
             eprintln!("vfs: the official extension is missing: .ci/peers.sh install vfs");
             return;
         };
-        assert!(ours.exists(), "build it first: cargo build --release -p litestream-vfs");
+        assert!(
+            ours.exists(),
+            "build it first: cargo build --release -p litestream-vfs"
+        );
         let Some(replicator) = self.bins.iter().find(|b| b.name == "ours").cloned() else {
             return;
         };
@@ -101,7 +106,10 @@ impl Bench {
             };
             let t0 = Instant::now();
             while !replicated(&client) {
-                assert!(t0.elapsed() < Duration::from_secs(120), "vfs: replica never caught up");
+                assert!(
+                    t0.elapsed() < Duration::from_secs(120),
+                    "vfs: replica never caught up"
+                );
                 std::thread::sleep(Duration::from_millis(100));
             }
             let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -157,14 +165,42 @@ impl Bench {
             let _ = reap(child);
             let json = line.trim().to_string();
             eprintln!("  {who}: {json}");
-            self.set("vfs S3: freshness, commit → seen by an open connection, median s", who, percentile(&mut fresh, 0.5));
-            self.set("vfs S3: open (connect + first query), s", who, field(&json, "open_seconds"));
-            self.set("vfs S3: open, LIST requests", who, field(&json, "open_lists"));
+            self.set(
+                "vfs S3: freshness, commit → seen by an open connection, median s",
+                who,
+                percentile(&mut fresh, 0.5),
+            );
+            self.set(
+                "vfs S3: open (connect + first query), s",
+                who,
+                field(&json, "open_seconds"),
+            );
+            self.set(
+                "vfs S3: open, LIST requests",
+                who,
+                field(&json, "open_lists"),
+            );
             self.set("vfs S3: open, GET requests", who, field(&json, "open_gets"));
-            self.set("vfs S3: cold primary-key lookup after open, GETs", who, field(&json, "cold_lookup_gets"));
-            self.set("vfs S3: warm lookup, nothing changed, requests", who, field(&json, "warm_lookup_requests"));
-            self.set(&format!("vfs S3: 10 idle connections for {idle} s, LIST requests"), who, field(&json, "idle_lists_10_conns"));
-            self.set("vfs S3: RSS of the process with 10 connections, MiB", who, field(&json, "rss_mib_10_conns"));
+            self.set(
+                "vfs S3: cold primary-key lookup after open, GETs",
+                who,
+                field(&json, "cold_lookup_gets"),
+            );
+            self.set(
+                "vfs S3: warm lookup, nothing changed, requests",
+                who,
+                field(&json, "warm_lookup_requests"),
+            );
+            self.set(
+                &format!("vfs S3: 10 idle connections for {idle} s, LIST requests"),
+                who,
+                field(&json, "idle_lists_10_conns"),
+            );
+            self.set(
+                "vfs S3: RSS of the process with 10 connections, MiB",
+                who,
+                field(&json, "rss_mib_10_conns"),
+            );
         }
     }
 }
