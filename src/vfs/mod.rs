@@ -50,8 +50,9 @@ use crate::error::Result;
 pub struct ReaderOptions {
     /// How often the poller looks for new transactions while connections read (1 s).
     pub poll_interval: Duration,
-    /// The longest the poller waits when no connection has read for minutes (30 s); a
-    /// read transaction after such a pause polls first.
+    /// The longest the poller waits when no connection has read for minutes (30 s); the
+    /// first read transaction after such a pause wakes the poller and waits for its poll
+    /// (at most one poll interval).
     pub max_idle_poll_interval: Duration,
     /// Bytes of decoded pages the shared cache holds (64 MiB).
     pub cache_size: usize,

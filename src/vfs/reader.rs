@@ -182,15 +182,20 @@ impl ReplicaReader {
             .get_or_init(|| PageCache::new(self.opts.cache_size, page_size))
     }
 
-    /// A connection starts a read transaction: polls now if the poller has been idle.
+    /// A connection starts a read transaction. After a pause (the poller sleeps longer
+    /// when nobody reads) or while polls fail, it wakes the poller and waits for its poll
+    /// — at most one poll interval, so an unreachable replica never blocks a reader long.
     pub(crate) fn touch(&self) {
         *lock(&self.last_used) = Instant::now();
-        let stale = lock(&self.last_poll_ok)
-            .is_none_or(|(at, _)| at.elapsed() > self.opts.poll_interval * 3);
-        if stale {
-            if let Err(e) = self.poll() {
-                log::warn!("litestream vfs: poll {:?}: {e}", self.client);
-            }
+        let base = self.opts.poll_interval;
+        let fresh = || lock(&self.last_poll_ok).is_some_and(|(at, _)| at.elapsed() <= base * 3);
+        if fresh() {
+            return;
+        }
+        self.stop.cv.notify_all();
+        let deadline = Instant::now() + base;
+        while !fresh() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
