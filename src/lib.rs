@@ -52,6 +52,8 @@ mod store;
 mod time;
 mod timer;
 mod url;
+#[cfg(feature = "vfs")]
+pub mod vfs;
 mod wal;
 mod wire;
 

@@ -15,6 +15,7 @@ mod compact;
 mod crc64;
 mod decode;
 mod encode;
+mod index;
 mod page;
 pub(crate) mod xxh32;
 
@@ -24,6 +25,10 @@ use std::str::FromStr;
 pub use compact::compact;
 pub use decode::Decoder;
 pub use encode::{Encoder, PageEncoding};
+pub use index::{
+    decode_page_frame, index_area_size, parse_page_index, read_page_frame, IndexEntry,
+    INDEX_TAIL_SIZE,
+};
 
 /// Size of the LTX header.
 pub const HEADER_SIZE: usize = 100;

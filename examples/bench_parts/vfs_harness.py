@@ -1,0 +1,110 @@
+"""The VFS side-by-side harness (examples/bench.rs, part `vfs`): loads one extension into
+this Python's sqlite3, reads an S3 replica through a counting proxy, and reports JSON.
+
+argv: SO UPSTREAM(host:port) PORT; LITESTREAM_REPLICA_URL (set by the caller: a Go
+extension reads the environment the process started with) points at 127.0.0.1:PORT. stdin: "wait N" (answer "seen" once max(id) >= N),
+then "idle SECS" (10 idle connections; the answer is the JSON report).
+"""
+import http.client
+import http.server
+import json
+import sys
+import threading
+import time
+
+so, upstream, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+counts = {"list": 0, "get": 0, "other": 0}
+lock = threading.Lock()
+
+
+class Proxy(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def handle_any(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else None
+        if self.command == "GET" and ("list-type" in self.path or "prefix=" in self.path):
+            kind = "list"
+        elif self.command == "GET":
+            kind = "get"
+        else:
+            kind = "other"
+        with lock:
+            counts[kind] += 1
+        up = http.client.HTTPConnection(upstream)
+        up.request(self.command, self.path, body, dict(self.headers))
+        r = up.getresponse()
+        data = r.read()
+        self.send_response(r.status)
+        for k, v in r.getheaders():
+            if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+        up.close()
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
+
+    def log_message(self, *a):
+        pass
+
+
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), Proxy)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+
+import sqlite3  # noqa: E402
+
+boot = sqlite3.connect(":memory:")
+boot.enable_load_extension(True)
+boot.load_extension(so)
+URI = "file:app.db?vfs=litestream"
+
+
+def total():
+    with lock:
+        return dict(counts)
+
+
+def diff(a, b):
+    return {k: b[k] - a[k] for k in a}
+
+
+report = {}
+t0 = time.monotonic()
+c0 = total()
+conn = sqlite3.connect(URI, uri=True, check_same_thread=False)
+conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+report["open_seconds"] = time.monotonic() - t0
+d = diff(c0, total())
+report["open_lists"], report["open_gets"] = d["list"], d["get"]
+
+# A cold primary-key lookup on a fresh connection, then the same query warm.
+c1 = total()
+conn.execute("SELECT length(v) FROM t WHERE id = 12345").fetchone()
+report["cold_lookup_gets"] = diff(c1, total())["get"]
+c2 = total()
+conn.execute("SELECT length(v) FROM t WHERE id = 12345").fetchone()
+d = diff(c2, total())
+report["warm_lookup_requests"] = d["get"] + d["list"]
+print("ready", flush=True)
+
+for line in sys.stdin:
+    cmd, arg = line.split()
+    if cmd == "wait":
+        n = int(arg)
+        while (conn.execute("SELECT max(id) FROM t").fetchone()[0] or 0) < n:
+            time.sleep(0.02)
+        print("seen", flush=True)
+    elif cmd == "idle":
+        conns = [sqlite3.connect(URI, uri=True) for _ in range(10)]
+        for c in conns:
+            c.execute("SELECT count(*), sum(length(v)) FROM t").fetchone()
+        c3 = total()
+        time.sleep(float(arg))
+        report["idle_lists_10_conns"] = diff(c3, total())["list"]
+        rss = [l for l in open("/proc/self/status") if l.startswith("VmRSS:")][0]
+        report["rss_mib_10_conns"] = int(rss.split()[1]) / 1024
+        print(json.dumps(report), flush=True)
+        break

@@ -1,0 +1,574 @@
+//! `ReplicaReader`: one replica as the VFS reads it, shared by every connection of the
+//! process — the newest state and its page map, the table of LTX files seen (each file's
+//! header and page index read once: files never change), the shared page cache with
+//! read-ahead, and the one poller thread that follows new transactions.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::cache::{Page, PageCache};
+use super::pagemap::{PageMap, Slot, Snapshot};
+use super::ReaderOptions;
+use crate::client::{FileInfo, ReplicaClient, SNAPSHOT_LEVEL};
+use crate::error::{Error, Result};
+use crate::ltx::{self, Header, IndexEntry, Txid, HEADER_SIZE, INDEX_TAIL_SIZE};
+
+/// Files up to this size are fetched whole when first seen (one request), their pages
+/// going straight into the cache; larger ones have their header and tail fetched.
+const SMALL_FILE: u64 = 64 * 1024;
+/// Bytes of a large file's tail fetched in the hope that they hold the whole index.
+const TAIL_GUESS: u64 = 64 * 1024;
+
+/// What the reader knows of one LTX file.
+#[derive(Debug)]
+struct FileMeta {
+    info: FileInfo,
+    /// Offset of the end-of-pages marker: no page frame reaches past it.
+    pages_end: u64,
+}
+
+#[derive(Debug, Default)]
+struct FileTable {
+    files: Vec<Arc<FileMeta>>,
+    ids: HashMap<(u8, Txid, Txid), u32>,
+}
+
+/// Requests a reader made, for measurements and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReaderStats {
+    /// Listings of a level.
+    pub lists: u64,
+    /// Reads of (part of) a file.
+    pub gets: u64,
+    /// Bytes read from files.
+    pub bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    lists: AtomicU64,
+    gets: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// Stops the poller when the reader goes away.
+#[derive(Debug, Default)]
+struct Stop {
+    stopped: Mutex<bool>,
+    cv: Condvar,
+}
+
+/// A replica opened for reading: the state every VFS connection to it shares.
+///
+/// Create one with [`ReplicaReader::open`]; hand it to [`super::register`]. One poller
+/// thread per reader follows new transactions; it stops when the reader is dropped.
+pub struct ReplicaReader {
+    client: Arc<dyn ReplicaClient>,
+    opts: ReaderOptions,
+    latest: RwLock<Arc<Snapshot>>,
+    files: Mutex<FileTable>,
+    cache: OnceLock<PageCache>,
+    /// Held while polling, so polls never overlap.
+    polling: Mutex<()>,
+    last_poll_ok: Mutex<Option<(Instant, SystemTime)>>,
+    last_used: Mutex<Instant>,
+    counters: Counters,
+    stop: Arc<Stop>,
+    /// Cache misses being fetched, by (file, page): a second reader of the same page
+    /// waits for the first fetch instead of repeating it.
+    inflight: Mutex<HashMap<(u32, u32), Arc<Stop>>>,
+}
+
+impl std::fmt::Debug for ReplicaReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaReader")
+            .field("client", &self.client)
+            .field("txid", &self.latest().txid)
+            .finish()
+    }
+}
+
+impl Drop for ReplicaReader {
+    fn drop(&mut self) {
+        *self.stop.stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.stop.cv.notify_all();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl ReplicaReader {
+    /// Opens the replica at its newest state (listing every level and reading the page
+    /// index of each file of the restore plan) and starts its poller.
+    pub fn open(client: Arc<dyn ReplicaClient>, opts: ReaderOptions) -> Result<Arc<ReplicaReader>> {
+        let empty = Snapshot {
+            txid: Txid::ZERO,
+            page_size: 4096,
+            time: UNIX_EPOCH,
+            map: PageMap::default(),
+        };
+        let reader = Arc::new(ReplicaReader {
+            client,
+            opts,
+            latest: RwLock::new(Arc::new(empty)),
+            files: Mutex::new(FileTable::default()),
+            cache: OnceLock::new(),
+            polling: Mutex::new(()),
+            last_poll_ok: Mutex::new(None),
+            last_used: Mutex::new(Instant::now()),
+            counters: Counters::default(),
+            stop: Arc::new(Stop::default()),
+            inflight: Mutex::new(HashMap::new()),
+        });
+        let snap = reader.build_planned(None, None)?;
+        reader.publish(snap);
+        let weak = Arc::downgrade(&reader);
+        let stop = reader.stop.clone();
+        std::thread::Builder::new()
+            .name("litestream-vfs-poll".into())
+            .spawn(move || poller(weak, stop))
+            .map_err(|e| Error::io("start the VFS poller thread", e))?;
+        Ok(reader)
+    }
+
+    /// The newest state known.
+    pub(crate) fn latest(&self) -> Arc<Snapshot> {
+        self.latest
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The newest TXID known.
+    pub fn txid(&self) -> Txid {
+        self.latest().txid
+    }
+
+    /// Time since the last successful poll (`None` before the first).
+    pub fn lag(&self) -> Option<Duration> {
+        lock(&self.last_poll_ok).map(|(at, _)| at.elapsed())
+    }
+
+    /// Requests made so far.
+    pub fn stats(&self) -> ReaderStats {
+        ReaderStats {
+            lists: self.counters.lists.load(Ordering::Relaxed),
+            gets: self.counters.gets.load(Ordering::Relaxed),
+            bytes: self.counters.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Pages the shared cache holds and bytes of the newest state's page map.
+    pub fn memory(&self) -> (usize, usize) {
+        let pages = self.cache.get().map_or(0, |c| c.len());
+        (pages, self.latest().map.bytes())
+    }
+
+    fn publish(&self, snap: Snapshot) {
+        *lock(&self.last_poll_ok) = Some((Instant::now(), SystemTime::now()));
+        let mut l = self.latest.write().unwrap_or_else(|e| e.into_inner());
+        if snap.txid >= l.txid || l.txid == Txid::ZERO {
+            *l = Arc::new(snap);
+        }
+    }
+
+    fn cache(&self, page_size: u32) -> &PageCache {
+        self.cache
+            .get_or_init(|| PageCache::new(self.opts.cache_size, page_size))
+    }
+
+    /// A connection starts a read transaction. After a pause (the poller sleeps longer
+    /// when nobody reads) or while polls fail, it wakes the poller and waits for its poll
+    /// — at most one poll interval, so an unreachable replica never blocks a reader long.
+    pub(crate) fn touch(&self) {
+        *lock(&self.last_used) = Instant::now();
+        let base = self.opts.poll_interval;
+        let fresh = || lock(&self.last_poll_ok).is_some_and(|(at, _)| at.elapsed() <= base * 3);
+        if fresh() {
+            return;
+        }
+        self.stop.cv.notify_all();
+        let deadline = Instant::now() + base;
+        while !fresh() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// How long the poller sleeps next: the poll interval while connections read,
+    /// doubling for each idle minute up to `max_idle_poll_interval`.
+    fn next_interval(&self) -> Duration {
+        let idle = lock(&self.last_used).elapsed().as_secs() / 60;
+        let base = self.opts.poll_interval;
+        (base * (1u32 << idle.min(10) as u32)).min(self.opts.max_idle_poll_interval.max(base))
+    }
+
+    /// Looks for new transactions (one listing of L0 after the newest TXID) and publishes
+    /// them; after a gap in L0 (files compacted away while we slept, a new lineage) it
+    /// plans again from every level. Returns whether the state moved.
+    pub fn poll(&self) -> Result<bool> {
+        let _g = lock(&self.polling);
+        let cur = self.latest();
+        self.counters.lists.fetch_add(1, Ordering::Relaxed);
+        let files = self.client.ltx_files(0, cur.txid.next(), false)?;
+        let mut next: Vec<FileInfo> = Vec::new();
+        let mut at = cur.txid;
+        for f in files {
+            if f.max_txid <= at {
+                continue;
+            }
+            if f.min_txid != at.next() {
+                log::info!("litestream vfs: {f} does not follow transaction {at}: planning again");
+                let snap = self.build_planned(None, None)?;
+                let moved = snap.txid != cur.txid;
+                self.publish(snap);
+                return Ok(moved);
+            }
+            at = f.max_txid;
+            next.push(f);
+        }
+        if next.is_empty() {
+            *lock(&self.last_poll_ok) = Some((Instant::now(), SystemTime::now()));
+            return Ok(false);
+        }
+        let loaded = self.load_many(&next)?;
+        let mut snap = Some((*cur).clone());
+        for (id, h, idx) in loaded {
+            apply(&mut snap, id, &h, &idx)?;
+        }
+        if let Some(s) = snap {
+            log::debug!("litestream vfs: now at transaction {}", s.txid);
+            self.publish(s);
+        }
+        Ok(true)
+    }
+
+    /// The state at a point in time, as `restore -timestamp` would rebuild it.
+    pub(crate) fn snapshot_at(&self, t: SystemTime) -> Result<Arc<Snapshot>> {
+        self.build_planned(None, Some(t)).map(Arc::new)
+    }
+
+    /// The state at `txid` rebuilt from a new plan (its files were compacted away).
+    pub(crate) fn rebuild_at(&self, txid: Txid) -> Result<Arc<Snapshot>> {
+        self.build_planned(Some(txid), None).map(Arc::new)
+    }
+
+    fn build_planned(&self, txid: Option<Txid>, t: Option<SystemTime>) -> Result<Snapshot> {
+        let mut listing = Vec::new();
+        for level in 0..=SNAPSHOT_LEVEL {
+            self.counters.lists.fetch_add(1, Ordering::Relaxed);
+            listing.extend(self.client.ltx_files(level, Txid::ZERO, t.is_some())?);
+        }
+        let plan = crate::restore::plan_files(&listing, txid, t)?;
+        let mut snap = None;
+        for (id, h, idx) in self.load_many(&plan)? {
+            apply(&mut snap, id, &h, &idx)?;
+        }
+        snap.ok_or(Error::NoSnapshots)
+    }
+
+    /// Reads the headers and page indexes of `files`, a few at once, in order.
+    fn load_many(&self, files: &[FileInfo]) -> Result<Vec<(u32, Header, Vec<IndexEntry>)>> {
+        let workers = files.len().clamp(1, 8);
+        let next = AtomicU64::new(0);
+        let results: Mutex<Vec<Option<Result<_>>>> =
+            Mutex::new((0..files.len()).map(|_| None).collect());
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    let Some(f) = files.get(i) else { break };
+                    let r = self.load(f);
+                    lock(&results)[i] = Some(r);
+                });
+            }
+        });
+        let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::State("vfs: a file was not loaded".into()))))
+            .collect()
+    }
+
+    /// One file's header and page index (and, for a small file, its pages into the cache).
+    fn load(&self, info: &FileInfo) -> Result<(u32, Header, Vec<IndexEntry>)> {
+        let name = format!("level {} {}", info.level, info.name());
+        let inner = || -> Result<_> {
+            let (head, tail, tail_at, size, whole) = if info.size == 0 || info.size <= SMALL_FILE {
+                let data = self.get(info, 0, None)?;
+                let size = data.len() as u64;
+                (data.clone(), data, 0, size, true)
+            } else {
+                let head = self.get(info, 0, Some(HEADER_SIZE as u64))?;
+                let n = TAIL_GUESS.min(info.size);
+                let tail = self.get(info, info.size - n, Some(n))?;
+                (head, tail, info.size - n, info.size, false)
+            };
+            let mut hb = [0u8; HEADER_SIZE];
+            let hs = head.get(..HEADER_SIZE).ok_or_else(|| {
+                Error::corrupt(0, format!("file is truncated: {} bytes", head.len()))
+            })?;
+            hb.copy_from_slice(hs);
+            let h = Header::from_bytes(&hb)?;
+            let n = ltx::index_area_size(&tail, size)?;
+            let start = size - INDEX_TAIL_SIZE as u64 - n;
+            let area = if start >= tail_at {
+                tail[(start - tail_at) as usize..tail.len() - INDEX_TAIL_SIZE].to_vec()
+            } else {
+                self.get(info, start, Some(n))?
+            };
+            let idx = ltx::parse_page_index(&area, start, &h)?;
+            let id = self.file_id(info, start - ltx::PAGE_HEADER_SIZE as u64);
+            if whole {
+                let data = &tail;
+                self.cache_frames(id, &h, &idx, |e| {
+                    data.get(e.offset as usize..(e.offset + e.size as u64) as usize)
+                });
+            }
+            Ok((id, h, idx))
+        };
+        inner().map_err(|e| e.in_file(&name))
+    }
+
+    /// Decodes the frames `frame` yields for `idx` into the cache (best effort).
+    fn cache_frames<'a>(
+        &self,
+        id: u32,
+        h: &Header,
+        idx: &[IndexEntry],
+        frame: impl Fn(&IndexEntry) -> Option<&'a [u8]>,
+    ) {
+        let cache = self.cache(h.page_size);
+        let mut buf = vec![0u8; h.page_size as usize];
+        let mut scratch = Vec::new();
+        for e in idx {
+            let Some(f) = frame(e) else { return };
+            if ltx::decode_page_frame(f, &mut buf, &mut scratch).is_ok() {
+                cache.put(id, e.pgno, Arc::from(&buf[..]));
+            }
+        }
+    }
+
+    fn file_id(&self, info: &FileInfo, pages_end: u64) -> u32 {
+        let mut t = lock(&self.files);
+        let key = (info.level, info.min_txid, info.max_txid);
+        if let Some(&id) = t.ids.get(&key) {
+            return id;
+        }
+        let id = t.files.len() as u32;
+        t.files.push(Arc::new(FileMeta {
+            info: info.clone(),
+            pages_end,
+        }));
+        t.ids.insert(key, id);
+        id
+    }
+
+    /// Reads `[offset, offset + len)` of a file (`None`: to its end).
+    fn get(&self, info: &FileInfo, offset: u64, len: Option<u64>) -> Result<Vec<u8>> {
+        self.counters.gets.fetch_add(1, Ordering::Relaxed);
+        let mut r =
+            self.client
+                .open_ltx_file(info.level, info.min_txid, info.max_txid, offset, len)?;
+        let mut out = Vec::with_capacity(len.unwrap_or(info.size) as usize);
+        r.read_to_end(&mut out).map_err(|e| {
+            Error::io(
+                format!(
+                    "read level {} {} at offset {offset}",
+                    info.level,
+                    info.name()
+                ),
+                e,
+            )
+        })?;
+        self.counters
+            .bytes
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
+        if let Some(n) = len {
+            if out.len() as u64 != n {
+                return Err(Error::corrupt(
+                    offset,
+                    format!(
+                        "read {} bytes, want {n}: the file is shorter than listed",
+                        out.len()
+                    ),
+                )
+                .in_file(&format!("level {} {}", info.level, info.name())));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Page `pgno` of `snap`: `None` for a page no file holds (it reads as zeros).
+    pub(crate) fn page(&self, snap: &Snapshot, pgno: u32) -> Result<Option<Page>> {
+        let Some(slot) = snap.map.get(pgno) else {
+            return Ok(None);
+        };
+        let cache = self.cache(snap.page_size);
+        loop {
+            if let Some(p) = cache.get(slot.file, pgno) {
+                return Ok(Some(p));
+            }
+            let key = (slot.file, pgno);
+            let waiting = {
+                let mut f = lock(&self.inflight);
+                match f.get(&key) {
+                    Some(w) => Some(w.clone()),
+                    None => {
+                        f.insert(key, Arc::new(Stop::default()));
+                        None
+                    }
+                }
+            };
+            let Some(w) = waiting else { break };
+            // Another connection fetches this page: wait for it, then look again.
+            let mut done = lock(&w.stopped);
+            while !*done {
+                done = w.cv.wait(done).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        let _done = Fetched(self, (slot.file, pgno));
+        self.fetch(slot, pgno, snap.page_size).map(Some)
+    }
+
+    /// A cache miss: one ranged read from the page's frame on, `read_ahead` bytes long
+    /// (the frames after it are the file's next pages), every whole frame cached.
+    fn fetch(&self, slot: Slot, pgno: u32, page_size: u32) -> Result<Page> {
+        let meta = lock(&self.files).files.get(slot.file as usize).cloned();
+        let meta = meta.ok_or_else(|| Error::State(format!("vfs: no file {}", slot.file)))?;
+        let want = (slot.size as u64).max(self.opts.read_ahead);
+        let end = meta
+            .pages_end
+            .min(slot.offset + want)
+            .max(slot.offset + slot.size as u64);
+        let data = self.get(&meta.info, slot.offset, Some(end - slot.offset))?;
+        let name = format!("level {} {}", meta.info.level, meta.info.name());
+        let cache = self.cache(page_size);
+        let mut cur = std::io::Cursor::new(&data[..]);
+        let mut buf = vec![0u8; page_size as usize];
+        let mut scratch = Vec::new();
+        let mut found = None;
+        loop {
+            let at = cur.position();
+            match ltx::read_page_frame(&mut cur, &mut buf, &mut scratch) {
+                Ok((0, _)) => break,
+                Ok((p, _)) => {
+                    if at == 0 && p != pgno {
+                        return Err(Error::corrupt(
+                            slot.offset,
+                            format!("the index puts page {pgno} here, the frame holds page {p}"),
+                        )
+                        .in_file(&name));
+                    }
+                    let page: Page = Arc::from(&buf[..]);
+                    if p == pgno {
+                        found = Some(page.clone());
+                    }
+                    cache.put(slot.file, p, page);
+                }
+                // The read-ahead ends inside a frame: stop there.
+                Err(e) if at > 0 => {
+                    log::trace!("litestream vfs: read-ahead stops at {at}: {e}");
+                    break;
+                }
+                Err(e) => {
+                    return Err(match e {
+                        Error::Corrupt { reason, .. } => {
+                            Error::corrupt(slot.offset, reason).in_file(&name)
+                        }
+                        e => e,
+                    })
+                }
+            }
+        }
+        found.ok_or_else(|| {
+            Error::corrupt(slot.offset, format!("page {pgno} not found")).in_file(&name)
+        })
+    }
+}
+
+/// Ends an in-flight fetch (also on a panic): wakes whoever waits for it.
+struct Fetched<'a>(&'a ReplicaReader, (u32, u32));
+
+impl Drop for Fetched<'_> {
+    fn drop(&mut self) {
+        if let Some(w) = lock(&self.0.inflight).remove(&self.1) {
+            *lock(&w.stopped) = true;
+            w.cv.notify_all();
+        }
+    }
+}
+
+/// Applies one file to the state being built.
+fn apply(snap: &mut Option<Snapshot>, id: u32, h: &Header, idx: &[IndexEntry]) -> Result<()> {
+    let time = UNIX_EPOCH + Duration::from_millis(h.timestamp.max(0) as u64);
+    match snap {
+        Some(s) if !h.is_snapshot() => {
+            if s.page_size != h.page_size {
+                return Err(Error::corrupt(
+                    8,
+                    format!(
+                        "page size {} in a database of page size {}",
+                        h.page_size, s.page_size
+                    ),
+                ));
+            }
+            s.map.resize(h.commit);
+            s.map.apply(id, idx);
+            s.txid = h.max_txid;
+            s.time = time;
+        }
+        _ => {
+            if !h.is_snapshot() {
+                return Err(Error::NoSnapshots);
+            }
+            let mut map = PageMap::default();
+            map.resize(h.commit);
+            map.apply(id, idx);
+            *snap = Some(Snapshot {
+                txid: h.max_txid,
+                page_size: h.page_size,
+                time,
+                map,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The poller: polls, sleeps the reader's interval, until the reader is dropped.
+fn poller(reader: Weak<ReplicaReader>, stop: Arc<Stop>) {
+    let mut failing = false;
+    loop {
+        let Some(interval) = reader.upgrade().map(|r| r.next_interval()) else {
+            return;
+        };
+        {
+            let g = lock(&stop.stopped);
+            if *g {
+                return;
+            }
+            let (g, _) = stop
+                .cv
+                .wait_timeout(g, interval)
+                .unwrap_or_else(|e| e.into_inner());
+            if *g {
+                return;
+            }
+        }
+        let Some(r) = reader.upgrade() else { return };
+        match r.poll() {
+            Ok(_) => failing = false,
+            Err(e) => {
+                if !failing {
+                    log::warn!("litestream vfs: poll {:?}: {e}", r.client);
+                }
+                failing = true;
+            }
+        }
+    }
+}

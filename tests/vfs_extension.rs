@@ -1,0 +1,169 @@
+//! The loadable extension — `cargo build --release -p litestream-vfs`, made by `.ci/vfs.sh`
+//! and named by `LITESTREAM_TEST_VFS_SO` — loaded into Debian's `python3` and the
+//! `sqlite3` shell: two replicas in one process read equal to their sources, configured
+//! by URI parameters; writes are refused; the PRAGMAs and SQL functions answer.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use litestream::client::FileClient;
+use litestream::{CompactionLevels, Db, Replica, ReplicaClient, Store};
+use rusqlite::Connection;
+
+/// Debian's python3 (it can load extensions; a pyenv build may not).
+const PYTHON: &str = "/usr/bin/python3";
+
+/// Dumps every database URI given (after loading the extension when `so` is not empty):
+/// integrity check, tables and rows, then the TXID by PRAGMA and by function.
+const DUMP: &str = r#"
+import sqlite3, sys
+so, uris = sys.argv[1], sys.argv[2:]
+if so:
+    boot = sqlite3.connect(":memory:")
+    boot.enable_load_extension(True)
+    boot.load_extension(so)
+for uri in uris:
+    c = sqlite3.connect(uri, uri=True)
+    print(c.execute("PRAGMA integrity_check").fetchone()[0])
+    tables = c.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_litestream%' ESCAPE '\\' ORDER BY name").fetchall()
+    for name, sql in tables:
+        print(sql)
+        for row in c.execute('SELECT * FROM "%s" ORDER BY 1' % name):
+            print(repr(row))
+    if so:
+        print("txid", c.execute("PRAGMA litestream_txid").fetchone()[0], c.execute("SELECT litestream_txid()").fetchone()[0])
+        try:
+            c.execute("INSERT INTO notes(k, v) VALUES ('x', 'y')")
+            print("write accepted")
+        except sqlite3.OperationalError as e:
+            print("write refused:", e)
+    print("--")
+"#;
+
+fn python_dump(so: &str, uris: &[String]) -> String {
+    let (ok, out, err) = run(Command::new(PYTHON).arg("-c").arg(DUMP).arg(so).args(uris));
+    assert!(ok, "python3 failed: {err}");
+    out
+}
+
+/// A database written and replicated by our store to a file replica; returns its path
+/// and replica directory once everything is replicated.
+fn replicated(
+    dir: &Path,
+    name: &str,
+    seed: u64,
+) -> (std::path::PathBuf, std::path::PathBuf, Store) {
+    let db = dir.join(format!("{name}.db"));
+    let replica = dir.join(format!("{name}-replica"));
+    let mut src = Connection::open(&db).unwrap();
+    create_schema(&src);
+    let mut rng = Rng::new(seed);
+    for step in 0..15 {
+        workload_step(&mut src, &mut rng, step);
+    }
+    let client: Arc<dyn ReplicaClient> = Arc::new(FileClient::new(&replica));
+    let d = Db::new(&db)
+        .monitor_interval(Duration::from_millis(100))
+        .replica(Replica::new(client).sync_interval(Duration::from_millis(100)));
+    let mut store = Store::new(vec![d], CompactionLevels::default()).unwrap();
+    store.open().unwrap();
+    store.sync(&db).unwrap();
+    store
+        .wait_replicated(&db, None, Duration::from_secs(30))
+        .unwrap();
+    (db, replica, store)
+}
+
+fn vfs_uri(replica: &Path) -> String {
+    format!(
+        "file:app.db?vfs=litestream&poll_interval=200ms&replica_url=file://{}",
+        replica.display()
+    )
+}
+
+#[test]
+fn python_and_the_sqlite3_shell_load_the_extension_and_read_two_replicas() {
+    let Some(so) = peer_env("LITESTREAM_TEST_VFS_SO") else {
+        return;
+    };
+    assert!(
+        Path::new(&so).exists(),
+        "{so} does not exist: build it with .ci/vfs.sh"
+    );
+    let dir = TempDir::new("vfs-ext");
+    let (db_a, rep_a, mut store_a) = replicated(dir.path(), "a", 1);
+    let (db_b, rep_b, mut store_b) = replicated(dir.path(), "b", 2);
+
+    let plain = |db: &Path| format!("file:{}?mode=ro", db.display());
+    let want = python_dump("", &[plain(&db_a), plain(&db_b)]);
+    let got = python_dump(&so, &[vfs_uri(&rep_a), vfs_uri(&rep_b)]);
+    // The extension's output adds the TXID and the refused write to each database.
+    let mut kept = Vec::new();
+    let mut extra = Vec::new();
+    for line in got.lines() {
+        if line.starts_with("txid ") || line.starts_with("write ") {
+            extra.push(line.to_string());
+        } else {
+            kept.push(line);
+        }
+    }
+    assert_eq!(
+        kept.join("\n") + "\n",
+        want,
+        "the replicas read through the extension"
+    );
+    assert!(want.starts_with("ok\n"));
+    assert_eq!(extra.len(), 4, "{extra:?}");
+    for (i, store) in [&store_a, &store_b].iter().enumerate() {
+        let txid = store.status()[0].local_txid.to_string();
+        assert_eq!(
+            extra[i * 2],
+            format!("txid {txid} {txid}"),
+            "PRAGMA and function"
+        );
+        assert!(
+            extra[i * 2 + 1].starts_with("write refused:") && extra[i * 2 + 1].contains("readonly"),
+            "{}",
+            extra[i * 2 + 1]
+        );
+    }
+
+    // The sqlite3 shell: .load, then .open through the VFS.
+    let sqlite3 = std::env::var("LITESTREAM_TEST_SQLITE3").unwrap_or("/usr/bin/sqlite3".into());
+    let script = format!(
+        ".load {so}\n.open {}\nSELECT count(*) FROM accounts;\nPRAGMA litestream_txid;\n",
+        vfs_uri(&rep_a)
+    );
+    let mut child = Command::new(&sqlite3)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let count: i64 = Connection::open(&db_a)
+        .unwrap()
+        .query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        stdout,
+        format!("{count}\n{}\n", store_a.status()[0].local_txid),
+        "sqlite3 shell: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    store_a.close().unwrap();
+    store_b.close().unwrap();
+}
