@@ -277,7 +277,8 @@ impl Store {
     }
 
     /// Checks every level of every replica for gaps, overlaps and order at this
-    /// interval, logging what is wrong (see [`Store::validate`]); zero turns it off.
+    /// interval, logging what is wrong (see
+    /// [`StoreHandle::validate`](crate::StoreHandle::validate)); zero turns it off.
     pub fn validation_interval(mut self, d: Duration) -> Self {
         self.config.validation_interval = d;
         self
