@@ -5,6 +5,9 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use std::io::Read;
+
+use super::fetch::{self, RangedReader, RangedState};
 use super::{ProgressFn, RestoreProgress, RestoreReport};
 use crate::client::{FileInfo, ReplicaClient, ResumableReader};
 use crate::error::{Error, Result};
@@ -18,6 +21,7 @@ pub(super) fn apply(
     out: &File,
     out_path: &Path,
     progress: Option<&ProgressFn>,
+    workers: usize,
 ) -> Result<RestoreReport> {
     let bytes_total: u64 = files.iter().map(|f| f.size).sum();
     let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -39,12 +43,20 @@ pub(super) fn apply(
     let mut buf = Vec::new();
     let mut batch = WriteBatch::default();
     for (i, info) in files.iter().enumerate() {
+        let state = RangedState::new();
+        // Ranges are fetched by threads of this scope, which ends when the file is read.
+        std::thread::scope(|scope| -> Result<()> {
+        let src: Box<dyn Read + Send + '_> = if fetch::ranged(client, info, workers) {
+            Box::new(RangedReader::start(scope, &state, client, info, workers))
+        } else {
+            Box::new(ResumableReader::new(client, info.clone()))
+        };
         let name = info.to_string();
         // Page headers and LZ4 frames make many small reads: buffer them.
         let reader = std::io::BufReader::with_capacity(
             256 << 10,
             Counted {
-                inner: ResumableReader::new(client, info.clone()),
+                inner: src,
                 n: read.clone(),
             },
         );
@@ -103,6 +115,8 @@ pub(super) fn apply(
         dec.finish().map_err(|e| e.in_file(&name))?;
         bytes_read += info.size;
         report(i + 1);
+        Ok(())
+        })?;
     }
     let lock = ltx::lock_pgno(page_size);
     for pgno in 1..=commit {
