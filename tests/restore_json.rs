@@ -74,7 +74,7 @@ fn restore_json_prints_what_the_official_prints() {
     let args = [
         "-json",
         "-txid",
-        "0000000000000003",
+        "0000000000000001",
         "-integrity-check",
         "quick",
         "-o",

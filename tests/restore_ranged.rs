@@ -50,8 +50,9 @@ impl S3Env {
 }
 
 /// A database of ~`mib` MiB of incompressible rows, replicated once into a directory and
-/// copied to S3 under `path`: returns its dump and the snapshot's size.
-fn source_on_s3(dir: &TempDir, env: &S3Env, path: &str, mib: usize) -> (String, u64) {
+/// copied to S3 under `path`: returns its dump and the largest file's name and size (the
+/// snapshot).
+fn source_on_s3(dir: &TempDir, env: &S3Env, path: &str, mib: usize) -> (String, String, u64) {
     let db = dir.join("src.db");
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute_batch("PRAGMA journal_mode=wal; CREATE TABLE t(v BLOB)")
@@ -76,32 +77,32 @@ fn source_on_s3(dir: &TempDir, env: &S3Env, path: &str, mib: usize) -> (String, 
     let s3 = env.client(path, &env.endpoint);
     s3.create_bucket().unwrap();
     let file = FileClient::new(&rep);
-    let mut snapshot = 0;
+    let (mut name, mut size) = (String::new(), 0);
     for level in 0..=9u8 {
         for f in file.ltx_files(level, Txid::ZERO, false).unwrap() {
             let src = std::fs::File::open(rep.join(format!("ltx/{level}/{}", f.name()))).unwrap();
             s3.write_ltx_file(level, f.min_txid, f.max_txid, &src).unwrap();
-            if level == 9 {
-                snapshot = f.size;
+            if f.size > size {
+                (name, size) = (f.name(), f.size);
             }
         }
     }
-    (want, snapshot)
+    (want, name, size)
 }
 
-/// GETs of the snapshot object (level 9) the proxy saw, and how many were cut off.
-fn snapshot_gets(proxy: &FaultProxy) -> (usize, usize) {
+/// GETs of the object `name` the proxy saw, and how many were cut off.
+fn snapshot_gets(proxy: &FaultProxy, name: &str) -> (usize, usize) {
     let gets: Vec<_> = proxy
         .seen()
         .into_iter()
-        .filter(|s| is_snapshot_get(&s.method, &s.target))
+        .filter(|s| is_get_of(&s.method, &s.target, name))
         .collect();
     let cut = gets.iter().filter(|s| s.fault == Fault::CutAnswer).count();
     (gets.len(), cut)
 }
 
-fn is_snapshot_get(method: &str, target: &str) -> bool {
-    method == "GET" && !target.contains('?') && target.contains("/0009/")
+fn is_get_of(method: &str, target: &str, name: &str) -> bool {
+    method == "GET" && !target.contains('?') && target.ends_with(&format!("/{name}"))
 }
 
 fn restored(client: &S3Client, out: &Path, opts: RestoreOptions, want: &str) {
@@ -116,7 +117,7 @@ fn a_large_snapshot_restores_from_parallel_ranges_even_when_one_is_cut() {
     let Some(env) = s3_env() else { return };
     let dir = TempDir::new("restore-ranged");
     let path = unique("restore-ranged");
-    let (want, size) = source_on_s3(&dir, &env, &path, 26);
+    let (want, name, size) = source_on_s3(&dir, &env, &path, 26);
     assert!(size > 3 * (8 << 20), "the snapshot spans 4 ranges: {size} bytes");
 
     // Parallel ranges: several GETs of the snapshot, none cut.
@@ -124,14 +125,15 @@ fn a_large_snapshot_restores_from_parallel_ranges_even_when_one_is_cut() {
     let client = env.client(&path, &proxy.url);
     let out = dir.join("ranged.db");
     restored(&client, &out, RestoreOptions::new(&out), &want);
-    let (gets, _) = snapshot_gets(&proxy);
+    let (gets, _) = snapshot_gets(&proxy, &name);
     assert_eq!(gets as u64, size.div_ceil(8 << 20), "one GET per 8 MiB range");
 
     // The second GET of the snapshot is cut off half-way: it is resumed, the result equal.
     let n = Arc::new(AtomicUsize::new(0));
     let seen = n.clone();
+    let snap = name.clone();
     let proxy = FaultProxy::start(&env.endpoint, move |method, target| {
-        if is_snapshot_get(method, target) && seen.fetch_add(1, Ordering::SeqCst) == 1 {
+        if is_get_of(method, target, &snap) && seen.fetch_add(1, Ordering::SeqCst) == 1 {
             Fault::CutAnswer
         } else {
             Fault::Pass
@@ -140,7 +142,7 @@ fn a_large_snapshot_restores_from_parallel_ranges_even_when_one_is_cut() {
     let client = env.client(&path, &proxy.url);
     let out = dir.join("cut.db");
     restored(&client, &out, RestoreOptions::new(&out), &want);
-    let (gets, cut) = snapshot_gets(&proxy);
+    let (gets, cut) = snapshot_gets(&proxy, &name);
     assert_eq!(cut, 1, "one answer was cut off");
     assert_eq!(
         gets as u64,
@@ -153,6 +155,6 @@ fn a_large_snapshot_restores_from_parallel_ranges_even_when_one_is_cut() {
     let client = env.client(&path, &proxy.url);
     let out = dir.join("stream.db");
     restored(&client, &out, RestoreOptions::new(&out).parallelism(1), &want);
-    assert_eq!(snapshot_gets(&proxy), (1, 0));
+    assert_eq!(snapshot_gets(&proxy, &name), (1, 0));
     let _ = env.client(&path, &env.endpoint).delete_all();
 }
