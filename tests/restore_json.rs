@@ -23,7 +23,10 @@ fn restore_json(mut cmd: Command, dir: &Path, args: &[&str]) -> (bool, String, S
             Some((head, ms)) => {
                 let ms = ms.trim_end_matches(',');
                 assert!(ms.parse::<u64>().is_ok(), "duration_ms is a number: {l}");
-                format!("{head}\"duration_ms\": N{}", if l.ends_with(',') { "," } else { "" })
+                format!(
+                    "{head}\"duration_ms\": N{}",
+                    if l.ends_with(',') { "," } else { "" }
+                )
             }
             None => l.to_string(),
         })
@@ -89,7 +92,10 @@ fn restore_json_prints_what_the_official_prints() {
     // A dry run: the plan as JSON, nothing written.
     let ((ok1, o1, e1), (ok2, o2, e2)) = both(&["-json", "-dry-run", "-o", "plan.db", &url]);
     assert!(ok1 && ok2, "ours: {e1}\nofficial: {e2}");
-    assert!(o1.contains("\"files\": [\n    {\n      \"level\": "), "{o1}");
+    assert!(
+        o1.contains("\"files\": [\n    {\n      \"level\": "),
+        "{o1}"
+    );
     assert_eq!(o1, o2, "restore -json -dry-run: ours, then the official's");
     assert!(!ours.join("plan.db").exists());
 

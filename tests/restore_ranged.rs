@@ -81,7 +81,8 @@ fn source_on_s3(dir: &TempDir, env: &S3Env, path: &str, mib: usize) -> (String, 
     for level in 0..=9u8 {
         for f in file.ltx_files(level, Txid::ZERO, false).unwrap() {
             let src = std::fs::File::open(rep.join(format!("ltx/{level}/{}", f.name()))).unwrap();
-            s3.write_ltx_file(level, f.min_txid, f.max_txid, &src).unwrap();
+            s3.write_ltx_file(level, f.min_txid, f.max_txid, &src)
+                .unwrap();
             if f.size > size {
                 (name, size) = (f.name(), f.size);
             }
@@ -118,7 +119,10 @@ fn a_large_snapshot_restores_from_parallel_ranges_even_when_one_is_cut() {
     let dir = TempDir::new("restore-ranged");
     let path = unique("restore-ranged");
     let (want, name, size) = source_on_s3(&dir, &env, &path, 26);
-    assert!(size > 3 * (8 << 20), "the snapshot spans 4 ranges: {size} bytes");
+    assert!(
+        size > 3 * (8 << 20),
+        "the snapshot spans 4 ranges: {size} bytes"
+    );
 
     // Parallel ranges: several GETs of the snapshot, none cut.
     let proxy = FaultProxy::start(&env.endpoint, |_, _| Fault::Pass);
@@ -126,7 +130,11 @@ fn a_large_snapshot_restores_from_parallel_ranges_even_when_one_is_cut() {
     let out = dir.join("ranged.db");
     restored(&client, &out, RestoreOptions::new(&out), &want);
     let (gets, _) = snapshot_gets(&proxy, &name);
-    assert_eq!(gets as u64, size.div_ceil(8 << 20), "one GET per 8 MiB range");
+    assert_eq!(
+        gets as u64,
+        size.div_ceil(8 << 20),
+        "one GET per 8 MiB range"
+    );
 
     // The second GET of the snapshot is cut off half-way: it is resumed, the result equal.
     let n = Arc::new(AtomicUsize::new(0));
@@ -154,7 +162,12 @@ fn a_large_snapshot_restores_from_parallel_ranges_even_when_one_is_cut() {
     let proxy = FaultProxy::start(&env.endpoint, |_, _| Fault::Pass);
     let client = env.client(&path, &proxy.url);
     let out = dir.join("stream.db");
-    restored(&client, &out, RestoreOptions::new(&out).parallelism(1), &want);
+    restored(
+        &client,
+        &out,
+        RestoreOptions::new(&out).parallelism(1),
+        &want,
+    );
     assert_eq!(snapshot_gets(&proxy, &name), (1, 0));
     let _ = env.client(&path, &env.endpoint).delete_all();
 }

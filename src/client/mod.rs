@@ -265,7 +265,12 @@ impl<'a> ResumableReader<'a> {
 
     /// A reader of bytes `[offset, offset + len)` of the file only; a stream that ends
     /// before `offset + len` counts as broken and is reopened.
-    pub(crate) fn range(client: &'a dyn ReplicaClient, info: FileInfo, offset: u64, len: u64) -> Self {
+    pub(crate) fn range(
+        client: &'a dyn ReplicaClient,
+        info: FileInfo,
+        offset: u64,
+        len: u64,
+    ) -> Self {
         ResumableReader {
             offset,
             end: Some(offset + len),

@@ -37,6 +37,9 @@ struct State {
     next_read: u64,
     /// Ranges fetched and not read yet.
     ready: HashMap<u64, Vec<u8>>,
+    /// Buffers read to their end, for the next ranges: memory is allocated once per
+    /// range in flight (freed buffers would linger in the allocator's per-thread arenas).
+    free: Vec<Vec<u8>>,
     /// The first failure of a worker.
     failed: Option<io::Error>,
     /// Set when the reader is dropped: workers stop.
@@ -104,7 +107,7 @@ impl<'s> RangedReader<'s> {
 /// A worker: takes the next range while fewer than `window` wait ahead of the reader.
 fn work(shared: &Shared, client: &dyn ReplicaClient, info: &FileInfo, ranges: u64, window: u64) {
     loop {
-        let idx = {
+        let (idx, buf) = {
             let mut s = shared.lock();
             while !s.stopped
                 && s.failed.is_none()
@@ -117,11 +120,11 @@ fn work(shared: &Shared, client: &dyn ReplicaClient, info: &FileInfo, ranges: u6
                 return;
             }
             s.next_fetch += 1;
-            s.next_fetch - 1
+            (s.next_fetch - 1, s.free.pop().unwrap_or_default())
         };
         let offset = idx * RANGE;
         let len = RANGE.min(info.size - offset);
-        let r = fetch(client, info, offset, len);
+        let r = fetch(client, info, offset, len, buf);
         let mut s = shared.lock();
         match r {
             Ok(buf) => {
@@ -136,14 +139,24 @@ fn work(shared: &Shared, client: &dyn ReplicaClient, info: &FileInfo, ranges: u6
 }
 
 /// Bytes `[offset, offset + len)` of `info`, resumed where a broken stream stopped.
-fn fetch(client: &dyn ReplicaClient, info: &FileInfo, offset: u64, len: u64) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; len as usize];
+fn fetch(
+    client: &dyn ReplicaClient,
+    info: &FileInfo,
+    offset: u64,
+    len: u64,
+    mut buf: Vec<u8>,
+) -> io::Result<Vec<u8>> {
+    buf.resize(len as usize, 0);
     ResumableReader::range(client, info.clone(), offset, len)
         .read_exact(&mut buf)
         .map_err(|e| {
             io::Error::new(
                 e.kind(),
-                format!("{info}: bytes {offset}-{} of {}: {e}", offset + len, info.size),
+                format!(
+                    "{info}: bytes {offset}-{} of {}: {e}",
+                    offset + len,
+                    info.size
+                ),
             )
         })?;
     Ok(buf)
@@ -166,12 +179,19 @@ impl Read for RangedReader<'_> {
                     self.shared.changed.notify_all();
                     return Err(e);
                 }
-                s = self.shared.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+                s = self
+                    .shared
+                    .changed
+                    .wait(s)
+                    .unwrap_or_else(|e| e.into_inner());
             };
             s.next_read += 1;
+            let done = std::mem::replace(&mut self.current, buf);
+            if done.capacity() > 0 {
+                s.free.push(done);
+            }
             self.shared.changed.notify_all();
             drop(s);
-            self.current = buf;
             self.pos = 0;
         }
         let n = out.len().min(self.current.len() - self.pos);

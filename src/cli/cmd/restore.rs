@@ -135,11 +135,11 @@ pub(crate) fn run(args: &[String]) -> CliResult {
         opts.timestamp = Some(crate::time::parse_rfc3339(ts).map_err(|e| Usage(e.to_string()))?);
     }
     if let Some(n) = p.get("parallelism") {
-        opts.parallelism = n
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| Usage(format!("restore: invalid -parallelism {n:?}: want a number from 1")))?;
+        opts.parallelism = n.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            Usage(format!(
+                "restore: invalid -parallelism {n:?}: want a number from 1"
+            ))
+        })?;
     }
     if opts.txid.is_some() && opts.timestamp.is_some() {
         return Err(Usage("restore: cannot specify both -txid and -timestamp".into()).into());
