@@ -244,6 +244,8 @@ pub(crate) struct ResumableReader<'a> {
     client: &'a dyn ReplicaClient,
     info: FileInfo,
     offset: u64,
+    /// Where a ranged read ends (exclusive); `None`: at the end of the file.
+    end: Option<u64>,
     inner: Option<Box<dyn Read + Send>>,
     /// Failed reads since the last progress.
     failures: u32,
@@ -255,8 +257,24 @@ impl<'a> ResumableReader<'a> {
             client,
             info,
             offset: 0,
+            end: None,
             inner: None,
             failures: 0,
+        }
+    }
+
+    /// A reader of bytes `[offset, offset + len)` of the file only; a stream that ends
+    /// before `offset + len` counts as broken and is reopened.
+    pub(crate) fn range(
+        client: &'a dyn ReplicaClient,
+        info: FileInfo,
+        offset: u64,
+        len: u64,
+    ) -> Self {
+        ResumableReader {
+            offset,
+            end: Some(offset + len),
+            ..ResumableReader::new(client, info)
         }
     }
 }
@@ -264,6 +282,9 @@ impl<'a> ResumableReader<'a> {
 impl Read for ResumableReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
+            if self.end.is_some_and(|e| e <= self.offset) {
+                return Ok(0);
+            }
             let r = match self.inner.as_mut() {
                 Some(r) => r,
                 None => self.inner.insert(
@@ -273,12 +294,21 @@ impl Read for ResumableReader<'_> {
                             self.info.min_txid,
                             self.info.max_txid,
                             self.offset,
-                            None,
+                            self.end.map(|e| e - self.offset),
                         )
                         .map_err(io::Error::other)?,
                 ),
             };
-            match r.read(buf) {
+            let left = self.end.map(|e| e - self.offset);
+            let want = left.map_or(buf.len(), |l| buf.len().min(l as usize));
+            let got = match (r.read(&mut buf[..want]), left) {
+                (Ok(0), Some(l)) if want > 0 => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the stream ended {l} bytes early"),
+                )),
+                (r, _) => r,
+            };
+            match got {
                 Ok(n) => {
                     self.offset += n as u64;
                     if n > 0 {

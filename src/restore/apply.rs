@@ -5,6 +5,9 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use std::io::Read;
+
+use super::fetch::{self, RangedReader, RangedState};
 use super::{ProgressFn, RestoreProgress, RestoreReport};
 use crate::client::{FileInfo, ReplicaClient, ResumableReader};
 use crate::error::{Error, Result};
@@ -18,6 +21,7 @@ pub(super) fn apply(
     out: &File,
     out_path: &Path,
     progress: Option<&ProgressFn>,
+    workers: usize,
 ) -> Result<RestoreReport> {
     let bytes_total: u64 = files.iter().map(|f| f.size).sum();
     let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -39,70 +43,80 @@ pub(super) fn apply(
     let mut buf = Vec::new();
     let mut batch = WriteBatch::default();
     for (i, info) in files.iter().enumerate() {
-        let name = info.to_string();
-        // Page headers and LZ4 frames make many small reads: buffer them.
-        let reader = std::io::BufReader::with_capacity(
-            256 << 10,
-            Counted {
-                inner: ResumableReader::new(client, info.clone()),
-                n: read.clone(),
-            },
-        );
-        let mut dec = Decoder::new(reader).map_err(|e| e.in_file(&name))?;
-        let h = dec.header().clone();
-        if (h.min_txid, h.max_txid) != (info.min_txid, info.max_txid) {
-            return Err(Error::corrupt(
-                16,
-                format!(
-                    "header covers {}-{} but the file is named {}",
-                    h.min_txid,
-                    h.max_txid,
-                    info.name()
-                ),
-            )
-            .in_file(&name));
-        }
-        if i == 0 {
-            if !h.is_snapshot() {
-                return Err(Error::NoSnapshots);
+        let state = RangedState::new();
+        // Ranges are fetched by threads of this scope, which ends when the file is read.
+        std::thread::scope(|scope| -> Result<()> {
+            let src: Box<dyn Read + Send + '_> = if fetch::ranged(client, info, workers) {
+                Box::new(RangedReader::start(scope, &state, client, info, workers))
+            } else {
+                Box::new(ResumableReader::new(client, info.clone()))
+            };
+            let name = info.to_string();
+            // Page headers and LZ4 frames make many small reads: buffer them.
+            let reader = std::io::BufReader::with_capacity(
+                256 << 10,
+                Counted {
+                    inner: src,
+                    n: read.clone(),
+                },
+            );
+            let mut dec = Decoder::new(reader).map_err(|e| e.in_file(&name))?;
+            let h = dec.header().clone();
+            if (h.min_txid, h.max_txid) != (info.min_txid, info.max_txid) {
+                return Err(Error::corrupt(
+                    16,
+                    format!(
+                        "header covers {}-{} but the file is named {}",
+                        h.min_txid,
+                        h.max_txid,
+                        info.name()
+                    ),
+                )
+                .in_file(&name));
             }
-            page_size = h.page_size;
-            buf = vec![0u8; page_size as usize];
-        } else {
-            if h.page_size != page_size {
-                return Err(Error::Invalid(format!(
+            if i == 0 {
+                if !h.is_snapshot() {
+                    return Err(Error::NoSnapshots);
+                }
+                page_size = h.page_size;
+                buf = vec![0u8; page_size as usize];
+            } else {
+                if h.page_size != page_size {
+                    return Err(Error::Invalid(format!(
                     "input files have mismatched page sizes: {name} has {}, earlier files {page_size}",
                     h.page_size
                 )));
+                }
+                if !(h.min_txid.0 <= prev_max.0 + 1 && h.max_txid > prev_max) {
+                    return Err(Error::NonContiguous {
+                        have: prev_max,
+                        next: h.min_txid,
+                        file: name,
+                    });
+                }
             }
-            if !(h.min_txid.0 <= prev_max.0 + 1 && h.max_txid > prev_max) {
-                return Err(Error::NonContiguous {
-                    have: prev_max,
-                    next: h.min_txid,
-                    file: name,
-                });
+            prev_max = h.max_txid;
+            commit = h.commit;
+            let mut pages = 0u64;
+            while let Some(pgno) = dec.next_page(&mut buf).map_err(|e| e.in_file(&name))? {
+                pages += 1;
+                if pages % 4096 == 0 {
+                    report(i);
+                }
+                let off = (pgno as u64 - 1) * page_size as u64;
+                batch.push(off, &buf, out, out_path)?;
+                let idx = (pgno - 1) as usize;
+                if have.len() <= idx / 64 {
+                    have.resize(idx / 64 + 1, 0);
+                }
+                have[idx / 64] |= 1 << (idx % 64);
             }
-        }
-        prev_max = h.max_txid;
-        commit = h.commit;
-        let mut pages = 0u64;
-        while let Some(pgno) = dec.next_page(&mut buf).map_err(|e| e.in_file(&name))? {
-            pages += 1;
-            if pages % 4096 == 0 {
-                report(i);
-            }
-            let off = (pgno as u64 - 1) * page_size as u64;
-            batch.push(off, &buf, out, out_path)?;
-            let idx = (pgno - 1) as usize;
-            if have.len() <= idx / 64 {
-                have.resize(idx / 64 + 1, 0);
-            }
-            have[idx / 64] |= 1 << (idx % 64);
-        }
-        batch.flush(out, out_path)?;
-        dec.finish().map_err(|e| e.in_file(&name))?;
-        bytes_read += info.size;
-        report(i + 1);
+            batch.flush(out, out_path)?;
+            dec.finish().map_err(|e| e.in_file(&name))?;
+            bytes_read += info.size;
+            report(i + 1);
+            Ok(())
+        })?;
     }
     let lock = ltx::lock_pgno(page_size);
     for pgno in 1..=commit {

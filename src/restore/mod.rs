@@ -8,7 +8,8 @@
 //! is left behind.
 //!
 //! `mod.rs` holds the options, the report and the file handling around a restore;
-//! `plan.rs` the choice of files; `apply.rs` writing their pages; `v3/` restoring
+//! `plan.rs` the choice of files; `fetch.rs` downloading a large file in parallel ranges;
+//! `apply.rs` writing their pages; `v3/` restoring
 //! Litestream v0.3 backups; `follow/` keeping a restored copy up to date (`restore -f`).
 
 use std::fs::{self, OpenOptions};
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 mod apply;
+mod fetch;
 mod follow;
 mod plan;
 pub mod v3;
@@ -24,6 +26,7 @@ pub use follow::{
     follow, read_txid, txid_path, FollowOptions, FollowReport, DEFAULT_FOLLOW_INTERVAL,
 };
 
+pub use fetch::DEFAULT_PARALLELISM;
 pub use plan::{plan, plan_files};
 
 use crate::client::{FileInfo, ReplicaClient};
@@ -86,6 +89,10 @@ pub struct RestoreOptions {
     pub integrity_check: IntegrityCheck,
     /// Called after each file and every few thousand pages.
     pub progress: Option<ProgressFn>,
+    /// Ranged requests in flight for a file larger than 8 MiB of a remote replica
+    /// (default [`DEFAULT_PARALLELISM`]; 1 reads every file as one stream). Memory for
+    /// downloads stays under `(parallelism + 1) × 8 MiB`.
+    pub parallelism: usize,
 }
 
 impl std::fmt::Debug for RestoreOptions {
@@ -96,6 +103,7 @@ impl std::fmt::Debug for RestoreOptions {
             .field("timestamp", &self.timestamp)
             .field("integrity_check", &self.integrity_check)
             .field("progress", &self.progress.is_some())
+            .field("parallelism", &self.parallelism)
             .finish()
     }
 }
@@ -109,7 +117,14 @@ impl RestoreOptions {
             timestamp: None,
             integrity_check: IntegrityCheck::None,
             progress: None,
+            parallelism: DEFAULT_PARALLELISM,
         }
+    }
+
+    /// Fetches a large file of a remote replica with `n` ranged requests at a time.
+    pub fn parallelism(mut self, n: usize) -> Self {
+        self.parallelism = n;
+        self
     }
 
     /// Reports progress to `f`.
@@ -185,7 +200,14 @@ fn restore_ltx(client: &dyn ReplicaClient, opts: &RestoreOptions) -> Result<Rest
         }
     }
     place(opts, |out, tmp| {
-        apply::apply(client, &files, out, tmp, opts.progress.as_ref())
+        apply::apply(
+            client,
+            &files,
+            out,
+            tmp,
+            opts.progress.as_ref(),
+            opts.parallelism,
+        )
     })
 }
 

@@ -104,10 +104,11 @@ pub(crate) fn run(args: &[String]) -> CliResult {
         Flag { name: "if-replica-exists", value: None, help: "Returns exit code of 0 if no backups found." },
         Flag { name: "dry-run", value: None, help: "Print the restore plan and exit without writing a database." },
         Flag { name: "force", value: None, help: "Overwrite an existing output database and SQLite sidecar files." },
+        Flag { name: "json", value: None, help: "Output raw JSON summary on successful restore." },
         Flag { name: "integrity-check", value: Some("MODE"), help: "Run an integrity check after restore: none, quick or full.\nDefaults to none." },
         Flag { name: "f", value: None, help: "Follow mode. After restoring, continuously poll for and apply\nnew changes. Similar to tail -f. The restored database should\nonly be opened in read-only mode by consumers.\nCannot be used with -txid or -timestamp." },
         Flag { name: "follow-interval", value: Some("DURATION"), help: "Polling interval for follow mode.\nDefaults to 1s." },
-        Flag { name: "parallelism", value: Some("NUM"), help: "Accepted for compatibility; restores stream files in order." },
+        Flag { name: "parallelism", value: Some("NUM"), help: "Ranged downloads in flight for a file over 8 MiB of a remote replica\n(1: one stream per file). Defaults to 4." },
     ];
     let usage = "The restore command recovers a database from a replica.\n\nUsage:\n\n\tlitestream restore [arguments] DB_PATH\n\n\tlitestream restore [arguments] REPLICA_URL\n";
     let Some(p) = parse_or_usage(args, &flags, usage)? else {
@@ -132,6 +133,13 @@ pub(crate) fn run(args: &[String]) -> CliResult {
     }
     if let Some(ts) = p.get("timestamp") {
         opts.timestamp = Some(crate::time::parse_rfc3339(ts).map_err(|e| Usage(e.to_string()))?);
+    }
+    if let Some(n) = p.get("parallelism") {
+        opts.parallelism = n.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            Usage(format!(
+                "restore: invalid -parallelism {n:?}: want a number from 1"
+            ))
+        })?;
     }
     if opts.txid.is_some() && opts.timestamp.is_some() {
         return Err(Usage("restore: cannot specify both -txid and -timestamp".into()).into());
@@ -163,9 +171,12 @@ pub(crate) fn run(args: &[String]) -> CliResult {
         }
         Err(e) => return Err(e.into()),
     };
+    let json = p.bool("json");
     if p.bool("dry-run") {
         match &choice {
+            Choice::Ltx(files) if json => print_plan_json(target, &output, client.kind(), files),
             Choice::Ltx(files) => print_plan(target, &output, client.kind(), files),
+            Choice::V3(plan) if json => print_v3_plan_json(target, &output, client.kind(), plan),
             Choice::V3(plan) => print_v3_plan(target, &output, client.kind(), plan),
         }
         return Ok(0);
@@ -180,12 +191,29 @@ pub(crate) fn run(args: &[String]) -> CliResult {
             }
         }
     }
-    opts.progress = progress_printer();
+    if !json {
+        opts.progress = progress_printer();
+    }
     let started = std::time::Instant::now();
     let r = match &choice {
         Choice::Ltx(_) => restore::restore(client.as_ref(), &opts)?,
         Choice::V3(_) => restore::v3::restore(client.as_ref(), &opts)?,
     };
+    if json {
+        // As the official: the TXID asked for, else the plan's last; none for v0.3 backups.
+        let txid = match (opts.txid, &r.v3) {
+            (Some(t), _) => t.to_string(),
+            (None, Some(_)) => String::new(),
+            (None, None) => r.txid.to_string(),
+        };
+        print_result_json(
+            &output,
+            client.kind(),
+            &txid,
+            started.elapsed(),
+            p.get("integrity-check").unwrap_or("none"),
+        );
+    }
     if let Some(v3) = &r.v3 {
         log::info!(
             "restored {} from v0.3 generation {} (snapshot {:08x}, {} WAL segments), {} bytes in {:.3}s",
@@ -249,6 +277,7 @@ fn run_follow(target: &str, p: &crate::cli::flags::Parsed, opts: &RestoreOptions
         (None, None) => return Err(Error::NoSnapshots.into()),
     };
     sys::install();
+    let started = std::time::Instant::now();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watcher = {
         let stop = stop.clone();
@@ -266,6 +295,16 @@ fn run_follow(target: &str, p: &crate::cli::flags::Parsed, opts: &RestoreOptions
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = watcher.join();
     let r = r?;
+    if p.bool("json") {
+        // The official prints no TXID for follow mode.
+        print_result_json(
+            &fo.output,
+            client.kind(),
+            "",
+            started.elapsed(),
+            p.get("integrity-check").unwrap_or("none"),
+        );
+    }
     log::info!(
         "follow mode of {} stopped at txid {} after applying {} files",
         fo.output.display(),
@@ -328,4 +367,113 @@ fn print_v3_plan(source: &str, output: &Path, kind: &str, plan: &restore::v3::Pl
     }))
     .collect();
     table(&mut out, &["file", "size", "timestamp"], &rows);
+}
+
+/// A JSON string as Go's `encoding/json` writes it (`<`, `>` and `&` escaped too).
+fn json_str(s: &str) -> String {
+    crate::wire::json::quote(s)
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+/// `restore -json`: the summary the official prints after a restore, field for field.
+fn print_result_json(
+    output: &Path,
+    kind: &str,
+    txid: &str,
+    took: std::time::Duration,
+    integrity_check: &str,
+) {
+    println!(
+        "{{\n  \"db_path\": {},\n  \"replica\": {},\n  \"txid\": {},\n  \"duration_ms\": {},\n  \"integrity_check\": {}\n}}",
+        json_str(&output.to_string_lossy()),
+        json_str(kind),
+        json_str(txid),
+        took.as_millis(),
+        json_str(integrity_check)
+    );
+}
+
+/// The head of a `-dry-run -json` plan, up to its `"files"` array (left open).
+fn plan_json_head(source: &str, output: &Path, kind: &str, min: &str, max: &str) -> String {
+    format!(
+        "{{\n  \"source\": {},\n  \"target_path\": {},\n  \"replica\": {},\n  \"min_txid\": {},\n  \"max_txid\": {},\n  \"files\": [",
+        json_str(source),
+        json_str(&output.to_string_lossy()),
+        json_str(kind),
+        json_str(min),
+        json_str(max)
+    )
+}
+
+/// Objects (each given as its `"key": value` lines) closing a plan's `"files"` array.
+fn plan_json_files(head: String, files: Vec<Vec<String>>) -> String {
+    if files.is_empty() {
+        return format!("{head}]\n}}");
+    }
+    let items: Vec<String> = files
+        .iter()
+        .map(|f| format!("    {{\n      {}\n    }}", f.join(",\n      ")))
+        .collect();
+    format!("{head}\n{}\n  ]\n}}", items.join(",\n"))
+}
+
+/// `restore -dry-run -json`: the plan as the official prints it.
+fn print_plan_json(source: &str, output: &Path, kind: &str, files: &[FileInfo]) {
+    let (min, max) = match (files.first(), files.last()) {
+        (Some(f), Some(l)) => (f.min_txid.to_string(), l.max_txid.to_string()),
+        _ => Default::default(),
+    };
+    let head = plan_json_head(source, output, kind, &min, &max);
+    let files = files
+        .iter()
+        .map(|f| {
+            vec![
+                format!("\"level\": {}", f.level),
+                format!("\"name\": {}", json_str(&f.name())),
+                format!("\"min_txid\": \"{}\"", f.min_txid),
+                format!("\"max_txid\": \"{}\"", f.max_txid),
+                format!("\"size\": {}", f.size),
+                format!(
+                    "\"timestamp\": {}",
+                    json_str(&crate::time::format_rfc3339_secs(f.created_at))
+                ),
+            ]
+        })
+        .collect();
+    println!("{}", plan_json_files(head, files));
+}
+
+/// `restore -dry-run -json` of v0.3 backups (which the official cannot plan): the same
+/// shape, with no TXIDs, a `generation`, and each file's path as its name.
+fn print_v3_plan_json(source: &str, output: &Path, kind: &str, plan: &restore::v3::Plan) {
+    let head = plan_json_head(source, output, kind, "", "");
+    let head = head.replacen(
+        "\n  \"files\": [",
+        &format!(
+            "\n  \"generation\": {},\n  \"files\": [",
+            json_str(&plan.snapshot.generation)
+        ),
+        1,
+    );
+    let file = |path: &str, size: u64, at| {
+        vec![
+            format!("\"name\": {}", json_str(path)),
+            format!("\"size\": {size}"),
+            format!(
+                "\"timestamp\": {}",
+                json_str(&crate::time::format_rfc3339_secs(at))
+            ),
+        ]
+    };
+    let snap = &plan.snapshot;
+    let files = std::iter::once(file(&snap.path, snap.size, snap.created_at))
+        .chain(
+            plan.segments
+                .iter()
+                .map(|s| file(&s.path, s.size, s.created_at)),
+        )
+        .collect();
+    println!("{}", plan_json_files(head, files));
 }
