@@ -120,7 +120,7 @@ fn a_large_snapshot_restores_from_parallel_ranges_even_when_one_is_cut() {
     let path = unique("restore-ranged");
     let (want, name, size) = source_on_s3(&dir, &env, &path, 26);
     assert!(
-        size > 3 * (8 << 20),
+        size > 3 * (4 << 20),
         "the snapshot spans 4 ranges: {size} bytes"
     );
 
@@ -132,8 +132,8 @@ fn a_large_snapshot_restores_from_parallel_ranges_even_when_one_is_cut() {
     let (gets, _) = snapshot_gets(&proxy, &name);
     assert_eq!(
         gets as u64,
-        size.div_ceil(8 << 20),
-        "one GET per 8 MiB range"
+        size.div_ceil(4 << 20),
+        "one GET per 4 MiB range"
     );
 
     // The second GET of the snapshot is cut off half-way: it is resumed, the result equal.
@@ -154,7 +154,7 @@ fn a_large_snapshot_restores_from_parallel_ranges_even_when_one_is_cut() {
     assert_eq!(cut, 1, "one answer was cut off");
     assert_eq!(
         gets as u64,
-        size.div_ceil(8 << 20) + 1,
+        size.div_ceil(4 << 20) + 1,
         "the cut range was asked for again from where it stopped"
     );
 

@@ -6,7 +6,7 @@
 //! whole range (a ranged GET, reopened where it stopped when the stream breaks, see
 //! [`ResumableReader`]) while the reader hands the bytes to the decoder strictly in order.
 //! At most `workers` ranges are fetched or waiting ahead of the one being read, so memory
-//! stays under `(workers + 1) × RANGE` (40 MiB with the defaults) whatever the file size.
+//! stays under `(workers + 1) × RANGE` (20 MiB with the defaults) whatever the file size.
 //! Files of a local directory replica, and small files, are read as one sequential
 //! stream: nothing to gain from ranges there.
 
@@ -18,7 +18,7 @@ use std::thread::Scope;
 use crate::client::{FileInfo, ReplicaClient, ResumableReader};
 
 /// Bytes per ranged request.
-pub(crate) const RANGE: u64 = 8 << 20;
+pub(crate) const RANGE: u64 = 4 << 20;
 
 /// Range workers per file by default.
 pub const DEFAULT_PARALLELISM: usize = 4;

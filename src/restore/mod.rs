@@ -89,9 +89,9 @@ pub struct RestoreOptions {
     pub integrity_check: IntegrityCheck,
     /// Called after each file and every few thousand pages.
     pub progress: Option<ProgressFn>,
-    /// Ranged requests in flight for a file larger than 8 MiB of a remote replica
+    /// Ranged requests in flight for a file larger than 4 MiB of a remote replica
     /// (default [`DEFAULT_PARALLELISM`]; 1 reads every file as one stream). Memory for
-    /// downloads stays under `(parallelism + 1) × 8 MiB`.
+    /// downloads stays under `(parallelism + 1) × 4 MiB`.
     pub parallelism: usize,
 }
 

@@ -108,7 +108,7 @@ pub(crate) fn run(args: &[String]) -> CliResult {
         Flag { name: "integrity-check", value: Some("MODE"), help: "Run an integrity check after restore: none, quick or full.\nDefaults to none." },
         Flag { name: "f", value: None, help: "Follow mode. After restoring, continuously poll for and apply\nnew changes. Similar to tail -f. The restored database should\nonly be opened in read-only mode by consumers.\nCannot be used with -txid or -timestamp." },
         Flag { name: "follow-interval", value: Some("DURATION"), help: "Polling interval for follow mode.\nDefaults to 1s." },
-        Flag { name: "parallelism", value: Some("NUM"), help: "Ranged downloads in flight for a file over 8 MiB of a remote replica\n(1: one stream per file). Defaults to 4." },
+        Flag { name: "parallelism", value: Some("NUM"), help: "Ranged downloads in flight for a file over 4 MiB of a remote replica\n(1: one stream per file). Defaults to 4." },
     ];
     let usage = "The restore command recovers a database from a replica.\n\nUsage:\n\n\tlitestream restore [arguments] DB_PATH\n\n\tlitestream restore [arguments] REPLICA_URL\n";
     let Some(p) = parse_or_usage(args, &flags, usage)? else {
