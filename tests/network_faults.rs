@@ -81,8 +81,13 @@ fn survive(name: &str, through: Arc<dyn ReplicaClient>, direct: &dyn ReplicaClie
     .l0_retention_check_interval(ms(300));
     store.open().unwrap();
     let mut rng = Rng::new(3);
-    for step in 0..60u64 {
-        if step == 30 && name.starts_with("s3") {
+    // `LITESTREAM_NETFAULT_STEPS` transactions under faults (default 60).
+    let steps: u64 = std::env::var("LITESTREAM_NETFAULT_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    for step in 0..steps {
+        if step % 200 == 30 && name.starts_with("s3") {
             big_transaction(&mut conn, &mut rng); // a multipart upload
         }
         workload_step(&mut conn, &mut rng, step);
@@ -96,7 +101,7 @@ fn survive(name: &str, through: Arc<dyn ReplicaClient>, direct: &dyn ReplicaClie
     }
     // The faults stop; a few more writes; the store catches up by itself.
     plan.on.store(false, Ordering::SeqCst);
-    for step in 60..70u64 {
+    for step in steps..steps + 10 {
         workload_step(&mut conn, &mut rng, step);
     }
     let want = dump_conn(&conn);
