@@ -122,7 +122,14 @@ pub mod fuzz_api {
             .chain(xml::elements(&doc, "Blob"))
             .chain(xml::elements(&doc, "response"))
         {
-            for name in ["Key", "Size", "Name", "Content-Length", "href", "LastModified"] {
+            for name in [
+                "Key",
+                "Size",
+                "Name",
+                "Content-Length",
+                "href",
+                "LastModified",
+            ] {
                 if let Some(t) = xml::text(c, name) {
                     let _ = crate::wire::uri::decode(&t);
                 }

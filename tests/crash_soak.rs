@@ -77,14 +77,20 @@ fn child(dir: &Path) {
     .l0_retention_check_interval(ms(100));
     store.open().unwrap();
     let mut step: i64 = conn
-        .query_row("SELECT coalesce(max(step), 0) FROM ledger", [], |r| r.get(0))
+        .query_row("SELECT coalesce(max(step), 0) FROM ledger", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     let mut out = std::io::stdout();
     loop {
         step += 1;
         let mut rng = Rng::new(step as u64);
         let tx = conn.transaction().unwrap();
-        let rows = if step % 50 == 0 { 400 } else { 1 + rng.below(20) };
+        let rows = if step % 50 == 0 {
+            400
+        } else {
+            1 + rng.below(20)
+        };
         for _ in 0..rows {
             let n = 50 + rng.below(1500) as usize;
             let p = rng.bytes(n);
@@ -126,9 +132,10 @@ fn child(dir: &Path) {
 
 /// The ledger of a database: `(step, n, sv, sp)` in order.
 fn ledger(path: &Path) -> Vec<(i64, i64, i64, i64)> {
-    let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let mut s = c
+        .prepare("SELECT step, n, sv, sp FROM ledger ORDER BY step")
         .unwrap();
-    let mut s = c.prepare("SELECT step, n, sv, sp FROM ledger ORDER BY step").unwrap();
     s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .unwrap()
         .map(|r| r.unwrap())
@@ -218,7 +225,10 @@ fn soak(rounds: u32) {
             );
         }
     }
-    assert!(confirmed > 0, "no transaction was ever confirmed replicated");
+    assert!(
+        confirmed > 0,
+        "no transaction was ever confirmed replicated"
+    );
     eprintln!(
         "FIGURE crash_soak: {rounds} kill -9 rounds, {restores} restores checked, 0 lost; last confirmed step {confirmed}; {:?}",
         started.elapsed()

@@ -65,7 +65,10 @@ fn restore_equals(client: &MemoryClient, dir: &TempDir, want: &str, what: &str) 
     let report = restore(client, &RestoreOptions::new(&out))
         .unwrap_or_else(|e| panic!("{what}: restore failed: {e}\nreplica: {:?}", client.files()));
     assert_eq!(integrity(&out), "ok", "{what}: integrity_check");
-    assert!(dump(&out) == want, "{what}: the restored database differs from the committed one");
+    assert!(
+        dump(&out) == want,
+        "{what}: the restored database differs from the committed one"
+    );
     let _ = std::fs::remove_file(&out);
     report.txid
 }
@@ -115,7 +118,11 @@ fn scenario(rules: &[(Call, u64, Fault)], what: &str) -> Outcome {
         std::thread::sleep(Duration::from_millis(15));
     }
     let report = store.close().unwrap();
-    assert!(report.is_complete(), "{what}: close left work: {:?}", report.missing());
+    assert!(
+        report.is_complete(),
+        "{what}: close left work: {:?}",
+        report.missing()
+    );
     let want = dump_conn(&conn);
     restore_equals(&memory, &dir, &want, &format!("{what}: after close"));
     out.calls = faulty.calls(Call::Any);
@@ -174,7 +181,10 @@ fn baseline() -> u64 {
     }
     let o = scenario(&[], "no fault");
     assert!(o.confirmed >= 5, "{o:?}");
-    assert!(o.level_writes[1] + o.level_writes[2] > 0, "no compaction: {o:?}");
+    assert!(
+        o.level_writes[1] + o.level_writes[2] > 0,
+        "no compaction: {o:?}"
+    );
     assert!(o.level_writes[9] > 0, "no snapshot: {o:?}");
     assert!(o.deletes > 0, "no retention: {o:?}");
     eprintln!("fault-free run: {o:?}");
@@ -251,5 +261,7 @@ fn a_replica_down_under_write_load_catches_up_and_loses_nothing() {
     restore_equals(&memory.copy(), &dir, &want, "after the outage");
     assert!(store.close().unwrap().is_complete());
     restore_equals(&memory, &dir, &want, "after close");
-    eprintln!("FIGURE fault_engine outage: {refused} calls refused while down, 0 transactions lost");
+    eprintln!(
+        "FIGURE fault_engine outage: {refused} calls refused while down, 0 transactions lost"
+    );
 }

@@ -27,7 +27,10 @@ fn bounded<T>(what: &str, f: impl FnOnce() -> T) -> T {
     std::fs::write("/proc/self/clear_refs", "5").unwrap();
     let t = f();
     let peak = peak_rss_kib();
-    assert!(peak < 64 * 1024, "{what}: peak memory {peak} KiB, over 64 MiB");
+    assert!(
+        peak < 64 * 1024,
+        "{what}: peak memory {peak} KiB, over 64 MiB"
+    );
     eprintln!("{what}: peak memory {peak} KiB");
     t
 }
@@ -81,11 +84,19 @@ fn ltx_file(dir: &TempDir, page_size: u32, commit: u32, pages: u32, min: u64, ma
 /// Restores `client` into `dir/out.db` expecting an error; checks nothing was left behind
 /// and memory stayed bounded; returns the error text.
 fn refused(client: &dyn ReplicaClient, dir: &TempDir, what: &str) -> String {
-    let before: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let before: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     let out = dir.join("out.db");
-    let err = bounded(what, || restore(client, &RestoreOptions::new(&out)).map(|r| r.txid))
-        .expect_err(&format!("{what}: restore succeeded"));
-    let after: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let err = bounded(what, || {
+        restore(client, &RestoreOptions::new(&out)).map(|r| r.txid)
+    })
+    .expect_err(&format!("{what}: restore succeeded"));
+    let after: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(before, after, "{what}: restore left files behind");
     let msg = err.to_string();
     eprintln!("FIGURE hostile {what}: {msg}");
@@ -136,7 +147,14 @@ impl ReplicaClient for Liar {
         }
         Ok(v)
     }
-    fn open_ltx_file(&self, level: u8, min: Txid, max: Txid, off: u64, len: Option<u64>) -> Result<Box<dyn Read + Send>> {
+    fn open_ltx_file(
+        &self,
+        level: u8,
+        min: Txid,
+        max: Txid,
+        off: u64,
+        len: Option<u64>,
+    ) -> Result<Box<dyn Read + Send>> {
         let r = self.inner.open_ltx_file(level, min, max, off, len)?;
         Ok(if self.endless {
             Box::new(r.chain(std::io::repeat(0x5a)))
@@ -190,7 +208,9 @@ fn a_listing_that_lies_about_sizes_restores_right_or_fails_clearly() {
             Ok(r) => {
                 assert_eq!(r.txid, Txid(1));
                 assert_eq!(std::fs::metadata(&out).unwrap().len(), 3 * 4096);
-                eprintln!("FIGURE hostile listing size {size}: restored right (sizes are not trusted)");
+                eprintln!(
+                    "FIGURE hostile listing size {size}: restored right (sizes are not trusted)"
+                );
             }
             Err(e) => {
                 assert!(!out.exists());

@@ -62,7 +62,12 @@ impl Plan {
 
 /// Writes under faults, confirming every ten transactions, then stops the faults and
 /// checks the store catches up, closes complete, and `direct` restores equal.
-fn survive(name: &str, through: Arc<dyn ReplicaClient>, direct: &dyn ReplicaClient, plan: &Plan) -> String {
+fn survive(
+    name: &str,
+    through: Arc<dyn ReplicaClient>,
+    direct: &dyn ReplicaClient,
+    plan: &Plan,
+) -> String {
     let dir = TempDir::new(name);
     let db = dir.join("app.db");
     let mut conn = Connection::open(&db).unwrap();
@@ -114,10 +119,16 @@ fn survive(name: &str, through: Arc<dyn ReplicaClient>, direct: &dyn ReplicaClie
     let out = dir.join("restored.db");
     restore(direct, &RestoreOptions::new(&out)).unwrap_or_else(|e| panic!("{name}: restore: {e}"));
     assert_eq!(integrity(&out), "ok");
-    assert!(dump(&out) == want, "{name}: the restore differs from the database");
+    assert!(
+        dump(&out) == want,
+        "{name}: the restore differs from the database"
+    );
     let counts = plan.counts.lock().unwrap().clone();
     let total: u64 = counts.values().sum();
-    assert!(total > 20, "{name}: too few faults injected to mean anything: {counts:?}");
+    assert!(
+        total > 20,
+        "{name}: too few faults injected to mean anything: {counts:?}"
+    );
     eprintln!("FIGURE network_faults {name}: {total} faults {counts:?}, 0 transactions lost");
     want
 }
@@ -134,7 +145,8 @@ fn s3_through_faults() {
         return;
     };
     let path = unique("netfault");
-    let url = format!("s3://{bucket}/{path}?endpoint={endpoint}&forcePathStyle=true&region=us-east-1");
+    let url =
+        format!("s3://{bucket}/{path}?endpoint={endpoint}&forcePathStyle=true&region=us-east-1");
     let config = |endpoint: &str| {
         let mut c = S3Config::from_url(&url).unwrap();
         c.endpoint = Some(endpoint.to_string());
@@ -233,8 +245,9 @@ fn webdav_through_faults() {
     let plan = Plan::new(17);
     let proxy = plan.proxy(&format!("http://{addr}"));
     let proxy_addr = proxy.url.trim_start_matches("http://").to_string();
-    let through =
-        Arc::new(WebDavClient::from_url(&format!("webdav://{user}:{pass}@{proxy_addr}/{path}")).unwrap());
+    let through = Arc::new(
+        WebDavClient::from_url(&format!("webdav://{user}:{pass}@{proxy_addr}/{path}")).unwrap(),
+    );
     survive("webdav", through, &direct, &plan);
 }
 
@@ -242,6 +255,10 @@ fn webdav_through_faults() {
 fn split_origin(endpoint: &str) -> (String, String) {
     let rest = endpoint.trim_start_matches("http://");
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let path = if path.is_empty() { String::new() } else { format!("/{path}") };
+    let path = if path.is_empty() {
+        String::new()
+    } else {
+        format!("/{path}")
+    };
     (format!("http://{host}"), path)
 }

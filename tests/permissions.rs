@@ -26,22 +26,35 @@ fn meta_mode_for(db_mode: u32) -> u32 {
     workload_step(&mut conn, &mut Rng::new(1), 0);
     let replica = Replica::new(Arc::new(FileClient::new(dir.join("replica"))));
     let mut store = Store::new(
-        vec![Db::new(&db).monitor_interval(Duration::from_millis(20)).replica(replica)],
+        vec![Db::new(&db)
+            .monitor_interval(Duration::from_millis(20))
+            .replica(replica)],
         CompactionLevels::default(),
     )
     .unwrap();
     store.open().unwrap();
     let t = store.sync(&db).unwrap();
-    store.wait_replicated(&db, Some(t), Duration::from_secs(30)).unwrap();
+    store
+        .wait_replicated(&db, Some(t), Duration::from_secs(30))
+        .unwrap();
     assert!(store.close().unwrap().is_complete());
-    let meta = meta_l0_dir(&db).parent().unwrap().parent().unwrap().to_path_buf();
+    let meta = meta_l0_dir(&db)
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
     mode(&meta)
 }
 
 #[test]
 fn the_local_state_is_no_wider_than_the_database() {
     // A private database: the local state is private, whatever the umask gave it.
-    assert_eq!(meta_mode_for(0o600) & 0o077, 0, "local state of a 0600 database");
+    assert_eq!(
+        meta_mode_for(0o600) & 0o077,
+        0,
+        "local state of a 0600 database"
+    );
     // Group-readable: the group may enter, others may not.
     let m = meta_mode_for(0o640);
     assert_eq!(m & 0o007, 0, "local state of a 0640 database: {m:o}");

@@ -35,7 +35,9 @@ impl log::Log for Capture {
         } else {
             &LOG
         };
-        log.lock().unwrap_or_else(|e| e.into_inner()).push_str(&line);
+        log.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_str(&line);
     }
     fn flush(&self) {}
 }
@@ -61,7 +63,11 @@ const ALL: [&str; 6] = [S3_SECRET, S3_TOKEN, ABS_KEY, SAS_SIG, DAV_PASS, NATS_PA
 fn assert_clean(what: &str, text: &str) {
     for s in ALL {
         let lines: Vec<&str> = text.lines().filter(|l| l.contains(s)).collect();
-        assert!(lines.is_empty(), "{what}: a secret appears in:\n{}", lines.join("\n"));
+        assert!(
+            lines.is_empty(),
+            "{what}: a secret appears in:\n{}",
+            lines.join("\n")
+        );
     }
 }
 
@@ -79,9 +85,20 @@ fn fails<T: std::fmt::Debug>(what: &str, r: litestream::Result<T>) -> String {
 fn exercise(what: &str, client: Arc<dyn ReplicaClient>) -> u32 {
     capture();
     let dir = TempDir::new("secrets");
-    fails(&format!("{what}: list"), client.ltx_files(0, Txid::ZERO, false));
-    fails(&format!("{what}: open"), client.open_ltx_file(0, Txid(1), Txid(1), 0, None).map(|_| ()));
-    fails(&format!("{what}: restore"), restore(client.as_ref(), &RestoreOptions::new(dir.join("out.db"))));
+    fails(
+        &format!("{what}: list"),
+        client.ltx_files(0, Txid::ZERO, false),
+    );
+    fails(
+        &format!("{what}: open"),
+        client
+            .open_ltx_file(0, Txid(1), Txid(1), 0, None)
+            .map(|_| ()),
+    );
+    fails(
+        &format!("{what}: restore"),
+        restore(client.as_ref(), &RestoreOptions::new(dir.join("out.db"))),
+    );
     let db = dir.join("app.db");
     let mut conn = rusqlite::Connection::open(&db).unwrap();
     create_schema(&conn);
@@ -96,7 +113,10 @@ fn exercise(what: &str, client: Arc<dyn ReplicaClient>) -> u32 {
     .shutdown_timeout(Duration::from_millis(500));
     store.open().unwrap();
     let t = store.sync(&db).unwrap();
-    fails(&format!("{what}: replicate"), store.wait_replicated(&db, Some(t), Duration::from_secs(2)));
+    fails(
+        &format!("{what}: replicate"),
+        store.wait_replicated(&db, Some(t), Duration::from_secs(2)),
+    );
     let report = store.close().unwrap();
     assert_clean(what, &format!("{report:?} {:?}", store.status()));
     let log = LOG.lock().unwrap().clone();
@@ -147,9 +167,15 @@ fn azure_wrong_key_and_wrong_sas() {
         block_size: 4 << 20,
         page_size: 5000,
     };
-    exercise("azure wrong key", Arc::new(AbsClient::new(config(ABS_KEY, None)).unwrap()));
+    exercise(
+        "azure wrong key",
+        Arc::new(AbsClient::new(config(ABS_KEY, None)).unwrap()),
+    );
     let sas = format!("sv=2021-08-06&ss=b&srt=sco&sp=rl&se=2099-01-01T00:00:00Z&sig={SAS_SIG}");
-    exercise("azure wrong sas", Arc::new(AbsClient::new(config("", Some(sas))).unwrap()));
+    exercise(
+        "azure wrong sas",
+        Arc::new(AbsClient::new(config("", Some(sas))).unwrap()),
+    );
 }
 
 #[test]
@@ -162,10 +188,8 @@ fn webdav_wrong_password_and_unreachable() {
         return;
     };
     // (An unreachable server: the CLI test below; here its retries would take minutes.)
-    for a in [addr.as_str()] {
-        let url = format!("webdav://{user}:{DAV_PASS}@{a}/secrets");
-        exercise("webdav", Arc::new(WebDavClient::from_url(&url).unwrap()));
-    }
+    let url = format!("webdav://{user}:{DAV_PASS}@{addr}/secrets");
+    exercise("webdav", Arc::new(WebDavClient::from_url(&url).unwrap()));
 }
 
 #[test]
@@ -211,8 +235,20 @@ fn cli_bad_configs_and_failures() {
         std::fs::write(&path, cfg).unwrap();
         let out = dir.join(format!("out{i}.db"));
         for args in [
-            vec!["restore".into(), "-config".into(), path.display().to_string(), "-o".into(), out.display().to_string(), db.display().to_string()],
-            vec!["ltx".into(), "-config".into(), path.display().to_string(), db.display().to_string()],
+            vec![
+                "restore".into(),
+                "-config".into(),
+                path.display().to_string(),
+                "-o".into(),
+                out.display().to_string(),
+                db.display().to_string(),
+            ],
+            vec![
+                "ltx".into(),
+                "-config".into(),
+                path.display().to_string(),
+                db.display().to_string(),
+            ],
         ] {
             let (ok, stdout, stderr) = run(std::process::Command::new(our_bin())
                 .args(&args)
@@ -220,8 +256,15 @@ fn cli_bad_configs_and_failures() {
                 .env_remove("LITESTREAM_ACCESS_KEY_ID")
                 .env_remove("AWS_ACCESS_KEY_ID"));
             assert!(!ok, "config {i} {args:?} succeeded");
-            assert_clean(&format!("cli config {i} {}", args[0]), &format!("{stdout}\n{stderr}"));
-            eprintln!("cli config {i} {}: {}", args[0], stderr.lines().last().unwrap_or(""));
+            assert_clean(
+                &format!("cli config {i} {}", args[0]),
+                &format!("{stdout}\n{stderr}"),
+            );
+            eprintln!(
+                "cli config {i} {}: {}",
+                args[0],
+                stderr.lines().last().unwrap_or("")
+            );
         }
     }
 }

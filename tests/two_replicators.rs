@@ -23,11 +23,14 @@ fn store_for(db: &Path, replica: &Path) -> Store {
     let d = Db::new(db)
         .monitor_interval(ms(20))
         .replica(Replica::new(Arc::new(FileClient::new(replica))).sync_interval(ms(20)));
-    let mut s = Store::new(vec![d], CompactionLevels::from_intervals(&[ms(200)]).unwrap())
-        .unwrap()
-        .snapshot_interval(ms(500))
-        .l0_retention(ms(100))
-        .l0_retention_check_interval(ms(100));
+    let mut s = Store::new(
+        vec![d],
+        CompactionLevels::from_intervals(&[ms(200)]).unwrap(),
+    )
+    .unwrap()
+    .snapshot_interval(ms(500))
+    .l0_retention(ms(100))
+    .l0_retention_check_interval(ms(100));
     s.open().unwrap();
     s
 }
@@ -58,7 +61,8 @@ fn the_newcomer_takes_over_and_the_first_refuses_with_a_clear_error() {
         workload_step(&mut ca, &mut rng, step);
     }
     let t = sa.sync(&a).unwrap();
-    sa.wait_replicated(&a, Some(t), Duration::from_secs(30)).unwrap();
+    sa.wait_replicated(&a, Some(t), Duration::from_secs(30))
+        .unwrap();
     assert_eq!(restored(&replica, &dir, "r1.db"), dump_conn(&ca));
 
     // A second database starts on the same replica path: it continues after A's files.
@@ -67,7 +71,8 @@ fn the_newcomer_takes_over_and_the_first_refuses_with_a_clear_error() {
         workload_step(&mut cb, &mut rng, 1000 + step);
     }
     let t = sb.sync(&b).unwrap();
-    sb.wait_replicated(&b, Some(t), Duration::from_secs(30)).unwrap();
+    sb.wait_replicated(&b, Some(t), Duration::from_secs(30))
+        .unwrap();
     assert_eq!(restored(&replica, &dir, "r2.db"), dump_conn(&cb));
 
     // A writes on: it must not upload over B's lineage, and says why.
@@ -87,7 +92,8 @@ fn the_newcomer_takes_over_and_the_first_refuses_with_a_clear_error() {
         workload_step(&mut cb, &mut rng, 1000 + step);
     }
     let t = sb.sync(&b).unwrap();
-    sb.wait_replicated(&b, Some(t), Duration::from_secs(30)).unwrap();
+    sb.wait_replicated(&b, Some(t), Duration::from_secs(30))
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(restored(&replica, &dir, "r3.db"), dump_conn(&cb));
     drop(sa);
@@ -112,8 +118,12 @@ fn two_writers_at_once_never_leave_a_replica_that_restores_wrong() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let ra = sa.sync(&a).and_then(|t| sa.wait_replicated(&a, Some(t), Duration::from_secs(3)));
-    let rb = sb.sync(&b).and_then(|t| sb.wait_replicated(&b, Some(t), Duration::from_secs(3)));
+    let ra = sa
+        .sync(&a)
+        .and_then(|t| sa.wait_replicated(&a, Some(t), Duration::from_secs(3)));
+    let rb = sb
+        .sync(&b)
+        .and_then(|t| sb.wait_replicated(&b, Some(t), Duration::from_secs(3)));
     drop(sa);
     drop(sb);
     // Whoever kept the replica, it restores to exactly that database.
@@ -127,5 +137,9 @@ fn two_writers_at_once_never_leave_a_replica_that_restores_wrong() {
         ra.is_ok() != rb.is_ok(),
         "exactly one replicator should keep the replica (a: {ra:?}, b: {rb:?})"
     );
-    assert_eq!(got == da, ra.is_ok(), "the replica holds the refused writer's database");
+    assert_eq!(
+        got == da,
+        ra.is_ok(),
+        "the replica holds the refused writer's database"
+    );
 }

@@ -167,7 +167,10 @@ impl FaultClient {
 fn injected(op: &'static str, fault: Fault) -> Error {
     let (status, message) = match fault {
         Fault::Refuse => (403, "injected refusal"),
-        Fault::Half => (503, "injected fault: the answer was lost after the call took effect"),
+        Fault::Half => (
+            503,
+            "injected fault: the answer was lost after the call took effect",
+        ),
         _ => (503, "injected fault"),
     };
     Error::Backend {
@@ -235,7 +238,8 @@ impl ReplicaClient for FaultClient {
             None => self.inner.delete_ltx_files(files),
             Some(Fault::Half) => {
                 // Half the batch is deleted, then the answer is lost.
-                self.inner.delete_ltx_files(&files[..files.len().div_ceil(2)])?;
+                self.inner
+                    .delete_ltx_files(&files[..files.len().div_ceil(2)])?;
                 Err(injected("delete", Fault::Half))
             }
             Some(f) => Err(injected("delete", f)),
@@ -279,7 +283,10 @@ mod tests {
         f.inject(Call::List, 1, Fault::Fail);
         f.inject(Call::Any, 3, Fault::Half);
         assert!(f.ltx_files(0, Txid::ZERO, false).is_ok());
-        assert!(f.ltx_files(0, Txid::ZERO, false).unwrap_err().is_transient());
+        assert!(f
+            .ltx_files(0, Txid::ZERO, false)
+            .unwrap_err()
+            .is_transient());
         assert!(f.ltx_files(0, Txid::ZERO, false).is_ok());
         let mut r = f.open_ltx_file(0, Txid(1), Txid(1), 0, None).unwrap();
         let mut got = Vec::new();

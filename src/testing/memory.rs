@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use crate::client::{FileInfo, ReplicaClient, ReadAt};
+use crate::client::{FileInfo, ReadAt, ReplicaClient};
 use crate::error::{Error, Result};
 use crate::ltx::{Header, Txid, HEADER_SIZE};
 
