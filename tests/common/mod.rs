@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod fault_proxy;
+pub mod hostile_server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
