@@ -24,7 +24,7 @@ static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn bounded<T>(what: &str, f: impl FnOnce() -> T) -> T {
     let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
     // "5" resets the peak (VmHWM) to the current resident size.
-    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    reset_peak_rss();
     let t = f();
     let peak = peak_rss_kib();
     assert!(
@@ -33,16 +33,6 @@ fn bounded<T>(what: &str, f: impl FnOnce() -> T) -> T {
     );
     eprintln!("{what}: peak memory {peak} KiB");
     t
-}
-
-/// Peak resident memory of this process, in KiB (`VmHWM`).
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 /// A valid LTX file's bytes: a snapshot `1-max` of `pages` pages of `page_size`.

@@ -13,15 +13,6 @@ use litestream::{ReplicaClient, Txid};
 /// The tests here one at a time, so each measures its own peak memory.
 static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 fn client(endpoint: &str) -> S3Client {
     let mut c = S3Config::from_url(&format!(
         "s3://bkt/p?endpoint={endpoint}&forcePathStyle=true&region=us-east-1"
@@ -39,7 +30,7 @@ fn client(endpoint: &str) -> S3Client {
 /// memory stayed under 64 MiB.
 fn list_through(what: &str, body: Body) -> String {
     let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    reset_peak_rss();
     let c = client(&start(200, "application/xml", body));
     let r = c.ltx_files(0, Txid::ZERO, false);
     let peak = peak_rss_kib();
