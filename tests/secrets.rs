@@ -179,7 +179,7 @@ fn azure_wrong_key_and_wrong_sas() {
 }
 
 #[test]
-fn webdav_wrong_password_and_unreachable() {
+fn webdav_wrong_password() {
     use litestream::client::WebDavClient;
     let (Some(addr), Some(user)) = (
         peer_env("LITESTREAM_TEST_WEBDAV_ADDR"),
