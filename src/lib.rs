@@ -49,6 +49,8 @@ pub mod restore;
 #[allow(unsafe_code)] // the SQLite C API
 mod sqlite;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod time;
 mod timer;
 mod url;
@@ -116,6 +118,46 @@ pub mod fuzz_api {
     /// lists and plans a v0.3 restore from it; must never panic.
     pub fn v3_decode(data: &[u8]) {
         crate::restore::v3::fuzz(data);
+    }
+
+    /// Reads `data` as an XML answer (S3, Azure and WebDAV listings, error documents) the
+    /// way the clients do; must never panic.
+    pub fn xml_parse(data: &[u8]) {
+        use crate::wire::xml;
+        let doc = String::from_utf8_lossy(data);
+        for c in xml::elements(&doc, "Contents")
+            .into_iter()
+            .chain(xml::elements(&doc, "Blob"))
+            .chain(xml::elements(&doc, "response"))
+        {
+            for name in [
+                "Key",
+                "Size",
+                "Name",
+                "Content-Length",
+                "href",
+                "LastModified",
+            ] {
+                if let Some(t) = xml::text(c, name) {
+                    let _ = crate::wire::uri::decode(&t);
+                }
+            }
+        }
+        let _ = xml::escape(&xml::unescape(&doc));
+    }
+
+    /// Parses `data` as a replica URL and the paths and endpoints inside it; must never
+    /// panic.
+    pub fn url_parse(data: &[u8]) {
+        if let Ok(s) = std::str::from_utf8(data) {
+            let _ = crate::url::is_url(s);
+            let _ = crate::url::clean_path(s);
+            let _ = crate::url::object_prefix(s);
+            let _ = crate::url::normalize_endpoint(s);
+            if let Ok(u) = crate::url::ReplicaUrl::parse(s) {
+                let _ = u.query("endpoint");
+            }
+        }
     }
 
     /// Parses `data` as a `litestream.yml`; must never panic.

@@ -8,6 +8,13 @@
 //! uploads a full snapshot to level 9 and continues after it; when the replica is ahead of
 //! the database (it was restored, or its local state was lost), the database numbers its
 //! next file after the replica's newest, as a full snapshot. Lineages are never mixed.
+//!
+//! Two writers on one replica path: the one that starts later takes over as above (it
+//! cannot tell a live writer from a dead primary). The one already running lists level 0
+//! after its own last upload before each batch; a file there that it did not write (or,
+//! after an error, any file numbered past everything it ever sent) means another writer
+//! shares the path, and it stops uploading to that replica for good, with an error that
+//! says so, instead of writing over the other's files.
 
 use std::fs::File;
 use std::io::Read;
@@ -78,6 +85,10 @@ pub(crate) struct ReplicaState {
     pub last_caught_up: Option<SystemTime>,
     /// The last L0 retention pass: files deleted, not compacted yet, too recent.
     pub l0_retention: [u64; 3],
+    /// Highest TXID this process has started writing to the replica (L0 or L9).
+    pub attempted: Txid,
+    /// Set when another writer was found on the replica: uploads stop, with this error.
+    pub foreign: Option<String>,
 }
 
 /// A replica inside a running store: its client, upload state and uploads.
@@ -108,6 +119,11 @@ impl ReplicaShared {
     /// The replica's client.
     pub(crate) fn client(&self) -> &dyn ReplicaClient {
         self.client.as_ref()
+    }
+
+    /// True once another writer was found on this replica: nothing more is written to it.
+    pub(crate) fn refused(&self) -> bool {
+        self.state.lock().map_or(true, |s| s.foreign.is_some())
     }
 
     /// How many snapshots uploads other than the compactor's have written to level 9.
@@ -213,8 +229,14 @@ impl ReplicaShared {
 
     /// Uploads local L0 files until the replica has the database's current TXID.
     fn upload(&self, db: &DbHandle) -> Result<()> {
+        if let Some(msg) = self.state().foreign {
+            return Err(Error::State(msg));
+        }
         let mut remote = match self.remote_txid() {
-            Some(r) => r,
+            Some(r) => {
+                self.check_no_other_writer(db, r)?;
+                r
+            }
             None => {
                 let r = self.establish(db)?;
                 self.update(|s| s.remote = Some(r));
@@ -242,6 +264,7 @@ impl ReplicaShared {
                 }
                 Err(e) => return Err(Error::io(format!("open {}", path.display()), e)),
             };
+            self.update(|s| s.attempted = s.attempted.max(t));
             let info = self
                 .client
                 .write_ltx_file(0, t, t, &file)
@@ -276,6 +299,13 @@ impl ReplicaShared {
         if remote_max <= db.txid() && l0_max == remote_max && self.same_file(db, remote_max)? {
             return Ok(remote_max);
         }
+        // Level 0 past everything this process ever sent to it (our L9 snapshots are
+        // numbered from the local database, so only level 0 tells).
+        let attempted = self.state().attempted;
+        if attempted > Txid::ZERO && l0_max > attempted {
+            let found = format!("a level 0 file ending at transaction {l0_max}");
+            return Err(self.other_writer(db, found, attempted));
+        }
         log::warn!(
             "{}: replica {} ends at {remote_max}, which is not provably this database's (local position {}); continuing after it with a full snapshot",
             db.path().display(),
@@ -283,6 +313,37 @@ impl ReplicaShared {
             db.txid()
         );
         self.rebase(db, remote_max)
+    }
+
+    /// Before a batch that continues after `remote`: level 0 must hold nothing after it
+    /// that this database did not write (one listing).
+    fn check_no_other_writer(&self, db: &DbHandle, remote: Txid) -> Result<()> {
+        for f in self.client.ltx_files(0, remote.next(), false)? {
+            // Our own upload whose answer was lost is ours (same checksum).
+            let ours = f.min_txid == f.max_txid
+                && f.max_txid <= self.state().attempted
+                && self.same_file(db, f.max_txid)?;
+            if !ours {
+                return Err(self.other_writer(db, format!("level 0 file {}", f.name()), remote));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops uploads to this replica for good: another writer shares it.
+    fn other_writer(&self, db: &DbHandle, found: String, ours: Txid) -> Error {
+        let msg = format!(
+            "replica {} ({}) of {} holds {found} after this database's last upload {ours}, \
+             and this database did not write it: another database or process is replicating \
+             to the same replica path. Uploads to this replica stop (it restores to the other \
+             writer's database); give each database its own replica path and restart",
+            self.index,
+            self.client.kind(),
+            db.path().display()
+        );
+        log::error!("{msg}");
+        self.update(|s| s.foreign = Some(msg.clone()));
+        Error::State(msg)
     }
 
     /// Continues a replica whose lineage is not ours (or not provable): the next L0 file is
@@ -331,6 +392,7 @@ impl ReplicaShared {
     fn rebase_with_snapshot(&self, db: &DbHandle) -> Result<Txid> {
         let snap = db.snapshot()?;
         let header = snap.header();
+        self.update(|s| s.attempted = s.attempted.max(header.max_txid));
         let info = self
             .client
             .write_ltx_file(SNAPSHOT_LEVEL, Txid(1), header.max_txid, &snap.open()?)

@@ -202,6 +202,10 @@ pub(crate) struct Answer {
     pub body: Vec<u8>,
 }
 
+/// Largest answer read whole (listings, errors, tokens; LTX files are streamed): a
+/// hostile or broken server cannot make a client hold more.
+const MAX_ANSWER: u64 = 32 << 20;
+
 impl Answer {
     /// Reads `resp` whole, as part of the attempt that got it: a body that breaks off is a
     /// transient [`retry::cut_off`] naming `backend`, `op` and `target`.
@@ -220,8 +224,23 @@ impl Answer {
         let mut body = Vec::new();
         resp.into_body()
             .into_reader()
+            .take(MAX_ANSWER + 1)
             .read_to_end(&mut body)
             .map_err(|e| retry::cut_off(backend, op, target, status, &e))?;
+        if body.len() as u64 > MAX_ANSWER {
+            return Err(Error::Backend {
+                backend,
+                op,
+                target: target.to_string(),
+                status: Some(status),
+                code: "AnswerTooLarge".into(),
+                message: format!(
+                    "the server's answer is over {} MiB; listings and errors are never that \
+                     large, so this is not the expected server (check the endpoint)",
+                    MAX_ANSWER >> 20
+                ),
+            });
+        }
         Ok(Answer {
             status,
             headers,

@@ -187,6 +187,11 @@ impl Worker {
         let retry = |interval: Duration| interval.min(Duration::from_secs(60));
         let t = &self.targets[job.db];
         let (d, r) = (&t.db, &t.replicas[job.replica]);
+        if r.refused() {
+            // Another writer shares this replica: compacting or snapshotting our database
+            // into it would mix lineages.
+            return Duration::from_secs(60);
+        }
         let initialized = d.state().initialized;
         match job.kind {
             Kind::Compact(level) => {

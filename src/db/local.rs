@@ -19,6 +19,32 @@ pub(crate) fn default_meta_path(db: &Path) -> PathBuf {
     db.with_file_name(format!(".{name}-litestream"))
 }
 
+/// Narrows the local state directory `meta` to who may read the database `db`: its files
+/// hold the database's pages, so a group or others that cannot read the database lose
+/// access to the directory. Never widens it.
+pub(crate) fn restrict_to_db(meta: &Path, db: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let db_mode = fs::metadata(db)
+        .map_err(|e| Error::io(format!("stat {}", db.display()), e))?
+        .mode();
+    let mut allowed = 0o700;
+    if db_mode & 0o040 != 0 {
+        allowed |= 0o050;
+    }
+    if db_mode & 0o004 != 0 {
+        allowed |= 0o005;
+    }
+    let mode = fs::metadata(meta)
+        .map_err(|e| Error::io(format!("stat {}", meta.display()), e))?
+        .mode()
+        & 0o7777;
+    if mode & !allowed & 0o777 != 0 {
+        fs::set_permissions(meta, fs::Permissions::from_mode(mode & (allowed | 0o7000)))
+            .map_err(|e| Error::io(format!("restrict permissions of {}", meta.display()), e))?;
+    }
+    Ok(())
+}
+
 /// The LTX files of a local state directory (`<meta>/ltx`).
 pub(crate) fn ltx_dir(meta: &Path) -> PathBuf {
     meta.join("ltx")

@@ -59,6 +59,7 @@ impl Syncer {
         let l0_dir = shared.l0_dir();
         fs::create_dir_all(&l0_dir)
             .map_err(|e| Error::io(format!("create {}", l0_dir.display()), e))?;
+        local::restrict_to_db(&shared.meta_path, &path)?;
         local::remove_temp_files(&l0_dir);
         let wal_path = crate::durable::sibling(&path, "-wal");
         let wal_ok = fs::metadata(&wal_path)

@@ -20,6 +20,14 @@ pub enum Fault {
     CutAnswer,
     /// Read it and close the connection without forwarding or answering.
     HangUp,
+    /// Read the head and half the body, then reset the connection: the request is cut off.
+    ResetRequest,
+    /// Answer this status (500, 503, 429...) without forwarding.
+    Status(u16),
+    /// Wait this long, then forward and answer normally (a stalled connection).
+    Stall(std::time::Duration),
+    /// Forward it, then send the answer back a few bytes at a time (a slow drip).
+    Drip,
 }
 
 /// One request as the proxy saw it, with what it did.
@@ -100,18 +108,43 @@ fn serve(mut conn: TcpStream, upstream: &str, rule: &Rule) -> Option<Seen> {
             head.extend_from_slice(line.as_bytes());
         }
     }
+    let fault = rule(&method, &target);
+    if fault == Fault::ResetRequest {
+        let mut half = vec![0u8; len / 2];
+        let _ = r.read_exact(&mut half);
+        let _ = conn.shutdown(Shutdown::Both);
+        return Some(Seen {
+            method,
+            target,
+            fault,
+            answer: String::new(),
+        });
+    }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).ok()?;
-    let fault = rule(&method, &target);
     let mut seen = Seen {
         method,
         target,
         fault,
         answer: String::new(),
     };
-    if fault == Fault::HangUp {
-        let _ = conn.shutdown(Shutdown::Both);
-        return Some(seen);
+    match fault {
+        Fault::HangUp => {
+            let _ = conn.shutdown(Shutdown::Both);
+            return Some(seen);
+        }
+        Fault::Status(code) => {
+            let body = format!("<Error><Code>Injected{code}</Code><Message>injected by the fault proxy</Message></Error>");
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {code} Injected\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nretry-after: 0\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.shutdown(Shutdown::Both);
+            return Some(seen);
+        }
+        Fault::Stall(d) => std::thread::sleep(d),
+        _ => {}
     }
     let mut up = TcpStream::connect(upstream).ok()?;
     up.write_all(first.as_bytes()).ok()?;
@@ -127,6 +160,16 @@ fn serve(mut conn: TcpStream, upstream: &str, rule: &Rule) -> Option<Seen> {
         Fault::CutAnswer => &answer_body[..answer_body.len() / 2],
         _ => answer_body,
     };
+    if fault == Fault::Drip {
+        for chunk in answer.chunks(256) {
+            if conn.write_all(chunk).and_then(|()| conn.flush()).is_err() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let _ = conn.shutdown(Shutdown::Both);
+        return Some(seen);
+    }
     let _ = conn
         .write_all(answer_head)
         .and_then(|()| conn.write_all(sent))

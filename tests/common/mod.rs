@@ -3,6 +3,7 @@
 
 pub mod counting;
 pub mod fault_proxy;
+pub mod hostile_server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -594,4 +595,19 @@ pub fn random_ltx(dir: &TempDir, min: u64, max: u64, pages: u32) -> PathBuf {
     }
     e.finish().unwrap();
     p
+}
+
+/// Peak resident memory of this process, in KiB (`VmHWM`).
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Resets the peak resident memory (`VmHWM`) to the current resident size.
+pub fn reset_peak_rss() {
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
 }

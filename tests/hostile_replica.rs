@@ -1,0 +1,211 @@
+//! Hostile and broken replicas, through the in-memory replica of the `testing` feature:
+//! LTX headers that claim 2^31 pages or a page size that is not a power of two, bodies
+//! that never end, listings that lie about sizes. Each restore must fail with a clear
+//! error (or succeed, where the lie is harmless), use bounded memory, and write nothing
+//! but its output file (and only on success).
+
+mod common;
+
+use std::fs::File;
+use std::io::Read;
+use std::sync::Arc;
+
+use common::*;
+use litestream::ltx::{Encoder, Header, PageEncoding, HEADER_FLAG_NO_CHECKSUM, HEADER_SIZE};
+use litestream::restore::{restore, RestoreOptions};
+use litestream::testing::MemoryClient;
+use litestream::{FileInfo, ReplicaClient, Result, Txid};
+
+/// The tests here one at a time, so each measures its own peak memory.
+static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `f` alone and returns its result with this process's peak resident memory while
+/// it ran (KiB), which must stay within 64 MiB.
+fn bounded<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    // "5" resets the peak (VmHWM) to the current resident size.
+    reset_peak_rss();
+    let t = f();
+    let peak = peak_rss_kib();
+    assert!(
+        peak < 64 * 1024,
+        "{what}: peak memory {peak} KiB, over 64 MiB"
+    );
+    eprintln!("{what}: peak memory {peak} KiB");
+    t
+}
+
+/// A valid LTX file's bytes: a snapshot `1-max` of `pages` pages of `page_size`.
+fn ltx_bytes(dir: &TempDir, page_size: u32, pages: u32, max: u64) -> Vec<u8> {
+    ltx_claiming(dir, page_size, pages, pages, max)
+}
+
+/// An LTX file `min-max` that claims `commit` pages and holds the first `pages`,
+/// checksums and all: only its claim is hostile.
+fn ltx_claiming(dir: &TempDir, page_size: u32, commit: u32, pages: u32, max: u64) -> Vec<u8> {
+    ltx_file(dir, page_size, commit, pages, 1, max)
+}
+
+fn ltx_file(dir: &TempDir, page_size: u32, commit: u32, pages: u32, min: u64, max: u64) -> Vec<u8> {
+    let h = Header {
+        flags: HEADER_FLAG_NO_CHECKSUM,
+        page_size,
+        commit,
+        min_txid: Txid(min),
+        max_txid: Txid(max),
+        timestamp: 1_700_000_000_000,
+        ..Header::default()
+    };
+    let p = dir.join("file.ltx");
+    let mut e = Encoder::new(File::create(&p).unwrap(), &h, PageEncoding::Frame).unwrap();
+    for pg in 1..=pages {
+        let mut page = vec![pg as u8; page_size as usize];
+        if pg == 1 {
+            // A page 1 SQLite accepts: the header string and the page size.
+            page[..16].copy_from_slice(b"SQLite format 3\0");
+            page[16..18].copy_from_slice(&((page_size & 0xffff) as u16).to_be_bytes());
+        }
+        e.write_page(pg, &page).unwrap();
+    }
+    e.finish().unwrap();
+    std::fs::read(&p).unwrap()
+}
+
+/// Restores `client` into `dir/out.db` expecting an error; checks nothing was left behind
+/// and memory stayed bounded; returns the error text.
+fn refused(client: &dyn ReplicaClient, dir: &TempDir, what: &str) -> String {
+    let before: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let out = dir.join("out.db");
+    let err = bounded(what, || {
+        restore(client, &RestoreOptions::new(&out)).map(|r| r.txid)
+    })
+    .expect_err(&format!("{what}: restore succeeded"));
+    let after: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(before, after, "{what}: restore left files behind");
+    let msg = err.to_string();
+    eprintln!("FIGURE hostile {what}: {msg}");
+    msg
+}
+
+#[test]
+fn a_header_claiming_two_to_the_31_pages_is_refused() {
+    let dir = TempDir::new("hostile-huge");
+    // A good snapshot, then a file whose database is 2^31 pages (8 TiB at 4 KiB) and that
+    // holds page 1 (checksums and all: only its claim is hostile).
+    let m = MemoryClient::new();
+    m.put(9, Txid(1), Txid(1), ltx_bytes(&dir, 4096, 2, 1));
+    m.put(0, Txid(2), Txid(2), ltx_file(&dir, 4096, 1 << 31, 1, 2, 2));
+    let _ = std::fs::remove_file(dir.join("file.ltx"));
+    let msg = refused(&m, &dir, "2^31 pages");
+    assert!(msg.contains("page") || msg.contains("commit"), "{msg}");
+}
+
+#[test]
+fn a_page_size_that_is_not_a_power_of_two_is_refused() {
+    let dir = TempDir::new("hostile-pgsz");
+    let mut bytes = ltx_bytes(&dir, 4096, 2, 1);
+    bytes[8..12].copy_from_slice(&3000u32.to_be_bytes());
+    let _ = std::fs::remove_file(dir.join("file.ltx"));
+    let m = MemoryClient::new();
+    m.put(9, Txid(1), Txid(1), bytes);
+    let msg = refused(&m, &dir, "page size 3000");
+    assert!(msg.contains("page size 3000"), "{msg}");
+}
+
+/// A replica whose files never end (an endless body), or whose listing lies about sizes.
+#[derive(Debug)]
+struct Liar {
+    inner: Arc<MemoryClient>,
+    endless: bool,
+    size: u64,
+}
+
+impl ReplicaClient for Liar {
+    fn kind(&self) -> &'static str {
+        "liar"
+    }
+    fn ltx_files(&self, level: u8, seek: Txid, a: bool) -> Result<Vec<FileInfo>> {
+        let mut v = self.inner.ltx_files(level, seek, a)?;
+        for f in &mut v {
+            f.size = self.size;
+        }
+        Ok(v)
+    }
+    fn open_ltx_file(
+        &self,
+        level: u8,
+        min: Txid,
+        max: Txid,
+        off: u64,
+        len: Option<u64>,
+    ) -> Result<Box<dyn Read + Send>> {
+        let r = self.inner.open_ltx_file(level, min, max, off, len)?;
+        Ok(if self.endless {
+            Box::new(r.chain(std::io::repeat(0x5a)))
+        } else {
+            r
+        })
+    }
+    fn write_ltx_file(&self, level: u8, min: Txid, max: Txid, src: &File) -> Result<FileInfo> {
+        self.inner.write_ltx_file(level, min, max, src)
+    }
+    fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {
+        self.inner.delete_ltx_files(files)
+    }
+    fn delete_all(&self) -> Result<()> {
+        self.inner.delete_all()
+    }
+}
+
+#[test]
+fn an_endless_body_is_refused_with_bounded_memory() {
+    let dir = TempDir::new("hostile-endless");
+    let m = Arc::new(MemoryClient::new());
+    let mut bytes = ltx_bytes(&dir, 4096, 3, 1);
+    let _ = std::fs::remove_file(dir.join("file.ltx"));
+    // Cut the index and trailer: the endless tail is where they should be.
+    bytes.truncate(HEADER_SIZE + 3 * 4096 / 2);
+    m.put(9, Txid(1), Txid(1), bytes);
+    let liar = Liar {
+        inner: m,
+        endless: true,
+        size: 1 << 40,
+    };
+    refused(&liar, &dir, "endless body");
+}
+
+#[test]
+fn a_listing_that_lies_about_sizes_restores_right_or_fails_clearly() {
+    let dir = TempDir::new("hostile-sizes");
+    let m = Arc::new(MemoryClient::new());
+    let bytes = ltx_bytes(&dir, 4096, 3, 1);
+    let _ = std::fs::remove_file(dir.join("file.ltx"));
+    m.put(9, Txid(1), Txid(1), bytes);
+    for size in [0, 1, 1 << 40, u64::MAX] {
+        let liar = Liar {
+            inner: m.clone(),
+            endless: false,
+            size,
+        };
+        let out = dir.join(format!("out-{size}.db"));
+        match bounded("lying sizes", || restore(&liar, &RestoreOptions::new(&out))) {
+            Ok(r) => {
+                assert_eq!(r.txid, Txid(1));
+                assert_eq!(std::fs::metadata(&out).unwrap().len(), 3 * 4096);
+                eprintln!(
+                    "FIGURE hostile listing size {size}: restored right (sizes are not trusted)"
+                );
+            }
+            Err(e) => {
+                assert!(!out.exists());
+                eprintln!("FIGURE hostile listing size {size}: {e}");
+            }
+        }
+    }
+}
