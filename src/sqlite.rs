@@ -67,19 +67,6 @@ impl Conn {
         }
         // SAFETY: db is a valid open connection.
         unsafe { ffi::sqlite3_extended_result_codes(db, 1) };
-        // Our connections run a few small statements: no lookaside slab (SQLite's default
-        // touches ~50-120 KiB per connection, two per database).
-        // SAFETY: db is valid and has run no statement yet, so no lookaside memory is in
-        // use; a null buffer with size and count 0 disables lookaside.
-        unsafe {
-            ffi::sqlite3_db_config(
-                db,
-                ffi::SQLITE_DBCONFIG_LOOKASIDE,
-                ptr::null_mut::<std::ffi::c_void>(),
-                0 as c_int,
-                0 as c_int,
-            )
-        };
         Ok(conn)
     }
 
