@@ -135,33 +135,20 @@ fn survive(
 
 #[test]
 fn s3_through_faults() {
-    use litestream::client::s3::{Credentials, S3Client, S3Config};
-    let (Some(endpoint), Some(bucket), Some(ak), Some(sk)) = (
-        peer_env("LITESTREAM_TEST_S3_ENDPOINT"),
-        peer_env("LITESTREAM_TEST_S3_BUCKET"),
-        peer_env("LITESTREAM_TEST_S3_ACCESS_KEY"),
-        peer_env("LITESTREAM_TEST_S3_SECRET_KEY"),
-    ) else {
+    use litestream::client::s3::S3Client;
+    let Some(env) = common::s3::s3_env() else {
         return;
     };
     let path = unique("netfault");
-    let url =
-        format!("s3://{bucket}/{path}?endpoint={endpoint}&forcePathStyle=true&region=us-east-1");
     let config = |endpoint: &str| {
-        let mut c = S3Config::from_url(&url).unwrap();
-        c.endpoint = Some(endpoint.to_string());
-        c.credentials = Some(Credentials {
-            access_key_id: ak.clone(),
-            secret_access_key: sk.clone(),
-            session_token: None,
-        });
+        let mut c = env.config_at(&path, endpoint);
         c.part_size = 5 << 20;
         c
     };
-    let direct = S3Client::new(config(&endpoint)).unwrap();
+    let direct = S3Client::new(config(&env.endpoint)).unwrap();
     direct.create_bucket().unwrap();
     let plan = Plan::new(14);
-    let proxy = plan.proxy(&endpoint);
+    let proxy = plan.proxy(&env.endpoint);
     let through = Arc::new(S3Client::new(config(&proxy.url)).unwrap());
     let want = survive("s3", through, &direct, &plan);
     let left = direct.multipart_uploads(&format!("{path}/")).unwrap();
@@ -169,12 +156,11 @@ fn s3_through_faults() {
     if let Some(bin) = official_bin() {
         let dir = TempDir::new("s3-netfault-official");
         let out = dir.join("official.db");
-        let (ok, _, err) = run(official_cmd(&bin)
-            .env("LITESTREAM_ACCESS_KEY_ID", &ak)
-            .env("LITESTREAM_SECRET_ACCESS_KEY", &sk)
+        let (ok, _, err) = run(env
+            .official(&bin)
             .args(["restore", "-integrity-check", "full", "-o"])
             .arg(&out)
-            .arg(&url));
+            .arg(env.url(&path)));
         assert!(ok, "official restore: {err}");
         assert!(dump(&out) == want, "the official restore differs");
     }

@@ -10,44 +10,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use common::fault_proxy::{Fault, FaultProxy};
+use common::s3::{s3_env, S3Env};
 use common::*;
-use litestream::client::s3::{S3Client, S3Config};
+use litestream::client::s3::S3Client;
 use litestream::client::FileClient;
 use litestream::restore::{restore, IntegrityCheck, RestoreOptions};
 use litestream::{ReplicaClient, Txid};
-
-struct S3Env {
-    endpoint: String,
-    bucket: String,
-    ak: String,
-    sk: String,
-}
-
-fn s3_env() -> Option<S3Env> {
-    Some(S3Env {
-        endpoint: peer_env("LITESTREAM_TEST_S3_ENDPOINT")?,
-        bucket: peer_env("LITESTREAM_TEST_S3_BUCKET")?,
-        ak: peer_env("LITESTREAM_TEST_S3_ACCESS_KEY")?,
-        sk: peer_env("LITESTREAM_TEST_S3_SECRET_KEY")?,
-    })
-}
-
-impl S3Env {
-    /// A client of `path`, reaching the server at `endpoint`.
-    fn client(&self, path: &str, endpoint: &str) -> S3Client {
-        let url = format!(
-            "s3://{}/{path}?endpoint={endpoint}&forcePathStyle=true&region=us-east-1",
-            self.bucket
-        );
-        let mut c = S3Config::from_url(&url).unwrap();
-        c.credentials = Some(litestream::client::s3::Credentials {
-            access_key_id: self.ak.clone(),
-            secret_access_key: self.sk.clone(),
-            session_token: None,
-        });
-        S3Client::new(c).unwrap()
-    }
-}
 
 /// A database of ~`mib` MiB of incompressible rows, replicated once into a directory and
 /// copied to S3 under `path`: returns its dump and the largest file's name and size (the
@@ -74,7 +42,7 @@ fn source_on_s3(dir: &TempDir, env: &S3Env, path: &str, mib: usize) -> (String, 
         .env_remove("LITESTREAM_CONFIG"));
     assert!(ok, "replicate -once failed: {err}");
     let want = dump_conn(&conn);
-    let s3 = env.client(path, &env.endpoint);
+    let s3 = S3Client::new(env.config(path)).unwrap();
     s3.create_bucket().unwrap();
     let file = FileClient::new(&rep);
     let (mut name, mut size) = (String::new(), 0);
@@ -126,7 +94,7 @@ fn a_large_snapshot_restores_from_parallel_ranges_even_when_one_is_cut() {
 
     // Parallel ranges: several GETs of the snapshot, none cut.
     let proxy = FaultProxy::start(&env.endpoint, |_, _| Fault::Pass);
-    let client = env.client(&path, &proxy.url);
+    let client = S3Client::new(env.config_at(&path, &proxy.url)).unwrap();
     let out = dir.join("ranged.db");
     restored(&client, &out, RestoreOptions::new(&out), &want);
     let (gets, _) = snapshot_gets(&proxy, &name);
@@ -147,7 +115,7 @@ fn a_large_snapshot_restores_from_parallel_ranges_even_when_one_is_cut() {
             Fault::Pass
         }
     });
-    let client = env.client(&path, &proxy.url);
+    let client = S3Client::new(env.config_at(&path, &proxy.url)).unwrap();
     let out = dir.join("cut.db");
     restored(&client, &out, RestoreOptions::new(&out), &want);
     let (gets, cut) = snapshot_gets(&proxy, &name);
@@ -160,7 +128,7 @@ fn a_large_snapshot_restores_from_parallel_ranges_even_when_one_is_cut() {
 
     // Parallelism 1: one streamed GET, as before.
     let proxy = FaultProxy::start(&env.endpoint, |_, _| Fault::Pass);
-    let client = env.client(&path, &proxy.url);
+    let client = S3Client::new(env.config_at(&path, &proxy.url)).unwrap();
     let out = dir.join("stream.db");
     restored(
         &client,
@@ -169,5 +137,5 @@ fn a_large_snapshot_restores_from_parallel_ranges_even_when_one_is_cut() {
         &want,
     );
     assert_eq!(snapshot_gets(&proxy, &name), (1, 0));
-    let _ = env.client(&path, &env.endpoint).delete_all();
+    let _ = S3Client::new(env.config(&path)).unwrap().delete_all();
 }

@@ -5,71 +5,21 @@ mod common;
 
 use std::fs::File;
 use std::io::Read;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use common::fault_proxy::{Fault, FaultProxy};
+use common::s3::{s3_env, S3Env};
 use common::*;
-use litestream::client::s3::{MultipartUpload, S3Client, S3Config};
+use litestream::client::s3::{MultipartUpload, S3Client};
 use litestream::ltx::{Encoder, Header, PageEncoding, HEADER_FLAG_NO_CHECKSUM};
 use litestream::restore::{restore, IntegrityCheck, RestoreOptions};
 use litestream::{CompactionLevels, Db, Error, Replica, ReplicaClient, Store, Txid};
 
 /// Tests that need the server up hold this shared; the one that kills it, exclusively.
 static SERVER: RwLock<()> = RwLock::new(());
-
-struct S3Env {
-    endpoint: String,
-    bucket: String,
-    ak: String,
-    sk: String,
-}
-
-fn s3_env() -> Option<S3Env> {
-    Some(S3Env {
-        endpoint: peer_env("LITESTREAM_TEST_S3_ENDPOINT")?,
-        bucket: peer_env("LITESTREAM_TEST_S3_BUCKET")?,
-        ak: peer_env("LITESTREAM_TEST_S3_ACCESS_KEY")?,
-        sk: peer_env("LITESTREAM_TEST_S3_SECRET_KEY")?,
-    })
-}
-
-impl S3Env {
-    fn url(&self, path: &str) -> String {
-        format!(
-            "s3://{}/{path}?endpoint={}&forcePathStyle=true&region=us-east-1",
-            self.bucket, self.endpoint
-        )
-    }
-
-    fn config(&self, path: &str) -> S3Config {
-        let mut c = S3Config::from_url(&self.url(path)).unwrap();
-        c.credentials = Some(litestream::client::s3::Credentials {
-            access_key_id: self.ak.clone(),
-            secret_access_key: self.sk.clone(),
-            session_token: None,
-        });
-        c
-    }
-
-    fn client(&self, path: &str) -> S3Client {
-        let c = S3Client::new(self.config(path)).unwrap();
-        c.create_bucket().unwrap();
-        c
-    }
-
-    fn official(&self, bin: &Path) -> Command {
-        let mut c = official_cmd(bin);
-        c.env("LITESTREAM_ACCESS_KEY_ID", &self.ak)
-            .env("LITESTREAM_SECRET_ACCESS_KEY", &self.sk)
-            .env_remove("AWS_ACCESS_KEY_ID")
-            .env_remove("AWS_SECRET_ACCESS_KEY");
-        c
-    }
-}
 
 fn unique(name: &str) -> String {
     format!(

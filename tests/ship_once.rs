@@ -7,8 +7,8 @@ mod common;
 use std::sync::Arc;
 
 use common::counting::{assert_shipped_once, big_db, replicate_until_every_level};
+use common::s3::s3_env;
 use common::*;
-use litestream::client::s3::{Credentials, S3Client, S3Config};
 use litestream::FileClient;
 
 #[test]
@@ -26,38 +26,20 @@ fn file_replica_first_replication_ships_the_database_once() {
 
 #[test]
 fn s3_replica_first_replication_ships_the_database_once() {
-    let (Some(endpoint), Some(bucket), Some(ak), Some(sk)) = (
-        peer_env("LITESTREAM_TEST_S3_ENDPOINT"),
-        peer_env("LITESTREAM_TEST_S3_BUCKET"),
-        peer_env("LITESTREAM_TEST_S3_ACCESS_KEY"),
-        peer_env("LITESTREAM_TEST_S3_SECRET_KEY"),
-    ) else {
-        return;
-    };
+    let Some(env) = s3_env() else { return };
     let dir = TempDir::new("ship-once-s3");
     let db = big_db(&dir);
-    let url = format!(
-        "s3://{bucket}/{}?endpoint={endpoint}&forcePathStyle=true&region=us-east-1",
-        unique("ship-once")
-    );
-    let mut cfg = S3Config::from_url(&url).unwrap();
-    cfg.credentials = Some(Credentials {
-        access_key_id: ak.clone(),
-        secret_access_key: sk.clone(),
-        session_token: None,
-    });
-    let client = S3Client::new(cfg).unwrap();
-    client.create_bucket().unwrap();
+    let path = unique("ship-once");
+    let client = env.client(&path);
     let counting = replicate_until_every_level(&db, Arc::new(client));
     assert_shipped_once(&db, &counting);
     let Some(bin) = official_bin() else { return };
     let out = dir.join("official.db");
-    let (ok, _, err) = run(official_cmd(&bin)
-        .env("LITESTREAM_ACCESS_KEY_ID", &ak)
-        .env("LITESTREAM_SECRET_ACCESS_KEY", &sk)
+    let (ok, _, err) = run(env
+        .official(&bin)
         .args(["restore", "-integrity-check", "full", "-o"])
         .arg(&out)
-        .arg(&url));
+        .arg(env.url(&path)));
     assert!(ok, "official restore failed: {err}");
     assert_eq!(dump(&out), dump(&db));
 }

@@ -65,6 +65,14 @@ impl FileClient {
         }
     }
 
+    /// The directory of `level`, created, with a crash's leftover temp files removed.
+    fn ready_dir(&self, level: u8) -> Result<PathBuf> {
+        let dir = self.level_dir(level);
+        fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        self.sweep(level, &dir);
+        Ok(dir)
+    }
+
     /// A fresh temp path in `dir` for the file `min-max` (swept after a crash).
     fn tmp_path(&self, dir: &Path, min: Txid, max: Txid) -> PathBuf {
         dir.join(format!(
@@ -80,6 +88,20 @@ impl FileClient {
         self.root
             .join(key::ltx_key("", level, min, max, Layout::Ltx))
     }
+}
+
+/// Renames the finished temp file `tmp` (when `written` is Ok) to `key` and syncs `dir`,
+/// so the file appears whole or not at all; removes `tmp` on any failure.
+fn publish(tmp: &Path, key: &Path, dir: &Path, written: Result<FileInfo>) -> Result<FileInfo> {
+    let result = written.and_then(|info| {
+        fs::rename(tmp, key).map_err(|e| Error::io(format!("rename to {}", key.display()), e))?;
+        sync_dir(dir)?;
+        Ok(info)
+    });
+    if result.is_err() {
+        let _ = fs::remove_file(tmp);
+    }
+    result
 }
 
 impl ReplicaClient for FileClient {
@@ -155,9 +177,7 @@ impl ReplicaClient for FileClient {
 
     fn write_ltx_file(&self, level: u8, min: Txid, max: Txid, src: &File) -> Result<FileInfo> {
         let header = read_header(src)?;
-        let dir = self.level_dir(level);
-        fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-        self.sweep(level, &dir);
+        let dir = self.ready_dir(level)?;
         let key = self.key(level, min, max);
         let tmp = self.tmp_path(&dir, min, max);
         let result = (|| {
@@ -175,24 +195,16 @@ impl ReplicaClient for FileClient {
             out.sync_all()
                 .map_err(|e| Error::io(format!("fsync {}", tmp.display()), e))?;
             drop(out);
-            fs::rename(&tmp, &key)
-                .map_err(|e| Error::io(format!("rename to {}", key.display()), e))?;
-            sync_dir(&dir)?;
             Ok(FileInfo::new(level, min, max, size, created))
         })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        publish(&tmp, &key, &dir, result)
     }
 
     fn copy_ltx_file(&self, src: &FileInfo, level: u8) -> Result<Option<FileInfo>> {
         // LTX files are never modified: a hard link is a copy. Where links are not
         // allowed, the caller copies the bytes.
         let from = self.key(src.level, src.min_txid, src.max_txid);
-        let dir = self.level_dir(level);
-        fs::create_dir_all(&dir).map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
-        self.sweep(level, &dir);
+        let dir = self.ready_dir(level)?;
         let key = self.key(level, src.min_txid, src.max_txid);
         let tmp = self.tmp_path(&dir, src.min_txid, src.max_txid);
         match fs::hard_link(&from, &tmp) {
@@ -208,20 +220,11 @@ impl ReplicaClient for FileClient {
                 return Ok(None);
             }
         }
-        let result = fs::rename(&tmp, &key)
-            .map_err(|e| Error::io(format!("rename to {}", key.display()), e))
-            .and_then(|()| sync_dir(&dir));
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result?;
-        Ok(Some(FileInfo::new(
+        let info = FileInfo {
             level,
-            src.min_txid,
-            src.max_txid,
-            src.size,
-            src.created_at,
-        )))
+            ..src.clone()
+        };
+        publish(&tmp, &key, &dir, Ok(info)).map(Some)
     }
 
     fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {

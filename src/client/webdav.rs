@@ -337,6 +337,20 @@ impl WebDavClient {
         }
     }
 
+    /// Runs `attempt` in the collection `dir`, made first once per process. When it fails
+    /// in a collection made earlier, the collection may have vanished since: it is made
+    /// again and `attempt` runs once more.
+    fn in_collection<T>(&self, dir: &str, attempt: impl Fn() -> Result<T>) -> Result<T> {
+        let known = self.ensure_dir(dir)?;
+        attempt().or_else(|e| {
+            if !known {
+                return Err(e);
+            }
+            self.mkdir_all(dir)?;
+            attempt()
+        })
+    }
+
     /// Makes the collection `dir` once per process; true if it was made before.
     fn ensure_dir(&self, dir: &str) -> Result<bool> {
         let known = self.made.lock().map(|m| m.contains(dir)).unwrap_or(false);
@@ -453,14 +467,7 @@ impl ReplicaClient for WebDavClient {
         // A PUT into a missing collection is refused (409, often before the body is read,
         // which breaks the connection): make the collections first, once per level, and
         // again if they vanished.
-        let known = self.ensure_dir(&dir)?;
-        let uploaded = put(self).or_else(|e| {
-            if !known {
-                return Err(e);
-            }
-            self.mkdir_all(&dir)?;
-            put(self)
-        });
+        let uploaded = self.in_collection(&dir, || put(self));
         if let Err(e) = uploaded {
             discard_tmp();
             return Err(e);
@@ -502,23 +509,21 @@ impl ReplicaClient for WebDavClient {
         let from = self.key(src.level, src.min_txid, src.max_txid);
         let to = self.key(level, src.min_txid, src.max_txid);
         let dir = self.level_dir(level);
-        let known = self.ensure_dir(&dir)?;
         // COPY is idempotent: a retry after a lost answer copies the same bytes again.
-        let copy = || {
-            self.call(
+        // A missing collection is a 409.
+        let answer = self.in_collection(&dir, || {
+            let a = self.call(
                 "copy",
                 "COPY",
                 &from,
                 &[("destination", self.url(&to)), ("overwrite", "T".into())],
                 Body::Bytes(&[]),
-            )
-        };
-        let mut answer = copy()?;
-        if answer.status == 409 && known {
-            // The level's collection vanished since it was made.
-            self.mkdir_all(&dir)?;
-            answer = copy()?;
-        }
+            )?;
+            if a.status == 409 {
+                return Err(self.fail("copy", &to, &a));
+            }
+            Ok(a)
+        })?;
         match answer.status {
             200..=299 => Ok(Some(FileInfo {
                 level,

@@ -4,6 +4,7 @@
 pub mod counting;
 pub mod fault_proxy;
 pub mod hostile_server;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

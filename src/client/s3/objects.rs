@@ -23,6 +23,13 @@ impl S3Client {
             "x-amz-meta-litestream-timestamp".to_string(),
             timestamp_meta(timestamp_ms),
         )];
+        h.extend(self.stored_headers());
+        h
+    }
+
+    /// How a new object is stored: its storage class and server-side encryption.
+    fn stored_headers(&self) -> Vec<(String, String)> {
+        let mut h = Vec::new();
         if let Some(sc) = &self.cfg.storage_class {
             h.push(("x-amz-storage-class".into(), sc.clone()));
         }
@@ -70,11 +77,7 @@ impl S3Client {
             "x-amz-copy-source".to_string(),
             format!("/{}/{}", self.cfg.bucket, uri::encode(from, true)),
         )];
-        headers.extend(
-            self.put_headers(0)
-                .into_iter()
-                .filter(|(k, _)| k.starts_with("x-amz-server-side") || k == "x-amz-storage-class"),
-        );
+        headers.extend(self.stored_headers());
         self.send_doc(&Call {
             op: "CopyObject",
             method: "PUT",
