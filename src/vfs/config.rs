@@ -8,6 +8,8 @@
 //! | `poll_interval` | `LITESTREAM_POLL_INTERVAL` | how often to look for new transactions (`1s`) |
 //! | `cache_size` | `LITESTREAM_CACHE_SIZE` | bytes of the shared page cache (`64MiB`) |
 //! | `read_ahead` | `LITESTREAM_READ_AHEAD` | bytes read on a cache miss (`256KiB`) |
+//! | `cache_dir` | `LITESTREAM_CACHE_DIR` | a directory for the cache on disk (none); each replica gets its own subdirectory, named by a hash of its URL |
+//! | `miss_timeout` | `LITESTREAM_MISS_TIMEOUT` | how long a miss waits for the replica before `SQLITE_IOERR` (`10s`) |
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -15,7 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use super::{ReaderOptions, ReplicaReader, UriParams};
 use crate::error::{Error, Result};
 
-type Key = (String, u128, usize, u64);
+type Key = (String, u128, usize, u64, Option<std::path::PathBuf>, u128);
 
 fn readers() -> &'static Mutex<HashMap<Key, Weak<ReplicaReader>>> {
     static READERS: OnceLock<Mutex<HashMap<Key, Weak<ReplicaReader>>>> = OnceLock::new();
@@ -56,6 +58,16 @@ pub fn options_from(p: &UriParams<'_>) -> Result<(String, ReaderOptions)> {
         o.read_ahead = crate::wire::parse_size(&v)
             .ok_or_else(|| bad("read_ahead", &v, "a size such as 256KiB"))?;
     }
+    if let Some(v) = setting(p, "miss_timeout", "LITESTREAM_MISS_TIMEOUT") {
+        o.miss_timeout = crate::time::parse_duration(&v)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| bad("miss_timeout", &v, "a duration such as 10s or 500ms"))?;
+    }
+    if let Some(v) = setting(p, "cache_dir", "LITESTREAM_CACHE_DIR") {
+        use sha2::{Digest, Sha256};
+        let id = crate::wire::hex(&Sha256::digest(url.as_bytes())[..8]);
+        o.cache_dir = Some(std::path::Path::new(&v).join(id));
+    }
     Ok((url, o))
 }
 
@@ -68,6 +80,8 @@ pub fn resolve(p: &UriParams<'_>) -> Result<Arc<ReplicaReader>> {
         o.poll_interval.as_nanos(),
         o.cache_size,
         o.read_ahead,
+        o.cache_dir.clone(),
+        o.miss_timeout.as_nanos(),
     );
     let mut map = readers().lock().unwrap_or_else(|e| e.into_inner());
     if let Some(r) = map.get(&key).and_then(Weak::upgrade) {

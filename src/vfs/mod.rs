@@ -30,6 +30,7 @@
 mod cache;
 mod config;
 mod conn;
+mod disk;
 #[allow(unsafe_code)] // the SQLite VFS C interface
 mod ffi;
 mod pagemap;
@@ -59,6 +60,15 @@ pub struct ReaderOptions {
     /// Bytes read from an LTX file on a cache miss: the missed page and the pages after it
     /// (256 KiB).
     pub read_ahead: u64,
+    /// A directory of this replica's own where the reader keeps what it learnt (each LTX
+    /// file's page index, the byte ranges read on misses, when the replica last
+    /// answered), so a process restarted while the replica is unreachable opens at the
+    /// last cached state. `None` (the default): nothing on disk.
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// The longest a page the cache does not hold waits for the replica before the read
+    /// fails with an I/O error (`SQLITE_IOERR`); also how long an open with a cache on
+    /// disk waits before it serves the cached state (10 s).
+    pub miss_timeout: Duration,
 }
 
 impl Default for ReaderOptions {
@@ -68,6 +78,8 @@ impl Default for ReaderOptions {
             max_idle_poll_interval: Duration::from_secs(30),
             cache_size: 64 << 20,
             read_ahead: 256 << 10,
+            cache_dir: None,
+            miss_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -4,17 +4,21 @@
 //! read-ahead, and the one poller thread that follows new transactions.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::cache::{Page, PageCache};
+use super::disk::DiskCache;
 use super::pagemap::{PageMap, Slot, Snapshot};
 use super::ReaderOptions;
+
+mod offline;
+
 use crate::client::{FileInfo, ReplicaClient, SNAPSHOT_LEVEL};
 use crate::error::{Error, Result};
 use crate::ltx::{self, Header, IndexEntry, Txid, HEADER_SIZE, INDEX_TAIL_SIZE};
+use offline::read_range;
 
 /// Files up to this size are fetched whole when first seen (one request), their pages
 /// going straight into the cache; larger ones have their header and tail fetched.
@@ -74,6 +78,10 @@ pub struct ReplicaReader {
     /// Held while polling, so polls never overlap.
     polling: Mutex<()>,
     last_poll_ok: Mutex<Option<(Instant, SystemTime)>>,
+    /// When the poller last tried (whether or not the replica answered).
+    last_poll_try: Mutex<Option<Instant>>,
+    /// The cache on disk (`cache_dir`).
+    disk: Option<DiskCache>,
     last_used: Mutex<Instant>,
     counters: Counters,
     stop: Arc<Stop>,
@@ -105,7 +113,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl ReplicaReader {
     /// Opens the replica at its newest state (listing every level and reading the page
     /// index of each file of the restore plan) and starts its poller.
+    ///
+    /// With [`ReaderOptions::cache_dir`] holding what an earlier reader cached, a replica
+    /// that does not answer within [`ReaderOptions::miss_timeout`] (or fails) is opened
+    /// at the last cached state instead, and followed again once it answers.
     pub fn open(client: Arc<dyn ReplicaClient>, opts: ReaderOptions) -> Result<Arc<ReplicaReader>> {
+        let disk = opts.cache_dir.as_deref().map(DiskCache::open).transpose()?;
         let empty = Snapshot {
             txid: Txid::ZERO,
             page_size: 4096,
@@ -120,13 +133,14 @@ impl ReplicaReader {
             cache: OnceLock::new(),
             polling: Mutex::new(()),
             last_poll_ok: Mutex::new(None),
+            last_poll_try: Mutex::new(Some(Instant::now())),
+            disk,
             last_used: Mutex::new(Instant::now()),
             counters: Counters::default(),
             stop: Arc::new(Stop::default()),
             inflight: Mutex::new(HashMap::new()),
         });
-        let snap = reader.build_planned(None, None)?;
-        reader.publish(snap);
+        reader.open_state()?;
         let weak = Arc::downgrade(&reader);
         let stop = reader.stop.clone();
         std::thread::Builder::new()
@@ -149,9 +163,15 @@ impl ReplicaReader {
         self.latest().txid
     }
 
-    /// Time since the last successful poll (`None` before the first).
+    /// Time since the replica last answered a poll (`None` before the first); opened
+    /// from `cache_dir` while the replica is unreachable, since it answered the process
+    /// that cached the state.
     pub fn lag(&self) -> Option<Duration> {
-        lock(&self.last_poll_ok).map(|(at, _)| at.elapsed())
+        lock(&self.last_poll_ok).map(|(at, wall)| {
+            SystemTime::now()
+                .duration_since(wall)
+                .unwrap_or_else(|_| at.elapsed())
+        })
     }
 
     /// Requests made so far.
@@ -169,8 +189,16 @@ impl ReplicaReader {
         (pages, self.latest().map.bytes())
     }
 
+    /// The replica answered: fresh (and the cache on disk says so).
+    fn answered(&self) {
+        let now = SystemTime::now();
+        *lock(&self.last_poll_ok) = Some((Instant::now(), now));
+        if let Some(d) = &self.disk {
+            d.put_state(self.latest().txid, now);
+        }
+    }
+
     fn publish(&self, snap: Snapshot) {
-        *lock(&self.last_poll_ok) = Some((Instant::now(), SystemTime::now()));
         let mut l = self.latest.write().unwrap_or_else(|e| e.into_inner());
         if snap.txid >= l.txid || l.txid == Txid::ZERO {
             *l = Arc::new(snap);
@@ -188,7 +216,7 @@ impl ReplicaReader {
     pub(crate) fn touch(&self) {
         *lock(&self.last_used) = Instant::now();
         let base = self.opts.poll_interval;
-        let fresh = || lock(&self.last_poll_ok).is_some_and(|(at, _)| at.elapsed() <= base * 3);
+        let fresh = || lock(&self.last_poll_try).is_some_and(|at| at.elapsed() <= base * 3);
         if fresh() {
             return;
         }
@@ -211,6 +239,12 @@ impl ReplicaReader {
     /// them; after a gap in L0 (files compacted away while we slept, a new lineage) it
     /// plans again from every level. Returns whether the state moved.
     pub fn poll(&self) -> Result<bool> {
+        let r = self.poll_once();
+        *lock(&self.last_poll_try) = Some(Instant::now());
+        r
+    }
+
+    fn poll_once(&self) -> Result<bool> {
         let _g = lock(&self.polling);
         let cur = self.latest();
         self.counters.lists.fetch_add(1, Ordering::Relaxed);
@@ -226,13 +260,14 @@ impl ReplicaReader {
                 let snap = self.build_planned(None, None)?;
                 let moved = snap.txid != cur.txid;
                 self.publish(snap);
+                self.answered();
                 return Ok(moved);
             }
             at = f.max_txid;
             next.push(f);
         }
         if next.is_empty() {
-            *lock(&self.last_poll_ok) = Some((Instant::now(), SystemTime::now()));
+            self.answered();
             return Ok(false);
         }
         let loaded = self.load_many(&next)?;
@@ -244,6 +279,7 @@ impl ReplicaReader {
             log::debug!("litestream vfs: now at transaction {}", s.txid);
             self.publish(s);
         }
+        self.answered();
         Ok(true)
     }
 
@@ -264,6 +300,10 @@ impl ReplicaReader {
             listing.extend(self.client.ltx_files(level, Txid::ZERO, t.is_some())?);
         }
         let plan = crate::restore::plan_files(&listing, txid, t)?;
+        if let Some(d) = &self.disk {
+            // A listing that plans is the replica's whole truth: drop what it lost.
+            d.retain(&listing);
+        }
         let mut snap = None;
         for (id, h, idx) in self.load_many(&plan)? {
             apply(&mut snap, id, &h, &idx)?;
@@ -322,7 +362,14 @@ impl ReplicaReader {
                 self.get(info, start, Some(n))?
             };
             let idx = ltx::parse_page_index(&area, start, &h)?;
-            let id = self.file_id(info, start - ltx::PAGE_HEADER_SIZE as u64);
+            let pages_end = start - ltx::PAGE_HEADER_SIZE as u64;
+            let id = self.file_id(info, pages_end);
+            if let Some(d) = &self.disk {
+                d.put_meta(info, pages_end, &h, &idx);
+                if whole {
+                    d.put_pages(info, 0, &tail);
+                }
+            }
             if whole {
                 let data = &tail;
                 self.cache_frames(id, &h, &idx, |e| {
@@ -371,35 +418,10 @@ impl ReplicaReader {
     /// Reads `[offset, offset + len)` of a file (`None`: to its end).
     fn get(&self, info: &FileInfo, offset: u64, len: Option<u64>) -> Result<Vec<u8>> {
         self.counters.gets.fetch_add(1, Ordering::Relaxed);
-        let mut r =
-            self.client
-                .open_ltx_file(info.level, info.min_txid, info.max_txid, offset, len)?;
-        let mut out = Vec::with_capacity(len.unwrap_or(info.size) as usize);
-        r.read_to_end(&mut out).map_err(|e| {
-            Error::io(
-                format!(
-                    "read level {} {} at offset {offset}",
-                    info.level,
-                    info.name()
-                ),
-                e,
-            )
-        })?;
+        let out = read_range(self.client.as_ref(), info, offset, len)?;
         self.counters
             .bytes
             .fetch_add(out.len() as u64, Ordering::Relaxed);
-        if let Some(n) = len {
-            if out.len() as u64 != n {
-                return Err(Error::corrupt(
-                    offset,
-                    format!(
-                        "read {} bytes, want {n}: the file is shorter than listed",
-                        out.len()
-                    ),
-                )
-                .in_file(&format!("level {} {}", info.level, info.name())));
-            }
-        }
         Ok(out)
     }
 
@@ -445,7 +467,7 @@ impl ReplicaReader {
             .pages_end
             .min(slot.offset + want)
             .max(slot.offset + slot.size as u64);
-        let data = self.get(&meta.info, slot.offset, Some(end - slot.offset))?;
+        let data = self.read_pages(&meta.info, slot, end - slot.offset)?;
         let name = format!("level {} {}", meta.info.level, meta.info.name());
         let cache = self.cache(page_size);
         let mut cur = std::io::Cursor::new(&data[..]);
