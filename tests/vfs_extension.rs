@@ -167,3 +167,84 @@ fn python_and_the_sqlite3_shell_load_the_extension_and_read_two_replicas() {
     store_a.close().unwrap();
     store_b.close().unwrap();
 }
+
+/// Reads the small tables (not `events`) of one database URI after loading the extension
+/// (unless `so` is empty); `offline` then waits for the lag to grow and reads `events`.
+const OFFLINE: &str = r#"
+import sqlite3, sys, time
+so, uri, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+if so:
+    boot = sqlite3.connect(":memory:")
+    boot.enable_load_extension(True)
+    boot.load_extension(so)
+c = sqlite3.connect(uri, uri=True)
+for row in c.execute("SELECT 'a', id, name, balance FROM accounts UNION ALL SELECT 'n', k, v, NULL FROM notes ORDER BY 1, 2"):
+    print(repr(row))
+if so:
+    print("txid", c.execute("PRAGMA litestream_txid").fetchone()[0])
+if mode == "offline":
+    lag0 = c.execute("SELECT litestream_lag()").fetchone()[0]
+    deadline = time.time() + 30
+    while c.execute("SELECT litestream_lag()").fetchone()[0] <= lag0 and time.time() < deadline:
+        time.sleep(0.2)
+    print("lag", "grew" if c.execute("SELECT litestream_lag()").fetchone()[0] > lag0 >= 0 else "stuck at %d" % lag0)
+    try:
+        print("events", c.execute("SELECT count(*), sum(length(payload)) FROM events").fetchone())
+    except sqlite3.OperationalError as e:
+        print("events failed:", e)
+"#;
+
+#[test]
+fn python_reopens_from_the_cache_while_the_replica_is_unreachable() {
+    let Some(so) = peer_env("LITESTREAM_TEST_VFS_SO") else {
+        return;
+    };
+    assert!(
+        Path::new(&so).exists(),
+        "{so} does not exist: build it with .ci/vfs.sh"
+    );
+    let dir = TempDir::new("vfs-ext-offline");
+    let (db, replica, mut store) = replicated(dir.path(), "a", 3);
+    // 6 MB of `events` in a file too large to be fetched whole: pages nobody reads stay
+    // uncached.
+    let mut src = Connection::open(&db).unwrap();
+    big_transaction(&mut src, &mut Rng::new(4));
+    store.sync(&db).unwrap();
+    store
+        .wait_replicated(&db, None, Duration::from_secs(30))
+        .unwrap();
+    let txid = store.status()[0].local_txid.to_string();
+    store.close().unwrap();
+
+    let py = |so: &str, uri: &str, mode: &str| {
+        let (ok, out, err) = run(Command::new(PYTHON)
+            .arg("-c")
+            .arg(OFFLINE)
+            .arg(so)
+            .arg(uri)
+            .arg(mode)
+            .env("LITESTREAM_LOG_LEVEL", "warn"));
+        assert!(ok, "python3 failed: {err}");
+        (out, err)
+    };
+    let (want, _) = py("", &format!("file:{}?mode=ro", db.display()), "plain");
+    assert!(want.lines().count() > 10, "{want}");
+    let uri = format!(
+        "{}&cache_dir={}&read_ahead=0&miss_timeout=2s",
+        vfs_uri(&replica),
+        dir.join("cache").display()
+    );
+    let (online, _) = py(&so, &uri, "online");
+    assert_eq!(online, format!("{want}txid {txid}\n"));
+
+    // The replica becomes unreachable: a file where its directory was.
+    std::fs::rename(&replica, dir.join("replica-away")).unwrap();
+    std::fs::write(&replica, b"not a directory").unwrap();
+    let (offline, log) = py(&so, &uri, "offline");
+    assert_eq!(
+        offline,
+        format!("{want}txid {txid}\nlag grew\nevents failed: disk I/O error\n"),
+        "stderr: {log}"
+    );
+    assert!(log.contains("serving the state cached"), "{log}");
+}
