@@ -21,6 +21,33 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io(format!("fsync directory {}", dir.display()), e))
 }
 
+/// Opens `path` for reading and writing, creating it with permission bits `mode` (the
+/// umask narrows them further) and truncating it; `new` fails if it exists. The files we
+/// create hold a database's pages, so they never get more than the caller allows (an
+/// existing file keeps its own bits).
+pub(crate) fn create_file(path: &Path, mode: u32, new: bool) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.read(true).write(true).mode(mode & 0o7777);
+    if new {
+        o.create_new(true);
+    } else {
+        o.create(true).truncate(true);
+    }
+    o.open(path)
+}
+
+/// The permission bits for files holding a copy of the database at `db`: the owner may
+/// read and write, the group and others what they may do with the database itself.
+/// `fallback` when it cannot be read.
+pub(crate) fn mode_like(db: &Path, fallback: u32) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(db) {
+        Ok(m) => (m.permissions().mode() & 0o066) | 0o600,
+        Err(_) => fallback,
+    }
+}
+
 /// A temporary file, removed when this is dropped unless [`TempFile::keep`] was called.
 #[derive(Debug)]
 pub(crate) struct TempFile(Option<PathBuf>);

@@ -20,6 +20,16 @@
 //! println!("restored to transaction {}", report.txid);
 //! # Ok::<(), litestream::Error>(())
 //! ```
+//!
+//! ## Logging and secrets
+//!
+//! This crate logs through [`log`] and never writes a credential, a SAS token or a URL's
+//! query into a line or an error, at any level. The HTTP library underneath (`ureq`,
+//! targets `ureq` and `ureq_proto`) hides request paths and headers at debug level, but
+//! at **trace** level logs whole request URIs (an Azure SAS token is part of one) and
+//! raw request headers (an S3 session token, a bearer token): keep those targets at
+//! debug or above in production, as the `litestream` command does (it passes other
+//! crates' lines at warn and above only).
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 // A build that leaves backends out leaves some shared helpers (wire encodings, HTTP

@@ -182,9 +182,37 @@ pub(crate) fn normalize_endpoint(e: &str) -> String {
     }
 }
 
+/// `url` as it may be logged or put in an error: scheme and host only, with any user
+/// name and password, path and query replaced by `…` (a heartbeat's path or a query can
+/// be the secret itself, e.g. a ping token or an Azure SAS signature).
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "…".into();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = match authority.rsplit_once('@') {
+        Some((_, h)) => format!("…@{h}"),
+        None => authority.to_string(),
+    };
+    let tail = if tail.is_empty() || tail == "/" { tail } else { "/…" };
+    format!("{scheme}://{host}{tail}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redacts() {
+        assert_eq!(
+            redact("https://u:pw@hc-ping.com/0a1b2c?sig=SECRET#x"),
+            "https://…@hc-ping.com/…"
+        );
+        assert_eq!(redact("http://127.0.0.1:9/"), "http://127.0.0.1:9/");
+        assert_eq!(redact("http://h:1?sig=S"), "http://h:1/…");
+        assert_eq!(redact("not a url sig=S"), "…");
+    }
 
     #[test]
     fn parses() {

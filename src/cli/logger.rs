@@ -1,6 +1,8 @@
 //! A small `log` backend for the binary: one line per record, `time= level= msg=` text or
 //! JSON, on stderr (or stdout), reconfigurable after start-up (the config file may set the
-//! level and format).
+//! level and format). Other crates' lines pass at warn and above only: the HTTP and TLS
+//! libraries log request URIs and headers at debug and trace level, and a URI can hold a
+//! secret (an Azure SAS token), so `-log-level debug` never shows them.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +15,7 @@ static LOGGER: Logger = Logger;
 
 impl log::Log for Logger {
     fn enabled(&self, m: &log::Metadata) -> bool {
-        m.level() <= log::max_level()
+        m.level() <= log::max_level() && (ours(m.target()) || m.level() <= log::Level::Warn)
     }
 
     fn log(&self, r: &log::Record) {
@@ -44,6 +46,11 @@ impl log::Log for Logger {
     }
 
     fn flush(&self) {}
+}
+
+/// True for a log target of this crate (the library's and the binary's modules).
+fn ours(target: &str) -> bool {
+    target == "litestream" || target.starts_with("litestream::")
 }
 
 /// Parses a level name as Litestream spells them.

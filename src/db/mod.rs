@@ -347,6 +347,8 @@ struct Syncer {
     r: Conn,
     w: Conn,
     page_size: u32,
+    /// Permission bits of the files it writes (L0 files, snapshots): the database's own.
+    file_mode: u32,
     pos: Option<Position>,
     /// True while `R` is held and was acquired under the barrier right after a complete
     /// sync: a WAL restart seen now lost nothing.

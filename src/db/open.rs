@@ -74,6 +74,7 @@ impl Syncer {
             r,
             w,
             page_size,
+            file_mode: crate::durable::mode_like(&path, 0o600),
             pos: None,
             restart_ok: false,
             copy_raced: false,

@@ -69,7 +69,7 @@ impl Syncer {
         let (path, header) = (snap.file.path(), &snap.header);
         let name = path.display().to_string();
         {
-            let f = File::create(path)
+            let f = crate::durable::create_file(path, self.file_mode, false)
                 .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
             let mut enc = Encoder::new(
                 BufWriter::with_capacity(1 << 20, f),

@@ -334,7 +334,7 @@ impl Syncer {
         let final_path = self.shared.l0_path(header.max_txid);
         let tmp = durable::sibling(&final_path, ".tmp");
         let result = (|| -> Result<()> {
-            let f = File::create(&tmp)
+            let f = durable::create_file(&tmp, self.file_mode, false)
                 .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
             let mut enc = Encoder::new(
                 BufWriter::with_capacity(64 << 10, f),

@@ -12,7 +12,7 @@
 //! `apply.rs` writing their pages; `v3/` restoring
 //! Litestream v0.3 backups; `follow/` keeping a restored copy up to date (`restore -f`).
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -93,7 +93,16 @@ pub struct RestoreOptions {
     /// (default [`DEFAULT_PARALLELISM`]; 1 reads every file as one stream). Memory for
     /// downloads stays under `(parallelism + 1) × 4 MiB`.
     pub parallelism: usize,
+    /// Permission bits of the restored database and of every file written beside it
+    /// (its temp file, a v0.3 restore's WAL); the umask narrows them further. Default
+    /// [`DEFAULT_MODE`] (0600: the database's pages stay private until you widen them).
+    /// The CLI passes the mode of the database being replaced or restored beside.
+    pub mode: u32,
 }
+
+/// The permission bits of a restored database when none are asked for: owner only,
+/// never wider than what the official Litestream gives (the umask's 0644 default).
+pub const DEFAULT_MODE: u32 = 0o600;
 
 impl std::fmt::Debug for RestoreOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -104,6 +113,7 @@ impl std::fmt::Debug for RestoreOptions {
             .field("integrity_check", &self.integrity_check)
             .field("progress", &self.progress.is_some())
             .field("parallelism", &self.parallelism)
+            .field("mode", &format_args!("{:o}", self.mode))
             .finish()
     }
 }
@@ -118,12 +128,19 @@ impl RestoreOptions {
             integrity_check: IntegrityCheck::None,
             progress: None,
             parallelism: DEFAULT_PARALLELISM,
+            mode: DEFAULT_MODE,
         }
     }
 
     /// Fetches a large file of a remote replica with `n` ranged requests at a time.
     pub fn parallelism(mut self, n: usize) -> Self {
         self.parallelism = n;
+        self
+    }
+
+    /// Creates the database (and its temp files) with permission bits `mode`.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
         self
     }
 
@@ -251,11 +268,7 @@ fn place(
         .unwrap_or_else(|| "db".into());
     let tmp = dir.join(format!(".{file_name}.{}.restore.tmp", std::process::id()));
     let cleanup = TempFile::new(tmp.clone());
-    let out = OpenOptions::new()
-        .write(true)
-        .read(true)
-        .create_new(true)
-        .open(&tmp)
+    let out = crate::durable::create_file(&tmp, opts.mode, true)
         .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
     let report = fill(&out, &tmp)?;
     out.sync_all()

@@ -71,9 +71,10 @@ pub(super) fn all_synced_since(store: &StoreHandle, since: SystemTime) -> bool {
 pub(super) fn start(h: Heartbeat, store: StoreHandle) -> Result<Background> {
     log::info!(
         "heartbeat: GET {} every {:?} while every database syncs",
-        h.url,
+        crate::url::redact(&h.url),
         h.interval
     );
+    let shown = crate::url::redact(&h.url);
     let mut last: Option<Instant> = None;
     Background::start("litestream-heartbeat", h.check_every, move || {
         if last.is_some_and(|t| t.elapsed() < h.interval) {
@@ -94,15 +95,15 @@ pub(super) fn start(h: Heartbeat, store: StoreHandle) -> Result<Background> {
         match crate::client::get_status(&h.url) {
             Ok(s) if (200..300).contains(&s) => {
                 store.stats_mut(|st| st.heartbeats_sent += 1);
-                log::debug!("heartbeat sent to {}", h.url);
+                log::debug!("heartbeat sent to {shown}");
             }
             Ok(s) => {
                 store.stats_mut(|st| st.heartbeat_errors += 1);
-                log::error!("heartbeat to {} failed: HTTP {s}", h.url);
+                log::error!("heartbeat to {shown} failed: HTTP {s}");
             }
             Err(e) => {
                 store.stats_mut(|st| st.heartbeat_errors += 1);
-                log::error!("heartbeat to {} failed: {e}", h.url);
+                log::error!("heartbeat to {shown} failed: {e}");
             }
         }
     })

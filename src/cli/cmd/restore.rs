@@ -149,6 +149,15 @@ pub(crate) fn run(args: &[String]) -> CliResult {
             .parse::<IntegrityCheck>()
             .map_err(|e| Usage(e.to_string()))?;
     }
+    // The restored database gets the permission bits of the one it replaces (-force) or
+    // is restored beside (the configured database, restored to -o), never wider; else
+    // owner-only.
+    opts.mode = [Some(output.clone()), (!crate::url::is_url(target)).then(|| PathBuf::from(target))]
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
+        .map(|p| crate::durable::mode_like(&p, restore::DEFAULT_MODE))
+        .unwrap_or(restore::DEFAULT_MODE);
     if p.bool("f") {
         return run_follow(target, &p, &opts);
     }
@@ -247,6 +256,7 @@ fn run_follow(target: &str, p: &crate::cli::flags::Parsed, opts: &RestoreOptions
     }
     let mut fo = restore::FollowOptions::new(&opts.output);
     fo.integrity_check = opts.integrity_check;
+    fo.mode = opts.mode;
     if let Some(i) = p.get("follow-interval") {
         fo.interval = crate::cli::config::parse_duration(i)
             .filter(|d| !d.is_zero())

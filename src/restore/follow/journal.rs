@@ -7,7 +7,7 @@
 //! commits.
 
 use std::collections::BTreeSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -116,11 +116,14 @@ fn write_journal(
     read_page: impl Fn(u32) -> Result<Vec<u8>>,
 ) -> Result<()> {
     {
-        let mut j = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(jpath)
+        // The database's own bits, as SQLite gives its journals.
+        let db = jpath.with_file_name(
+            jpath
+                .file_name()
+                .map(|n| n.to_string_lossy().trim_end_matches("-journal").to_string())
+                .unwrap_or_default(),
+        );
+        let mut j = crate::durable::create_file(jpath, crate::durable::mode_like(&db, 0o600), false)
             .map_err(|e| Error::io(format!("create {}", jpath.display()), e))?;
         let n = nonce();
         let mut h = vec![0u8; SECTOR];
@@ -208,6 +211,7 @@ mod tests {
     use super::*;
 
     use rusqlite::{Connection, OpenFlags};
+    use std::fs::OpenOptions;
 
     fn dump(c: &Connection) -> Vec<(i64, String)> {
         let mut s = c.prepare("SELECT id, v FROM t ORDER BY id").unwrap();

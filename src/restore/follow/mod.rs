@@ -42,6 +42,9 @@ pub struct FollowOptions {
     pub interval: Duration,
     /// Check to run after the first restore.
     pub integrity_check: IntegrityCheck,
+    /// Permission bits of a database the first restore creates (see
+    /// [`RestoreOptions::mode`]); its journal and `-txid` file get the database's own.
+    pub mode: u32,
 }
 
 impl FollowOptions {
@@ -51,6 +54,7 @@ impl FollowOptions {
             output: output.into(),
             interval: DEFAULT_FOLLOW_INTERVAL,
             integrity_check: IntegrityCheck::None,
+            mode: super::DEFAULT_MODE,
         }
     }
 }
@@ -87,12 +91,13 @@ pub fn read_txid(output: &Path) -> Result<Option<Txid>> {
     }
 }
 
-/// Writes `<output>-txid` durably (temp file, fsync, rename, directory fsync).
-fn write_txid(output: &Path, txid: Txid) -> Result<()> {
+/// Writes `<output>-txid` durably (temp file, fsync, rename, directory fsync), with
+/// permission bits `mode`.
+fn write_txid(output: &Path, txid: Txid, mode: u32) -> Result<()> {
     let p = txid_path(output);
     let tmp = sibling(&p, ".tmp");
-    let mut f =
-        File::create(&tmp).map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
+    let mut f = crate::durable::create_file(&tmp, mode, false)
+        .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
     writeln!(f, "{txid}")
         .and_then(|_| f.sync_all())
         .map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
@@ -178,7 +183,9 @@ fn first_restore(client: &dyn ReplicaClient, opts: &FollowOptions) -> Result<Txi
     for p in [tmp.clone(), sibling(&tmp, "-wal"), sibling(&tmp, "-shm")] {
         let _ = fs::remove_file(p); // a leftover of a follower killed here
     }
-    let ro = RestoreOptions::new(&tmp).integrity_check(opts.integrity_check);
+    let ro = RestoreOptions::new(&tmp)
+        .integrity_check(opts.integrity_check)
+        .mode(opts.mode);
     let report = super::restore_ltx(client, &ro)?;
     let set_mode = (|| {
         let f = OpenOptions::new().read(true).write(true).open(&tmp)?;
@@ -191,7 +198,7 @@ fn first_restore(client: &dyn ReplicaClient, opts: &FollowOptions) -> Result<Txi
             e,
         )
     })?;
-    write_txid(out, report.txid)?;
+    write_txid(out, report.txid, crate::durable::mode_like(&tmp, opts.mode))?;
     if out.symlink_metadata().is_ok() {
         let _ = fs::remove_file(&tmp);
         return Err(Error::OutputExists(out.clone()));
@@ -345,7 +352,11 @@ impl<'a> Follower<'a> {
         r?;
         end?;
         self.txid = info.max_txid;
-        write_txid(&self.path, self.txid)?;
+        write_txid(
+            &self.path,
+            self.txid,
+            crate::durable::mode_like(&self.path, super::DEFAULT_MODE),
+        )?;
         log::debug!("follow: applied {name} ({} pages)", pages.len());
         Ok(())
     }

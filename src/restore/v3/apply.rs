@@ -4,7 +4,7 @@
 //! every segment must be accepted by SQLite, so a damaged segment is an error, not a
 //! silently shorter database.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -115,12 +115,8 @@ fn apply_segments(
                     seg.index
                 )));
             }
-            let f = OpenOptions::new()
-                .create(true)
-                .read(true)
-                .write(true)
-                .truncate(true)
-                .open(wal_path)
+            // The temp database's own bits (a restore's `mode`), as SQLite gives its WAL.
+            let f = crate::durable::create_file(wal_path, crate::durable::mode_like(db, 0o600), false)
                 .map_err(|e| Error::io(format!("create {}", wal_path.display()), e))?;
             wal = Some((f, seg.index));
             offset = 0;
