@@ -198,6 +198,43 @@ pub(crate) fn range(offset: u64, len: Option<u64>) -> Option<String> {
     }
 }
 
+/// A ranged GET that does not start at byte 0 answered a success other than `206` (`200`:
+/// the whole object): the server ignored the range, and its bytes are not the ones asked
+/// for. An error, never transient (a server that lies about sizes would otherwise be read
+/// again and again).
+pub(crate) fn check_ranged(
+    status: u16,
+    offset: u64,
+    backend: &'static str,
+    op: &'static str,
+    target: impl FnOnce() -> String,
+) -> Result<()> {
+    if status != 206 && offset > 0 {
+        return Err(Error::Backend {
+            backend,
+            op,
+            target: target(),
+            status: Some(200),
+            code: String::new(),
+            message: format!(
+                "the server ignored the Range header (asked from byte {offset}, got HTTP {status} instead of 206): it does not serve byte ranges, or the object is smaller than its listing said"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Where the `range` header among `headers` starts (0 without one).
+pub(crate) fn range_start(headers: &[(String, String)]) -> u64 {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("range"))
+        .and_then(|(_, v)| v.strip_prefix("bytes="))
+        .and_then(|v| v.split('-').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// An answer read to its end.
 pub(crate) struct Answer {
     pub status: u16,

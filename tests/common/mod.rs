@@ -608,7 +608,26 @@ pub fn peak_rss_kib() -> u64 {
         .unwrap()
 }
 
-/// Resets the peak resident memory (`VmHWM`) to the current resident size.
+/// Resets the peak resident memory (`VmHWM`) to the current resident size, after handing
+/// heap memory freed by earlier tests of the process back to the system (glibc's
+/// `malloc_trim`), so that a peak measures the test's own use.
 pub fn reset_peak_rss() {
+    extern "C" {
+        fn malloc_trim(pad: usize) -> i32;
+    }
+    // SAFETY: malloc_trim only returns free heap pages to the system.
+    unsafe {
+        malloc_trim(0);
+    }
     std::fs::write("/proc/self/clear_refs", "5").unwrap();
+}
+
+/// The resident size now (`VmRSS`), KiB: what a test's peak grows from.
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
 }

@@ -189,9 +189,13 @@ impl AbsClient {
         op: &'static str,
         key: &str,
         headers: &[(&str, String)],
+        offset: u64,
     ) -> Result<Box<dyn Read + Send>> {
         retry::run("abs", op, |_| {
             let resp = self.send(op, "GET", Some(key), &[], headers, Body::Bytes(&[]))?;
+            http::check_ranged(resp.status().as_u16(), offset, "abs", op, || {
+                self.target(Some(key))
+            })?;
             Ok(Box::new(resp.into_body().into_reader()) as Box<dyn Read + Send>)
         })
     }
@@ -410,7 +414,7 @@ impl ReplicaClient for AbsClient {
     fn open_object(&self, path: &str) -> Result<Box<dyn Read + Send>> {
         check_object_path(path)?;
         let key = format!("{}{path}", key::root(&self.cfg.path, Layout::Ltx));
-        self.open("GetBlob", &key, &[])
+        self.open("GetBlob", &key, &[], 0)
     }
 
     fn open_ltx_file(
@@ -429,7 +433,7 @@ impl ReplicaClient for AbsClient {
             .map(|r| ("x-ms-range", r))
             .into_iter()
             .collect();
-        match self.open("GetBlob", &key, &headers) {
+        match self.open("GetBlob", &key, &headers, offset) {
             Err(Error::Backend {
                 status: Some(404), ..
             }) => Err(Error::NotFound {

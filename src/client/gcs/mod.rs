@@ -434,6 +434,9 @@ impl ReplicaClient for GcsClient {
             .collect();
         let opened = retry::run("gs", "get", |_| {
             let resp = self.send("get", "GET", &url, &headers, Body::Empty)?;
+            http::check_ranged(resp.status().as_u16(), offset, "gs", "get", || {
+                format!("gs://{}/{key}", self.cfg.bucket)
+            })?;
             Ok(Box::new(resp.into_body().into_reader()) as Box<dyn Read + Send>)
         });
         match opened {

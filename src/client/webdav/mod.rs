@@ -94,6 +94,14 @@ impl std::fmt::Debug for WebDavClient {
     }
 }
 
+/// The file name of `path` (a decoded href) if it names a file directly in the collection
+/// `dir` (an absolute path; the href may carry a prefix of the server's before it).
+fn name_in<'a>(path: &'a str, dir: &str) -> Option<&'a str> {
+    let (parent, name) = path.rsplit_once('/')?;
+    let plain = parent.split('/').all(|seg| seg != ".." && seg != ".");
+    (plain && !name.is_empty() && parent.ends_with(dir.trim_end_matches('/'))).then_some(name)
+}
+
 /// Drops namespace prefixes from tag names (`<D:href>` → `<href>`), so the flat element
 /// reader finds DAV elements whatever prefix the server chose.
 fn strip_prefixes(doc: &str) -> String {
@@ -390,9 +398,14 @@ impl ReplicaClient for WebDavClient {
         let Some(entries) = self.propfind(&self.level_dir(level))? else {
             return Ok(Vec::new());
         };
+        let dir = self.level_dir(level);
         let mut out = Vec::new();
         for (path, size, modified) in entries {
-            let name = path.rsplit('/').next().unwrap_or("");
+            // Only files directly in the level's collection count: a listing that names
+            // files elsewhere (`..`, another folder, a subfolder) is not ours to read.
+            let Some(name) = name_in(&path, &dir) else {
+                continue;
+            };
             let Some((min, max)) = ltx::parse_file_name(name) else {
                 continue;
             };
@@ -427,20 +440,11 @@ impl ReplicaClient for WebDavClient {
             .into_iter()
             .collect();
         let (status, body) = self.get(&key, &headers)?;
-        match status {
-            200 if offset > 0 => Err(Error::Backend {
-                backend: "webdav",
-                op: "get",
-                target: self.url(&key),
-                status: Some(200),
-                code: String::new(),
-                message: "the server ignored the Range header".into(),
-            }),
-            _ => Ok(match len {
-                Some(n) => Box::new(body.take(n)),
-                None => body,
-            }),
-        }
+        http::check_ranged(status, offset, "webdav", "get", || self.url(&key))?;
+        Ok(match len {
+            Some(n) => Box::new(body.take(n)),
+            None => body,
+        })
     }
 
     fn write_ltx_file(&self, level: u8, min: Txid, max: Txid, src: &File) -> Result<FileInfo> {
