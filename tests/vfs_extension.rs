@@ -45,10 +45,16 @@ for uri in uris:
     print("--")
 "#;
 
-fn python_dump(so: &str, uris: &[String]) -> String {
-    let (ok, out, err) = run(Command::new(PYTHON).arg("-c").arg(DUMP).arg(so).args(uris));
+/// Returns the dump and python's stderr (the extension logs at `warn`).
+fn python_dump(so: &str, uris: &[String]) -> (String, String) {
+    let (ok, out, err) = run(Command::new(PYTHON)
+        .arg("-c")
+        .arg(DUMP)
+        .arg(so)
+        .args(uris)
+        .env("LITESTREAM_LOG_LEVEL", "warn"));
     assert!(ok, "python3 failed: {err}");
-    out
+    (out, err)
 }
 
 /// A database written and replicated by our store to a file replica; returns its path
@@ -100,8 +106,10 @@ fn python_and_the_sqlite3_shell_load_the_extension_and_read_two_replicas() {
     let (db_b, rep_b, mut store_b) = replicated(dir.path(), "b", 2);
 
     let plain = |db: &Path| format!("file:{}?mode=ro", db.display());
-    let want = python_dump("", &[plain(&db_a), plain(&db_b)]);
-    let got = python_dump(&so, &[vfs_uri(&rep_a), vfs_uri(&rep_b)]);
+    let (want, _) = python_dump("", &[plain(&db_a), plain(&db_b)]);
+    let (got, log) = python_dump(&so, &[vfs_uri(&rep_a), vfs_uri(&rep_b)]);
+    // Each refused write says why in the log, once per connection.
+    assert_eq!(log.matches("is a read replica: writes are refused").count(), 2, "{log}");
     // The extension's output adds the TXID and the refused write to each database.
     let mut kept = Vec::new();
     let mut extra = Vec::new();
@@ -247,4 +255,77 @@ fn python_reopens_from_the_cache_while_the_replica_is_unreachable() {
         "stderr: {log}"
     );
     assert!(log.contains("serving the state cached"), "{log}");
+}
+
+/// Opens one URI and keeps the connection: prints the row count of `notes`, then, for each
+/// count read on stdin, waits (≤ 20 s) until the same connection sees it and prints how
+/// long that took, with the TXID.
+const FOLLOW: &str = r#"
+import sqlite3, sys, time
+so, uri = sys.argv[1], sys.argv[2]
+boot = sqlite3.connect(":memory:")
+boot.enable_load_extension(True)
+boot.load_extension(so)
+c = sqlite3.connect(uri, uri=True)
+count = lambda: c.execute("SELECT count(*) FROM notes").fetchone()[0]
+print("count", count(), flush=True)
+for line in sys.stdin:
+    want, t = int(line), time.time()
+    while count() < want and time.time() < t + 20:
+        time.sleep(0.05)
+    print("seen", count(), "after %.2f s" % (time.time() - t), "txid", c.execute("PRAGMA litestream_txid").fetchone()[0], flush=True)
+"#;
+
+#[test]
+fn an_open_python_connection_follows_new_writes() {
+    use std::io::{BufRead, BufReader, Write};
+    let Some(so) = peer_env("LITESTREAM_TEST_VFS_SO") else {
+        return;
+    };
+    let dir = TempDir::new("vfs-ext-follow");
+    let (db, replica, mut store) = replicated(dir.path(), "a", 5);
+    let src = Connection::open(&db).unwrap();
+    let notes = |c: &Connection| -> i64 {
+        c.query_row("SELECT count(*) FROM notes", [], |r| r.get(0))
+            .unwrap()
+    };
+    let mut py = Command::new(PYTHON)
+        .arg("-c")
+        .arg(FOLLOW)
+        .arg(&so)
+        .arg(vfs_uri(&replica))
+        .env("LITESTREAM_LOG_LEVEL", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = py.stdin.take().unwrap();
+    let mut lines = BufReader::new(py.stdout.take().unwrap()).lines();
+    let mut next = || lines.next().expect("python3 ended").unwrap();
+    assert_eq!(next(), format!("count {}", notes(&src)));
+    for round in 0..3 {
+        for i in 0..5 {
+            src.execute(
+                "INSERT INTO notes(k, v) VALUES (?1, ?2)",
+                (format!("follow-{round}-{i}"), "x".repeat(100 * i)),
+            )
+            .unwrap();
+        }
+        store.sync(&db).unwrap();
+        store
+            .wait_replicated(&db, None, Duration::from_secs(30))
+            .unwrap();
+        let want = notes(&src);
+        let txid = store.status()[0].local_txid.to_string();
+        writeln!(stdin, "{want}").unwrap();
+        let seen = next();
+        eprintln!("FIGURE python follows round {round}: {seen}");
+        assert!(
+            seen.starts_with(&format!("seen {want} after")) && seen.ends_with(&format!("txid {txid}")),
+            "round {round}: wanted {want} rows at {txid}, python3 says {seen}"
+        );
+    }
+    drop(stdin);
+    assert!(py.wait().unwrap().success());
+    store.close().unwrap();
 }

@@ -18,6 +18,8 @@ pub(crate) struct Conn {
     pinned: Option<Arc<Snapshot>>,
     /// Time travel: the state shown instead of the newest.
     travel: Option<(SystemTime, Arc<Snapshot>)>,
+    /// A write was refused and said so (once per connection).
+    refused_write: bool,
 }
 
 /// What a PRAGMA asked of a connection answered.
@@ -36,6 +38,18 @@ impl Conn {
             reader,
             pinned: None,
             travel: None,
+            refused_write: false,
+        }
+    }
+
+    /// A write was attempted: SQLite reports `SQLITE_READONLY` ("attempt to write a
+    /// readonly database"); the log says why, once per connection.
+    pub fn refuse_write(&mut self) {
+        if !std::mem::replace(&mut self.refused_write, true) {
+            log::warn!(
+                "litestream vfs: {:?} is a read replica: writes are refused (SQLITE_READONLY); write to the primary database that replicates to it",
+                self.reader.client()
+            );
         }
     }
 

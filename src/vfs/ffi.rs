@@ -333,15 +333,19 @@ unsafe extern "C" fn x_read(
 }
 
 unsafe extern "C" fn x_write(
-    _: *mut ffi::sqlite3_file,
+    f: *mut ffi::sqlite3_file,
     _: *const c_void,
     _: c_int,
     _: i64,
 ) -> c_int {
+    // SAFETY: callback contract.
+    guard((), || unsafe { conn(f) }.refuse_write());
     ffi::SQLITE_READONLY
 }
 
-unsafe extern "C" fn x_truncate(_: *mut ffi::sqlite3_file, _: i64) -> c_int {
+unsafe extern "C" fn x_truncate(f: *mut ffi::sqlite3_file, _: i64) -> c_int {
+    // SAFETY: callback contract.
+    guard((), || unsafe { conn(f) }.refuse_write());
     ffi::SQLITE_READONLY
 }
 
@@ -358,6 +362,8 @@ unsafe extern "C" fn x_file_size(f: *mut ffi::sqlite3_file, out: *mut i64) -> c_
 unsafe extern "C" fn x_lock(f: *mut ffi::sqlite3_file, level: c_int) -> c_int {
     if level > ffi::SQLITE_LOCK_SHARED {
         // A read replica: nothing may take the write locks.
+        // SAFETY: callback contract.
+        guard((), || unsafe { conn(f) }.refuse_write());
         return ffi::SQLITE_READONLY;
     }
     // SAFETY: callback contract.

@@ -150,6 +150,11 @@ impl ReplicaReader {
         Ok(reader)
     }
 
+    /// The replica this reader reads.
+    pub(crate) fn client(&self) -> &Arc<dyn ReplicaClient> {
+        &self.client
+    }
+
     /// The newest state known.
     pub(crate) fn latest(&self) -> Arc<Snapshot> {
         self.latest
