@@ -179,9 +179,11 @@ unsafe extern "C" fn x_open(
                 let f = file as *mut File;
                 (*f).conn = c;
                 (*f).base.pMethods = &IO_METHODS;
+                // Opened as asked: a connection that asked to write is refused at its
+                // first write lock (`x_lock`), which says why in the log; a file
+                // reported read-only here would fail the write inside SQLite, unseen.
                 if !out_flags.is_null() {
-                    *out_flags = (flags & !(ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_CREATE))
-                        | ffi::SQLITE_OPEN_READONLY;
+                    *out_flags = flags;
                 }
             }
             ffi::SQLITE_OK
