@@ -1,10 +1,12 @@
 //! Checkpoints that never stall writers for I/O that grows with the WAL: the write
-//! barrier, rounds of PASSIVE backfill with writers running, the final short barrier, the
-//! emergency truncation and its throttle (see the module docs of `db`).
+//! barrier, rounds of PASSIVE backfill with writers running (paced by `pacer` when they
+//! outrun it), the final short barrier, the emergency truncation (see the module docs of
+//! `db`).
 
 use std::fs;
 use std::time::{Duration, Instant};
 
+use super::pacer::{Pacer, FIRST_RELEASE, MIN_RELEASE};
 use super::{SyncOutcome, Syncer};
 use crate::error::{Error, Result};
 use crate::sqlite::{CheckpointMode, Conn};
@@ -13,18 +15,36 @@ use crate::wal::WAL_HEADER_SIZE;
 /// Most WAL bytes a checkpoint backfills while writers wait at the barrier; more than
 /// that is backfilled with writers running first, in rounds that shrink while the
 /// checkpoint outpaces the writers.
-const MAX_BARRIER_BACKFILL: u64 = 8 << 20;
+const MAX_BARRIER_BACKFILL: u64 = 4 << 20;
+/// A barrier is taken only after a sync that copied at most this much, so the copy under
+/// the barrier is a short tail.
+const NEAR_END: u64 = 1 << 20;
 /// Rounds of backfilling with writers running before giving up until the next tick (an
 /// emergency truncation takes the barrier after the last round whatever is left).
-const BACKFILL_ROUNDS: u32 = 10;
-/// How long the emergency throttle holds writers at a time (then lets them run for half
-/// as long).
-const THROTTLE_HOLD: Duration = Duration::from_millis(200);
+const BACKFILL_ROUNDS: u32 = 20;
+/// A WAL file this large is paced from the first round of its checkpoint, and shrunk
+/// once it is fully checkpointed.
+pub(super) const PACE_WAL_BYTES: u64 = 64 << 20;
 
 impl Syncer {
     /// Runs `f` while holding the write barrier. `Ok(None)` if the barrier could not be
     /// taken within the busy timeout (writers busy): try again later.
+    /// While a pacer runs, the pacer's thread holds the barrier (at once, or by extending
+    /// the hold under way), so no commit waits for a hold and a barrier in a row.
     fn with_barrier<T>(&mut self, f: impl FnOnce(&mut Syncer) -> Result<T>) -> Result<Option<T>> {
+        self.sync_near_end()?;
+        let Some(p) = self.pacer.take() else {
+            return self.barrier(f);
+        };
+        let held = Instant::now();
+        let r = if p.barrier() { Some(f(self)) } else { None };
+        p.end_barrier();
+        self.pacer = Some(p);
+        self.log_barrier(held);
+        r.transpose()
+    }
+
+    fn barrier<T>(&mut self, f: impl FnOnce(&mut Syncer) -> Result<T>) -> Result<Option<T>> {
         match self.w.exec("BEGIN IMMEDIATE") {
             Ok(()) => {}
             Err(Error::Sqlite { code, .. }) if code & 0xff == 5 || code & 0xff == 6 => {
@@ -32,11 +52,79 @@ impl Syncer {
             }
             Err(e) => return Err(e),
         }
+        let held = Instant::now();
         let r = f(self);
         let rb = self.w.exec("ROLLBACK");
+        self.log_barrier(held);
         let v = r?;
         rb?;
         Ok(Some(v))
+    }
+
+    fn log_barrier(&self, held: Instant) {
+        log::debug!(
+            "{}: write barrier held {} ms",
+            self.shared.path.display(),
+            held.elapsed().as_millis()
+        );
+    }
+
+    /// Syncs until a pass copies at most [`NEAR_END`] bytes (a few passes at most), so the
+    /// sync under a barrier that follows copies a short tail, not what a fast writer
+    /// produced during the previous copy.
+    fn sync_near_end(&mut self) -> Result<()> {
+        for _ in 0..4 {
+            let before = self.pos.as_ref().map(|p| (p.end, p.salts));
+            if let SyncOutcome::NeedSnapshot = self.sync(true)? {
+                return Ok(());
+            }
+            let after = self.pos.as_ref().map(|p| (p.end, p.salts));
+            let copied = match (before, after) {
+                (Some((b, bs)), Some((a, s))) if bs == s => a.saturating_sub(b),
+                (_, Some((a, _))) => a,
+                _ => 0,
+            };
+            if copied <= NEAR_END {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts pacing writers (see `pacer`), if not already.
+    pub(super) fn pace(&mut self) -> Result<()> {
+        if self.pacer.is_some() {
+            return Ok(());
+        }
+        let conn = match self.pacer_conn.take() {
+            Some(c) => c,
+            None => {
+                let c = Conn::open(&self.shared.path)?;
+                c.exec("PRAGMA wal_autocheckpoint = 0")?;
+                c.set_persist_wal()?;
+                c.eager_busy_handler(self.shared.opts.busy_timeout.max(Duration::from_secs(1)) * 5);
+                c
+            }
+        };
+        self.pacer = Some(Pacer::start(conn, self.pace_release));
+        Ok(())
+    }
+
+    /// Whether a pacer runs.
+    pub(super) fn pacing(&self) -> bool {
+        self.pacer.is_some()
+    }
+
+    /// Stops pacing writers.
+    pub(super) fn unpace(&mut self) {
+        if let Some(p) = self.pacer.take() {
+            self.pace_release = p.release();
+            self.pacer_conn = p.stop();
+        }
+    }
+
+    fn wal_file_size(&self) -> u64 {
+        fs::metadata(&self.wal_path).map(|m| m.len()).unwrap_or(0)
     }
 
     /// Re-acquires `R` at the WAL end under the barrier, after a sync to the end.
@@ -80,7 +168,7 @@ impl Syncer {
 
     /// The WAL file reached the emergency truncation threshold.
     fn over_truncate_threshold(&self) -> bool {
-        let size = fs::metadata(&self.wal_path).map(|m| m.len()).unwrap_or(0);
+        let size = self.wal_file_size();
         match self.shared.opts.truncate_pages {
             Some(n) => size >= self.wal_bytes(n as u64),
             None => false,
@@ -100,52 +188,13 @@ impl Syncer {
             && end > self.wal_bytes(1)
     }
 
-    /// Runs `f` while a thread holds the write lock two thirds of the time, in slices of
-    /// [`THROTTLE_HOLD`]. For emergency truncations only: a writer that produces WAL
-    /// faster than it can be copied and backfilled is slowed to a pace the checkpoint can
-    /// finish at, instead of growing the WAL without bound, and no commit waits much
-    /// longer than one slice.
-    fn throttled<T>(&mut self, f: impl FnOnce(&mut Syncer) -> Result<T>) -> Result<T> {
-        let conn = match self.throttle.take() {
-            Some(c) => c,
-            None => {
-                let c = Conn::open(&self.shared.path)?;
-                c.exec("PRAGMA wal_autocheckpoint = 0")?;
-                c.set_persist_wal()?;
-                c.eager_busy_handler(THROTTLE_HOLD * 10);
-                c
-            }
-        };
-        let stop = std::sync::atomic::AtomicBool::new(false);
-        let (r, conn) = std::thread::scope(|scope| {
-            let stop = &stop;
-            let h = scope.spawn(move || {
-                use std::sync::atomic::Ordering::Relaxed;
-                while !stop.load(Relaxed) {
-                    if conn.exec("BEGIN IMMEDIATE").is_ok() {
-                        let t = Instant::now();
-                        while !stop.load(Relaxed) && t.elapsed() < THROTTLE_HOLD {
-                            std::thread::sleep(Duration::from_millis(5));
-                        }
-                        let _ = conn.exec("ROLLBACK");
-                    }
-                    std::thread::sleep(THROTTLE_HOLD / 2);
-                }
-                conn
-            });
-            let r = f(self);
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            (r, h.join().ok())
-        });
-        self.throttle = conn;
-        r
-    }
-
     /// Checkpoints without stalling writers for longer than it takes to copy the frames
     /// written since the previous step (see the module docs).
     pub(super) fn checkpoint(&mut self, truncate: bool) -> Result<()> {
         let started = Instant::now();
+        self.pace_release = FIRST_RELEASE;
         let r = self.checkpoint_mode(truncate);
+        self.unpace();
         let mode = if truncate { "TRUNCATE" } else { "PASSIVE" };
         let secs = started.elapsed().as_secs_f64();
         let ok = r.is_ok();
@@ -155,18 +204,22 @@ impl Syncer {
 
     fn checkpoint_mode(&mut self, truncate: bool) -> Result<()> {
         if truncate {
-            let size = fs::metadata(&self.wal_path).map(|m| m.len()).unwrap_or(0);
             log::info!(
-                "{}: WAL is {size} bytes, over the truncate threshold: checkpointing and truncating it",
-                self.shared.path.display()
+                "{}: WAL is {} bytes, over the truncate threshold: checkpointing and truncating it",
+                self.shared.path.display(),
+                self.wal_file_size()
             );
-            return self.throttled(|s| s.checkpoint_inner(true));
         }
-        self.checkpoint_inner(false)
+        self.checkpoint_inner(truncate)
     }
 
     fn checkpoint_inner(&mut self, truncate: bool) -> Result<()> {
         self.sync(true)?;
+        if truncate || self.wal_file_size() > PACE_WAL_BYTES {
+            // Much to backfill already: writers get the least time from the start.
+            self.pace_release = MIN_RELEASE;
+            self.pace()?;
+        }
         // 1 and 2, repeated while writers outpace the backfill: move R to the WAL end under
         // a short barrier, then backfill up to it with writers running. The final barrier
         // below only ever covers a small remainder.
@@ -202,11 +255,19 @@ impl Syncer {
                 return self.checkpoint(true);
             }
             round += 1;
-            // Bounding the WAL cannot wait for rounds that do not converge: a writer as
-            // fast as the copy plus the backfill would keep the WAL growing by gigabytes.
-            let diverging = truncate && behind.saturating_mul(2) > prev_behind;
+            // Writers outpace the backfill: pace them, harder each round that did not at
+            // least halve the gap.
+            match &self.pacer {
+                None => self.pace()?,
+                Some(p) if behind.saturating_mul(2) > prev_behind => p.tighten(),
+                Some(_) => {}
+            }
+            // Bounding the WAL cannot wait for rounds that lose ground even with writers
+            // paced as hard as the pacer goes.
+            let at_min = self.pacer.as_ref().is_some_and(|p| p.release() <= MIN_RELEASE);
+            let diverging = truncate && at_min && behind > prev_behind;
             prev_behind = behind;
-            if round >= BACKFILL_ROUNDS || (diverging && round > 1) {
+            if round >= BACKFILL_ROUNDS || diverging {
                 if truncate {
                     log::warn!(
                         "{}: writers outpace the checkpoint; holding them for the last {behind} WAL bytes to bound the WAL",
@@ -221,7 +282,14 @@ impl Syncer {
                 return Ok(());
             }
         }
-        // 3. Copy and backfill what was written meanwhile, re-take R, release writers.
+        // The final barrier's checkpoint ends with an fsync of the database file, which on a
+        // journaling file system may also wait for other dirty data of the file system
+        // (the WAL's, the backfill's). Written out here, with writers running, it is not
+        // waited for under the barrier.
+        flush(&self.wal_path);
+        flush(&self.shared.path);
+        // 3. Copy and backfill what was written meanwhile, re-take R, release writers (and
+        // stop pacing them).
         let full = self.with_barrier(|s| {
             if let SyncOutcome::NeedSnapshot = s.sync(false)? {
                 return Ok(None);
@@ -233,7 +301,9 @@ impl Syncer {
             br?;
             s.restart_ok = true;
             Ok(Some(!busy && log >= 0 && log == ckpt))
-        })?;
+        });
+        self.unpace();
+        let full = full?;
         log::debug!(
             "{}: checkpoint final barrier: {full:?} (truncate {truncate})",
             self.shared.path.display()
@@ -245,12 +315,13 @@ impl Syncer {
         self.last_checkpoint = Instant::now();
         self.shared.publish(|st| st.checkpoint_count += 1);
         self.synced_since_checkpoint = false;
-        if truncate && full {
+        if full && (truncate || self.wal_file_size() > PACE_WAL_BYTES) {
             // 4. Everything is copied and backfilled and R reads the database file only, so
-            // the next write restarts the WAL; make it ours (a bump of _litestream_seq, as
-            // Litestream does), right away, so journal_size_limit shrinks the file at its
-            // commit. If an application write gets in first it restarts the WAL instead
+            // the next write restarts the WAL; for a truncation or a large WAL file make it
+            // ours (a bump of _litestream_seq, as Litestream does), right away, so
+            // journal_size_limit shrinks the file at its commit. If an application write gets in first it restarts the WAL instead
             // (nothing lost: R allows one restart) and the file is shrunk next time.
+            let bumped = Instant::now();
             self.w.exec("BEGIN IMMEDIATE")?;
             let bump = self.w.exec(
                 "INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET seq = seq + 1",
@@ -264,10 +335,19 @@ impl Syncer {
             }
             let size = fs::metadata(&self.wal_path).map(|m| m.len()).unwrap_or(0);
             log::debug!(
-                "{}: WAL restarted by us, now {size} bytes",
-                self.shared.path.display()
+                "{}: WAL restarted by us in {} ms, now {size} bytes",
+                self.shared.path.display(),
+                bumped.elapsed().as_millis()
             );
         }
         Ok(())
+    }
+}
+
+
+/// Writes a file's dirty pages out (best effort: only to shorten a later fsync).
+fn flush(path: &std::path::Path) {
+    if let Ok(f) = fs::File::open(path) {
+        let _ = f.sync_data();
     }
 }

@@ -8,7 +8,8 @@
 //! | `mod.rs` | options, shared state, the handle, the `Syncer`'s fields |
 //! | `open.rs` | opening a database for replication; the read transaction `R` |
 //! | `sync.rs` | copying committed WAL frames into L0 files |
-//! | `checkpoint.rs` | the write barrier, checkpoints, the emergency throttle |
+//! | `checkpoint.rs` | the write barrier, checkpoints, the emergency truncation |
+//! | `pacer.rs` | holding writers in short slices while a checkpoint catches up |
 //! | `snapshot.rs` | full snapshots of the current state |
 //! | `local.rs` | the local state directory and its L0 files |
 //! | `thread.rs` | the thread: ticks, requests, back-off |
@@ -39,10 +40,19 @@
 //! (barrier: copy the few frames since the last sync), backfills the bulk with a PASSIVE
 //! checkpoint while writers run, then takes the barrier again to copy and backfill the
 //! frames written meanwhile and re-acquire `R`.
+//!
+//! A writer faster than copy plus backfill would keep that chase going while the WAL
+//! grows: a sync that copies more than half of `checkpoint::PACE_WAL_BYTES` at once, or a
+//! checkpoint that does not catch up, starts the *pacer* (`pacer.rs`), a thread that holds
+//! writers in slices of 100 ms with releases of 100 ms down to 35 ms, and holds the
+//! barriers itself while it runs (a barrier replaces a hold rather than following one).
+//! The WAL's dirty pages are written out as they are copied (`sync_file_range`) and once
+//! more before the final barrier, so the fsync under it waits for little.
 
 mod checkpoint;
 mod local;
 mod open;
+mod pacer;
 mod snapshot;
 mod sync;
 #[cfg(test)]
@@ -368,8 +378,12 @@ struct Syncer {
     /// Last PASSIVE attempt made no progress (skip the bulk pass before a truncation).
     futile_passive: bool,
     buf: Vec<u8>,
-    /// The throttle's connection, kept open once made (see `Syncer::throttled`).
-    throttle: Option<Conn>,
+    /// The running pacer, while a checkpoint paces writers (see `pacer`).
+    pacer: Option<pacer::Pacer>,
+    /// The pacer's connection between checkpoints, kept open once made.
+    pacer_conn: Option<Conn>,
+    /// The pacer's current release (see `pacer::Pacer::tighten`).
+    pace_release: Duration,
     /// Test hook run after each page is read for a copy (to race a writer against it).
     #[cfg(test)]
     after_page: Option<Box<dyn FnMut(u32)>>,

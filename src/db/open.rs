@@ -85,7 +85,9 @@ impl Syncer {
             synced_since_checkpoint: false,
             last_checkpoint: Instant::now(),
             futile_passive: false,
-            throttle: None,
+            pacer: None,
+            pacer_conn: None,
+            pace_release: super::pacer::FIRST_RELEASE,
             #[cfg(test)]
             after_page: None,
             buf: vec![0u8; page_size as usize],

@@ -71,9 +71,24 @@ impl Syncer {
         allow_snapshot: bool,
         mut budget: Option<u64>,
     ) -> Result<SyncOutcome> {
+        let start = self.pos.as_ref().map(|p| (p.end, p.salts));
         loop {
             match self.sync_once(allow_snapshot)? {
                 (SyncOutcome::Done, true) => {
+                    // A writer outrunning the copy: pace it from here, so the checkpoint
+                    // that follows starts before the WAL has grown far.
+                    let now = self.pos.as_ref().map(|p| (p.end, p.salts));
+                    let copied = match (start, now) {
+                        (Some((a, sa)), Some((b, sb))) if sa == sb => b.saturating_sub(a),
+                        _ => 0,
+                    };
+                    if allow_snapshot
+                        && copied > super::checkpoint::PACE_WAL_BYTES / 2
+                        && !self.pacing()
+                    {
+                        self.pace_release = super::pacer::MIN_RELEASE;
+                        self.pace()?;
+                    }
                     if let Some(b) = budget.as_mut() {
                         *b -= 1;
                         if *b == 0 {
@@ -183,6 +198,9 @@ impl Syncer {
                 },
             ),
         };
+        if let Some(f) = &wal {
+            crate::sys::start_writeback(f, scan_start.offset, scan.end);
+        }
         if why_snapshot.is_none() && scan.end == scan_start.offset {
             // Nothing committed since the last sync. After a restart, move to the new
             // generation only once it has a committed frame.

@@ -66,7 +66,10 @@ impl Syncer {
         let wrote = self.txid() != before;
         // A write may land with the same mtime as the stat above: look once more.
         self.recheck = changed || wrote;
-        self.checkpoint_policy()?;
+        let policy = self.checkpoint_policy();
+        // A pacer started by the sync stops here if no checkpoint ran to stop it.
+        self.unpace();
+        policy?;
         Ok(wrote)
     }
 }
