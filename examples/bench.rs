@@ -150,7 +150,10 @@ fn load(db: &Path, secs: f64, rows_per_s: f64) -> (u64, u64, f64) {
             let at = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default();
-            eprintln!("  slow commit: {took:.3} s, ended at unix {:.3}", at.as_secs_f64());
+            eprintln!(
+                "  slow commit: {took:.3} s, ended at unix {:.3}",
+                at.as_secs_f64()
+            );
         }
         match r {
             Ok(()) => rows += 100,

@@ -195,7 +195,11 @@ pub(crate) fn redact(url: &str) -> String {
         Some((_, h)) => format!("…@{h}"),
         None => authority.to_string(),
     };
-    let tail = if tail.is_empty() || tail == "/" { tail } else { "/…" };
+    let tail = if tail.is_empty() || tail == "/" {
+        tail
+    } else {
+        "/…"
+    };
     format!("{scheme}://{host}{tail}")
 }
 

@@ -281,7 +281,7 @@ fn other_backends_hostile_names_are_ignored_and_nothing_is_written_outside() {
             format!("{level}/{file}/../../x.ltx"),
             format!("{level}/\u{1}\u{7f}%00.ltx"),
             format!("{level}/{file}\u{0}"),
-            format!("../ltx/0/0000000000000002-0000000000000002.ltx"),
+            "../ltx/0/0000000000000002-0000000000000002.ltx".to_string(),
             format!("{level}/sub/{file}"),
         ]
         .into();
@@ -309,7 +309,10 @@ fn other_backends_a_listing_that_lies_about_sizes_is_a_clear_error() {
             Backend::WebDav => "/p/ltx/0",
             _ => "p/ltx/0",
         };
-        let doc = b.listing(&[format!("{level}/0000000000000001-0000000000000001.ltx")], None);
+        let doc = b.listing(
+            &[format!("{level}/0000000000000001-0000000000000001.ltx")],
+            None,
+        );
         let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
         reset_peak_rss();
         let base = rss_kib();
@@ -338,7 +341,14 @@ fn other_backends_a_listing_that_lies_about_sizes_is_a_clear_error() {
 fn a_listing_whose_next_page_is_itself_ends() {
     for b in [Backend::Azure, Backend::Gcs] {
         let names = vec!["p/ltx/0/0000000000000001-0000000000000001.ltx".to_string()];
-        let text = list_with("self-referencing pages", b, Body::Fixed(b.listing(&names, Some("again"))));
-        assert!(!text.starts_with("ok") || text.matches("FileInfo").count() <= 2, "{b:?}: {text}");
+        let text = list_with(
+            "self-referencing pages",
+            b,
+            Body::Fixed(b.listing(&names, Some("again"))),
+        );
+        assert!(
+            !text.starts_with("ok") || text.matches("FileInfo").count() <= 2,
+            "{b:?}: {text}"
+        );
     }
 }

@@ -106,7 +106,10 @@ fn the_cli_restores_with_the_databases_own_bits() {
     let cfg = dir.join("litestream.yml");
     std::fs::write(
         &cfg,
-        format!("dbs:\n  - path: {}\n    replica:\n      url: {url}\n", db.display()),
+        format!(
+            "dbs:\n  - path: {}\n    replica:\n      url: {url}\n",
+            db.display()
+        ),
     )
     .unwrap();
     let beside = dir.join("beside.db");
@@ -117,11 +120,19 @@ fn the_cli_restores_with_the_databases_own_bits() {
         beside.to_str().unwrap(),
         db.to_str().unwrap(),
     ]);
-    assert_eq!(mode(&beside), 0o640 & !umask(), "restored beside a 0640 database");
+    assert_eq!(
+        mode(&beside),
+        0o640 & !umask(),
+        "restored beside a 0640 database"
+    );
 
     std::fs::set_permissions(&from_url, std::fs::Permissions::from_mode(0o604)).unwrap();
     restore_cli(&["-force", "-o", from_url.to_str().unwrap(), &url]);
-    assert_eq!(mode(&from_url), 0o604 & !umask(), "restored over a 0604 database");
+    assert_eq!(
+        mode(&from_url),
+        0o604 & !umask(),
+        "restored over a 0604 database"
+    );
 }
 
 /// This process's umask (from /proc).

@@ -137,7 +137,10 @@ fn exercise(what: &str, client: Arc<dyn ReplicaClient>) -> u32 {
     assert_clean(&format!("{what}: client"), &format!("{client:?}"));
     let log = LOG.lock().unwrap_or_else(|e| e.into_inner()).clone();
     assert_clean(&format!("{what}: log"), &log);
-    let third = THIRD_PARTY_TRACE.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let third = THIRD_PARTY_TRACE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     let leaks = ALL
         .iter()
         .map(|s| third.lines().filter(|l| l.contains(s)).count())
@@ -298,11 +301,25 @@ fn cli_config(dir: &TempDir, db: &std::path::Path, i: usize, cfg: &str, env: &[(
     let (config, db) = (path.display().to_string(), db.display().to_string());
     let out = out.display().to_string();
     let mut runs: Vec<(&str, Vec<&str>)> = vec![
-        ("debug", vec!["restore", "-config", &config, "-o", &out, &db]),
+        (
+            "debug",
+            vec!["restore", "-config", &config, "-o", &out, &db],
+        ),
         ("trace", vec!["ltx", "-config", &config, &db]),
     ];
     if replicates {
-        runs.push(("info", vec!["replicate", "-config", &config, "-log-level", "trace", "-exec", "sleep 2"]));
+        runs.push((
+            "info",
+            vec![
+                "replicate",
+                "-config",
+                &config,
+                "-log-level",
+                "trace",
+                "-exec",
+                "sleep 2",
+            ],
+        ));
     }
     for (level, args) in runs {
         let mut cmd = std::process::Command::new(our_bin());

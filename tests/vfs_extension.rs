@@ -109,7 +109,11 @@ fn python_and_the_sqlite3_shell_load_the_extension_and_read_two_replicas() {
     let (want, _) = python_dump("", &[plain(&db_a), plain(&db_b)]);
     let (got, log) = python_dump(&so, &[vfs_uri(&rep_a), vfs_uri(&rep_b)]);
     // Each refused write says why in the log, once per connection.
-    assert_eq!(log.matches("is a read replica: writes are refused").count(), 2, "{log}");
+    assert_eq!(
+        log.matches("is a read replica: writes are refused").count(),
+        2,
+        "{log}"
+    );
     // The extension's output adds the TXID and the refused write to each database.
     let mut kept = Vec::new();
     let mut extra = Vec::new();
@@ -321,7 +325,8 @@ fn an_open_python_connection_follows_new_writes() {
         let seen = next();
         eprintln!("FIGURE python follows round {round}: {seen}");
         assert!(
-            seen.starts_with(&format!("seen {want} after")) && seen.ends_with(&format!("txid {txid}")),
+            seen.starts_with(&format!("seen {want} after"))
+                && seen.ends_with(&format!("txid {txid}")),
             "round {round}: wanted {want} rows at {txid}, python3 says {seen}"
         );
     }

@@ -178,11 +178,16 @@ pub(crate) fn exchange<'h>(
 /// One GET of `url` (no retries), its body discarded; the answer's status.
 pub(crate) fn get_status(url: &str) -> Result<u16> {
     let agent = agent(false)?;
-    let resp = exchange(&agent, "GET", url, [], Body::Empty)
-        .map_err(|e| {
-            let shown = crate::url::redact(url);
-            failed("http", "GET", shown.clone(), e.to_string().replace(url, &shown), &e)
-        })?;
+    let resp = exchange(&agent, "GET", url, [], Body::Empty).map_err(|e| {
+        let shown = crate::url::redact(url);
+        failed(
+            "http",
+            "GET",
+            shown.clone(),
+            e.to_string().replace(url, &shown),
+            &e,
+        )
+    })?;
     let status = resp.status().as_u16();
     let _ = std::io::copy(&mut resp.into_body().into_reader(), &mut std::io::sink());
     Ok(status)

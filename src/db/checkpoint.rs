@@ -264,7 +264,10 @@ impl Syncer {
             }
             // Bounding the WAL cannot wait for rounds that lose ground even with writers
             // paced as hard as the pacer goes.
-            let at_min = self.pacer.as_ref().is_some_and(|p| p.release() <= MIN_RELEASE);
+            let at_min = self
+                .pacer
+                .as_ref()
+                .is_some_and(|p| p.release() <= MIN_RELEASE);
             let diverging = truncate && at_min && behind > prev_behind;
             prev_behind = behind;
             if round >= BACKFILL_ROUNDS || diverging {
@@ -343,7 +346,6 @@ impl Syncer {
         Ok(())
     }
 }
-
 
 /// Writes a file's dirty pages out (best effort: only to shorten a later fsync).
 fn flush(path: &std::path::Path) {

@@ -152,12 +152,15 @@ pub(crate) fn run(args: &[String]) -> CliResult {
     // The restored database gets the permission bits of the one it replaces (-force) or
     // is restored beside (the configured database, restored to -o), never wider; else
     // owner-only.
-    opts.mode = [Some(output.clone()), (!crate::url::is_url(target)).then(|| PathBuf::from(target))]
-        .into_iter()
-        .flatten()
-        .find(|p| p.is_file())
-        .map(|p| crate::durable::mode_like(&p, restore::DEFAULT_MODE))
-        .unwrap_or(restore::DEFAULT_MODE);
+    opts.mode = [
+        Some(output.clone()),
+        (!crate::url::is_url(target)).then(|| PathBuf::from(target)),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| p.is_file())
+    .map(|p| crate::durable::mode_like(&p, restore::DEFAULT_MODE))
+    .unwrap_or(restore::DEFAULT_MODE);
     if p.bool("f") {
         return run_follow(target, &p, &opts);
     }

@@ -180,9 +180,13 @@ impl S3Client {
         let (resp, resolved) = self.dispatch(&call)?;
         if resp.status().is_success() {
             let offset = http::range_start(headers);
-            http::check_ranged(resp.status().as_u16(), offset, self.kind_str(), call.op, || {
-                self.target_name(call.key)
-            })?;
+            http::check_ranged(
+                resp.status().as_u16(),
+                offset,
+                self.kind_str(),
+                call.op,
+                || self.target_name(call.key),
+            )?;
             return Ok(Box::new(resp.into_body().into_reader()));
         }
         let target = self.target_name(call.key);

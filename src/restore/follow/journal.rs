@@ -123,8 +123,9 @@ fn write_journal(
                 .map(|n| n.to_string_lossy().trim_end_matches("-journal").to_string())
                 .unwrap_or_default(),
         );
-        let mut j = crate::durable::create_file(jpath, crate::durable::mode_like(&db, 0o600), false)
-            .map_err(|e| Error::io(format!("create {}", jpath.display()), e))?;
+        let mut j =
+            crate::durable::create_file(jpath, crate::durable::mode_like(&db, 0o600), false)
+                .map_err(|e| Error::io(format!("create {}", jpath.display()), e))?;
         let n = nonce();
         let mut h = vec![0u8; SECTOR];
         h[..8].copy_from_slice(&JOURNAL_MAGIC);

@@ -116,8 +116,9 @@ fn apply_segments(
                 )));
             }
             // The temp database's own bits (a restore's `mode`), as SQLite gives its WAL.
-            let f = crate::durable::create_file(wal_path, crate::durable::mode_like(db, 0o600), false)
-                .map_err(|e| Error::io(format!("create {}", wal_path.display()), e))?;
+            let f =
+                crate::durable::create_file(wal_path, crate::durable::mode_like(db, 0o600), false)
+                    .map_err(|e| Error::io(format!("create {}", wal_path.display()), e))?;
             wal = Some((f, seg.index));
             offset = 0;
             expected_index += 1;
