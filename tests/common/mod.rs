@@ -600,10 +600,15 @@ pub fn random_ltx(dir: &TempDir, min: u64, max: u64, pages: u32) -> PathBuf {
 
 /// Peak resident memory of this process, in KiB (`VmHWM`).
 pub fn peak_rss_kib() -> u64 {
+    status_kib("VmHWM:")
+}
+
+/// A `kB` line of `/proc/self/status`.
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap()
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
 }
@@ -624,10 +629,5 @@ pub fn reset_peak_rss() {
 
 /// The resident size now (`VmRSS`), KiB: what a test's peak grows from.
 pub fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    status_kib("VmRSS:")
 }
