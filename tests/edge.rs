@@ -127,4 +127,41 @@ fn edge_binary_replicates_to_s3_over_https_and_the_official_binary_restores_it()
         .arg(&db));
     assert!(ok, "official restore of the edge binary's replica: {err}");
     assert_eq!(dump(&out), want, "official restore of the edge replica");
+
+    // The AWS SDKs' AWS_CA_BUNDLE is trusted as well (added to the roots).
+    let out = dir.join("aws-ca-bundle.db");
+    let (ok, _, err) = run(Command::new(&edge)
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .env("AWS_CA_BUNDLE", &ca)
+        .args(["restore", "-config"])
+        .arg(&cfg)
+        .arg("-o")
+        .arg(&out)
+        .arg(&db));
+    assert!(ok, "restore with AWS_CA_BUNDLE: {err}");
+    assert_eq!(dump(&out), want, "restore with AWS_CA_BUNDLE");
+
+    // skip-verify: never implied (above, no CA: refused), and it warns when set.
+    let insecure = dir.join("insecure.yml");
+    std::fs::write(
+        &insecure,
+        config(&db, &path, &https, &bucket, &ak, &sk) + "      skip-verify: true\n",
+    )
+    .unwrap();
+    let out = dir.join("skip-verify.db");
+    let (ok, _, err) = run(Command::new(&edge)
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .args(["restore", "-config"])
+        .arg(&insecure)
+        .arg("-o")
+        .arg(&out)
+        .arg(&db));
+    assert!(ok, "restore with skip-verify: {err}");
+    assert_eq!(dump(&out), want, "restore with skip-verify");
+    assert!(
+        err.contains("TLS certificate verification is off (skip-verify)"),
+        "skip-verify did not warn: {err}"
+    );
 }

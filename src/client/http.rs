@@ -29,6 +29,9 @@ pub(crate) fn agent(skip_verify: bool) -> Result<ureq::Agent> {
         use ureq::tls::{Certificate, RootCerts, TlsConfig};
         let mut tls = TlsConfig::builder();
         if skip_verify {
+            log::warn!(
+                "TLS certificate verification is off (skip-verify): any server can pose as the replica's; trust its CA with SSL_CERT_FILE or AWS_CA_BUNDLE instead"
+            );
             tls = tls.disable_verification(true);
         } else {
             tls = tls.root_certs(match super::tls::roots()? {

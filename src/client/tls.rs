@@ -1,7 +1,8 @@
 //! Which certificate authorities TLS connections trust, for HTTPS and NATS alike:
 //! `SSL_CERT_FILE` / `SSL_CERT_DIR` when set (the variables Go's crypto/x509 reads, so the
 //! official binary honours the same ones), else the system's CA bundle (the paths Go
-//! reads on Linux), else Mozilla's roots built into the binary.
+//! reads on Linux), else Mozilla's roots built into the binary; plus the certificates of
+//! `AWS_CA_BUNDLE` when set (the AWS SDKs' variable, which adds to those roots).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -46,6 +47,32 @@ pub(crate) fn roots() -> Result<Roots> {
 }
 
 fn load(env: impl Fn(&str) -> Option<PathBuf>) -> std::result::Result<Roots, String> {
+    let base = load_base(&env)?;
+    let Some(bundle) = env("AWS_CA_BUNDLE") else {
+        return Ok(base);
+    };
+    let extra = read_pem(&bundle).map_err(|e| format!("AWS_CA_BUNDLE: {e}"))?;
+    if extra.is_empty() {
+        return Err(format!(
+            "no CA certificate found in AWS_CA_BUNDLE={}",
+            bundle.display()
+        ));
+    }
+    log::debug!(
+        "tls: also trusting the {} CA certificates of AWS_CA_BUNDLE",
+        extra.len()
+    );
+    // Without a system bundle the bundle stands alone, as Go's empty system pool does.
+    let mut certs = match base {
+        Roots::Certs(c) => c.as_ref().clone(),
+        Roots::Mozilla => Vec::new(),
+    };
+    certs.extend(extra);
+    Ok(Roots::Certs(Arc::new(certs)))
+}
+
+/// The roots before `AWS_CA_BUNDLE` (see the module docs).
+fn load_base(env: &impl Fn(&str) -> Option<PathBuf>) -> std::result::Result<Roots, String> {
     let (file, dirs) = (env("SSL_CERT_FILE"), env("SSL_CERT_DIR"));
     if file.is_some() || dirs.is_some() {
         let mut certs = Vec::new();
@@ -122,5 +149,22 @@ mod tests {
             Roots::Mozilla => assert!(SYSTEM_BUNDLES.iter().all(|b| !Path::new(b).exists())),
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn aws_ca_bundle_adds_to_the_roots() {
+        let Some(ca) = std::env::var_os("LITESTREAM_TEST_CA").map(PathBuf::from) else {
+            return;
+        };
+        let count = |r: Roots| match r {
+            Roots::Certs(c) => c.len(),
+            Roots::Mozilla => 0,
+        };
+        let base = count(load(|_| None).unwrap());
+        let both = count(load(|k| (k == "AWS_CA_BUNDLE").then(|| ca.clone())).unwrap());
+        assert!(both > base, "{both} roots with AWS_CA_BUNDLE, {base} without");
+        let e = load(|k| (k == "AWS_CA_BUNDLE").then(|| ca.with_extension("missing")))
+            .unwrap_err();
+        assert!(e.starts_with("AWS_CA_BUNDLE"), "{e}");
     }
 }
