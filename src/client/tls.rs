@@ -162,9 +162,11 @@ mod tests {
         };
         let base = count(load(|_| None).unwrap());
         let both = count(load(|k| (k == "AWS_CA_BUNDLE").then(|| ca.clone())).unwrap());
-        assert!(both > base, "{both} roots with AWS_CA_BUNDLE, {base} without");
-        let e = load(|k| (k == "AWS_CA_BUNDLE").then(|| ca.with_extension("missing")))
-            .unwrap_err();
+        assert!(
+            both > base,
+            "{both} roots with AWS_CA_BUNDLE, {base} without"
+        );
+        let e = load(|k| (k == "AWS_CA_BUNDLE").then(|| ca.with_extension("missing"))).unwrap_err();
         assert!(e.starts_with("AWS_CA_BUNDLE"), "{e}");
     }
 }
