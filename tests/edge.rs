@@ -62,15 +62,23 @@ fn edge_binary_replicates_to_s3_over_https_and_the_official_binary_restores_it()
 
     // With the system's roots only, the test CA's certificate is not trusted: a clear
     // refusal, at once (not retried as a network fault).
+    // The edge binary's restore of `db` with `config` to `out`, trusting the system's
+    // roots and `ca_bundle` (AWS_CA_BUNDLE) if given.
+    let edge_restore = |config: &Path, out: &Path, ca_bundle: Option<&str>| {
+        let mut cmd = Command::new(&edge);
+        cmd.env_remove("SSL_CERT_FILE").env_remove("SSL_CERT_DIR");
+        if let Some(b) = ca_bundle {
+            cmd.env("AWS_CA_BUNDLE", b);
+        }
+        run(cmd
+            .args(["restore", "-config"])
+            .arg(config)
+            .arg("-o")
+            .arg(out)
+            .arg(&db))
+    };
     let started = std::time::Instant::now();
-    let (ok, _, err) = run(Command::new(&edge)
-        .env_remove("SSL_CERT_FILE")
-        .env_remove("SSL_CERT_DIR")
-        .args(["restore", "-config"])
-        .arg(&cfg)
-        .arg("-o")
-        .arg(dir.join("untrusted.db"))
-        .arg(&db));
+    let (ok, _, err) = edge_restore(&cfg, &dir.join("untrusted.db"), None);
     assert!(!ok, "an untrusted certificate was accepted");
     assert!(
         err.contains("SSL_CERT_FILE") && err.to_lowercase().contains("certificate"),
@@ -130,15 +138,7 @@ fn edge_binary_replicates_to_s3_over_https_and_the_official_binary_restores_it()
 
     // The AWS SDKs' AWS_CA_BUNDLE is trusted as well (added to the roots).
     let out = dir.join("aws-ca-bundle.db");
-    let (ok, _, err) = run(Command::new(&edge)
-        .env_remove("SSL_CERT_FILE")
-        .env_remove("SSL_CERT_DIR")
-        .env("AWS_CA_BUNDLE", &ca)
-        .args(["restore", "-config"])
-        .arg(&cfg)
-        .arg("-o")
-        .arg(&out)
-        .arg(&db));
+    let (ok, _, err) = edge_restore(&cfg, &out, Some(&ca));
     assert!(ok, "restore with AWS_CA_BUNDLE: {err}");
     assert_eq!(dump(&out), want, "restore with AWS_CA_BUNDLE");
 
@@ -150,14 +150,7 @@ fn edge_binary_replicates_to_s3_over_https_and_the_official_binary_restores_it()
     )
     .unwrap();
     let out = dir.join("skip-verify.db");
-    let (ok, _, err) = run(Command::new(&edge)
-        .env_remove("SSL_CERT_FILE")
-        .env_remove("SSL_CERT_DIR")
-        .args(["restore", "-config"])
-        .arg(&insecure)
-        .arg("-o")
-        .arg(&out)
-        .arg(&db));
+    let (ok, _, err) = edge_restore(&insecure, &out, None);
     assert!(ok, "restore with skip-verify: {err}");
     assert_eq!(dump(&out), want, "restore with skip-verify");
     assert!(
