@@ -85,6 +85,16 @@ fn replicated(
     (db, replica, store)
 }
 
+/// The extension's path (`LITESTREAM_TEST_VFS_SO`), which must exist when named.
+fn extension() -> Option<String> {
+    let so = peer_env("LITESTREAM_TEST_VFS_SO")?;
+    assert!(
+        Path::new(&so).exists(),
+        "{so} does not exist: build it with .ci/vfs.sh"
+    );
+    Some(so)
+}
+
 fn vfs_uri(replica: &Path) -> String {
     format!(
         "file:app.db?vfs=litestream&poll_interval=200ms&replica_url=file://{}",
@@ -94,13 +104,9 @@ fn vfs_uri(replica: &Path) -> String {
 
 #[test]
 fn python_and_the_sqlite3_shell_load_the_extension_and_read_two_replicas() {
-    let Some(so) = peer_env("LITESTREAM_TEST_VFS_SO") else {
+    let Some(so) = extension() else {
         return;
     };
-    assert!(
-        Path::new(&so).exists(),
-        "{so} does not exist: build it with .ci/vfs.sh"
-    );
     let dir = TempDir::new("vfs-ext");
     let (db_a, rep_a, mut store_a) = replicated(dir.path(), "a", 1);
     let (db_b, rep_b, mut store_b) = replicated(dir.path(), "b", 2);
@@ -208,13 +214,9 @@ if mode == "offline":
 
 #[test]
 fn python_reopens_from_the_cache_while_the_replica_is_unreachable() {
-    let Some(so) = peer_env("LITESTREAM_TEST_VFS_SO") else {
+    let Some(so) = extension() else {
         return;
     };
-    assert!(
-        Path::new(&so).exists(),
-        "{so} does not exist: build it with .ci/vfs.sh"
-    );
     let dir = TempDir::new("vfs-ext-offline");
     let (db, replica, mut store) = replicated(dir.path(), "a", 3);
     // 6 MB of `events` in a file too large to be fetched whole: pages nobody reads stay
@@ -283,7 +285,7 @@ for line in sys.stdin:
 #[test]
 fn an_open_python_connection_follows_new_writes() {
     use std::io::{BufRead, BufReader, Write};
-    let Some(so) = peer_env("LITESTREAM_TEST_VFS_SO") else {
+    let Some(so) = extension() else {
         return;
     };
     let dir = TempDir::new("vfs-ext-follow");
