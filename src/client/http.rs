@@ -222,7 +222,7 @@ pub(crate) fn check_ranged(
             backend,
             op,
             target: target(),
-            status: Some(200),
+            status: Some(status),
             code: String::new(),
             message: format!(
                 "the server ignored the Range header (asked from byte {offset}, got HTTP {status} instead of 206): it does not serve byte ranges, or the object is smaller than its listing said"
@@ -230,17 +230,6 @@ pub(crate) fn check_ranged(
         });
     }
     Ok(())
-}
-
-/// Where the `range` header among `headers` starts (0 without one).
-pub(crate) fn range_start(headers: &[(String, String)]) -> u64 {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("range"))
-        .and_then(|(_, v)| v.strip_prefix("bytes="))
-        .and_then(|v| v.split('-').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// An answer read to its end.

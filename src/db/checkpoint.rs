@@ -74,16 +74,14 @@ impl Syncer {
     /// produced during the previous copy.
     fn sync_near_end(&mut self) -> Result<()> {
         for _ in 0..4 {
-            let before = self.pos.as_ref().map(|p| (p.end, p.salts));
+            let before = self.mark();
             if let SyncOutcome::NeedSnapshot = self.sync(true)? {
                 return Ok(());
             }
-            let after = self.pos.as_ref().map(|p| (p.end, p.salts));
-            let copied = match (before, after) {
-                (Some((b, bs)), Some((a, s))) if bs == s => a.saturating_sub(b),
-                (_, Some((a, _))) => a,
-                _ => 0,
-            };
+            // A restart (or a first position) counts everything copied in it.
+            let copied = self
+                .copied_since(before)
+                .unwrap_or_else(|| self.mark().map_or(0, |(end, _)| end));
             if copied <= NEAR_END {
                 break;
             }
@@ -91,8 +89,9 @@ impl Syncer {
         Ok(())
     }
 
-    /// Starts pacing writers (see `pacer`), if not already.
-    pub(super) fn pace(&mut self) -> Result<()> {
+    /// Starts pacing writers (see `pacer`) with writers running `release` between holds,
+    /// if not already.
+    pub(super) fn pace(&mut self, release: Duration) -> Result<()> {
         if self.pacer.is_some() {
             return Ok(());
         }
@@ -106,7 +105,7 @@ impl Syncer {
                 c
             }
         };
-        self.pacer = Some(Pacer::start(conn, self.pace_release));
+        self.pacer = Some(Pacer::start(conn, release));
         Ok(())
     }
 
@@ -118,7 +117,6 @@ impl Syncer {
     /// Stops pacing writers.
     pub(super) fn unpace(&mut self) {
         if let Some(p) = self.pacer.take() {
-            self.pace_release = p.release();
             self.pacer_conn = p.stop();
         }
     }
@@ -192,7 +190,6 @@ impl Syncer {
     /// written since the previous step (see the module docs).
     pub(super) fn checkpoint(&mut self, truncate: bool) -> Result<()> {
         let started = Instant::now();
-        self.pace_release = FIRST_RELEASE;
         let r = self.checkpoint_mode(truncate);
         self.unpace();
         let mode = if truncate { "TRUNCATE" } else { "PASSIVE" };
@@ -217,8 +214,7 @@ impl Syncer {
         self.sync(true)?;
         if truncate || self.wal_file_size() > PACE_WAL_BYTES {
             // Much to backfill already: writers get the least time from the start.
-            self.pace_release = MIN_RELEASE;
-            self.pace()?;
+            self.pace(MIN_RELEASE)?;
         }
         // 1 and 2, repeated while writers outpace the backfill: move R to the WAL end under
         // a short barrier, then backfill up to it with writers running. The final barrier
@@ -232,16 +228,12 @@ impl Syncer {
                     return Ok(());
                 }
             }
-            let mark = self.pos.as_ref().map(|p| (p.end, p.salts));
+            let mark = self.mark();
             if !(truncate && self.futile_passive) {
                 self.w.checkpoint(CheckpointMode::Passive)?;
             }
             self.sync(true)?;
-            let now = self.pos.as_ref().map(|p| (p.end, p.salts));
-            let behind = match (mark, now) {
-                (Some((m, ms)), Some((n, ns))) if ms == ns => n.saturating_sub(m),
-                _ => 0,
-            };
+            let behind = self.copied_since(mark).unwrap_or(0);
             log::debug!(
                 "{}: checkpoint round {round}: {behind} WAL bytes written meanwhile",
                 self.shared.path.display()
@@ -258,7 +250,7 @@ impl Syncer {
             // Writers outpace the backfill: pace them, harder each round that did not at
             // least halve the gap.
             match &self.pacer {
-                None => self.pace()?,
+                None => self.pace(FIRST_RELEASE)?,
                 Some(p) if behind.saturating_mul(2) > prev_behind => p.tighten(),
                 Some(_) => {}
             }

@@ -382,8 +382,6 @@ struct Syncer {
     pacer: Option<pacer::Pacer>,
     /// The pacer's connection between checkpoints, kept open once made.
     pacer_conn: Option<Conn>,
-    /// The pacer's current release (see `pacer::Pacer::tighten`).
-    pace_release: Duration,
     /// Test hook run after each page is read for a copy (to race a writer against it).
     #[cfg(test)]
     after_page: Option<Box<dyn FnMut(u32)>>,

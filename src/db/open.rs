@@ -87,7 +87,6 @@ impl Syncer {
             futile_passive: false,
             pacer: None,
             pacer_conn: None,
-            pace_release: super::pacer::FIRST_RELEASE,
             #[cfg(test)]
             after_page: None,
             buf: vec![0u8; page_size as usize],

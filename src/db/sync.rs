@@ -65,29 +65,38 @@ impl Syncer {
         }
     }
 
+    /// Where the copy stands: the end of what was copied and the WAL generation's salts.
+    pub(super) fn mark(&self) -> Option<(u64, (u32, u32))> {
+        self.pos.as_ref().map(|p| (p.end, p.salts))
+    }
+
+    /// WAL bytes copied since `mark`; `None` if there was no position then or now, or the
+    /// WAL restarted in between.
+    pub(super) fn copied_since(&self, mark: Option<(u64, (u32, u32))>) -> Option<u64> {
+        match (mark, self.mark()) {
+            (Some((a, sa)), Some((b, sb))) if sa == sb => Some(b.saturating_sub(a)),
+            _ => None,
+        }
+    }
+
     /// [`Syncer::sync`] limited to `budget` L0 files (of at most `max_sync_wal_bytes`).
     fn sync_chunks(
         &mut self,
         allow_snapshot: bool,
         mut budget: Option<u64>,
     ) -> Result<SyncOutcome> {
-        let start = self.pos.as_ref().map(|p| (p.end, p.salts));
+        let start = self.mark();
         loop {
             match self.sync_once(allow_snapshot)? {
                 (SyncOutcome::Done, true) => {
                     // A writer outrunning the copy: pace it from here, so the checkpoint
                     // that follows starts before the WAL has grown far.
-                    let now = self.pos.as_ref().map(|p| (p.end, p.salts));
-                    let copied = match (start, now) {
-                        (Some((a, sa)), Some((b, sb))) if sa == sb => b.saturating_sub(a),
-                        _ => 0,
-                    };
+                    let copied = self.copied_since(start).unwrap_or(0);
                     if allow_snapshot
                         && copied > super::checkpoint::PACE_WAL_BYTES / 2
                         && !self.pacing()
                     {
-                        self.pace_release = super::pacer::MIN_RELEASE;
-                        self.pace()?;
+                        self.pace(super::pacer::MIN_RELEASE)?;
                     }
                     if let Some(b) = budget.as_mut() {
                         *b -= 1;

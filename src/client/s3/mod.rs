@@ -218,7 +218,7 @@ impl ReplicaClient for S3Client {
         // Object files are small compared to memory in the common case, but a snapshot
         // can be large: stream the body instead of buffering it.
         retry::run(self.kind_str(), "GetObject", |_| {
-            self.open_stream(&key, &headers)
+            self.open_stream(&key, &headers, offset)
         })
     }
 
@@ -285,7 +285,7 @@ impl ReplicaClient for S3Client {
         let key = format!("{}{path}", key::root(&self.cfg.path, Layout::Ltx));
         let headers = self.sse_headers(false);
         retry::run(self.kind_str(), "GetObject", |_| {
-            self.open_stream(&key, &headers)
+            self.open_stream(&key, &headers, 0)
         })
     }
 

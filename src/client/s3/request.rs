@@ -169,6 +169,7 @@ impl S3Client {
         &self,
         key: &str,
         headers: &[(String, String)],
+        offset: u64,
     ) -> Result<Box<dyn Read + Send>> {
         let call = Call {
             op: "GetObject",
@@ -179,7 +180,6 @@ impl S3Client {
         };
         let (resp, resolved) = self.dispatch(&call)?;
         if resp.status().is_success() {
-            let offset = http::range_start(headers);
             http::check_ranged(
                 resp.status().as_u16(),
                 offset,
