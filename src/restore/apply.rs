@@ -13,6 +13,9 @@ use crate::client::{FileInfo, ReplicaClient, ResumableReader};
 use crate::error::{Error, Result};
 use crate::ltx::{self, Decoder, Txid};
 
+/// Files this large have their checksum computed on a second thread while they decode.
+const HASH_THREAD_MIN: u64 = 4 << 20;
+
 /// Applies `files` in order to `out` (an empty file): each file's pages overwrite earlier
 /// copies; the result is truncated to the last file's commit size and must hold every page.
 pub(super) fn apply(
@@ -61,6 +64,9 @@ pub(super) fn apply(
                 },
             );
             let mut dec = Decoder::new(reader).map_err(|e| e.in_file(&name))?;
+            if info.size >= HASH_THREAD_MIN {
+                dec = dec.hash_on_thread();
+            }
             let h = dec.header().clone();
             if (h.min_txid, h.max_txid) != (info.min_txid, info.max_txid) {
                 return Err(Error::corrupt(
@@ -179,6 +185,8 @@ impl WriteBatch {
         if !self.data.is_empty() {
             out.write_all_at(&self.data, self.off)
                 .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
+            // The disk works while we decode on, so the final fsync has little left.
+            crate::sys::start_writeback(out, self.off, self.off + self.data.len() as u64);
             self.data.clear();
         }
         Ok(())

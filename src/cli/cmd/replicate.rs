@@ -195,6 +195,8 @@ fn run_store(
     once: Once,
 ) -> CliResult {
     sys::install();
+    sys::fewer_malloc_arenas();
+    crate::sqlite::no_page_cache_slabs();
     log::info!("litestream-rs {}", env!("CARGO_PKG_VERSION"));
     store.open()?;
     for p in store.paths() {
