@@ -186,8 +186,7 @@ impl ReplicaClient for FileClient {
                 .create_new(true)
                 .open(&tmp)
                 .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
-            let mut reader = super::ReadAt::new(src);
-            let size = io::copy(&mut reader, &mut out)
+            let size = crate::sys::copy_file(src, &mut out)
                 .map_err(|e| Error::io(format!("write {}", tmp.display()), e))?;
             let created = crate::time::from_millis(header.timestamp);
             out.set_modified(created)

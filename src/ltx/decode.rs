@@ -5,7 +5,7 @@ use std::io::{self, Read};
 use super::crc64::{Crc64, Crc64Thread};
 use super::page::{decode_block, decode_frame, PageError};
 use super::{
-    lock_pgno, read_uvarint, Header, CHECKSUM_FLAG, HEADER_FLAG_NO_CHECKSUM, HEADER_SIZE,
+    lock_pgno, put_uvarint, Header, CHECKSUM_FLAG, HEADER_FLAG_NO_CHECKSUM, HEADER_SIZE,
     PAGE_FLAG_SIZE, PAGE_HEADER_SIZE, TRAILER_SIZE,
 };
 use crate::error::{Error, Result};
@@ -22,7 +22,11 @@ pub struct Decoder<R: Read> {
     offset: u64,
     last_pgno: u32,
     lock_pgno: u32,
-    pages: Vec<(u32, u64, u32)>,
+    /// The page index these pages call for, as a running CRC of its bytes and its length,
+    /// so the index read at the end is checked without keeping an entry per page.
+    want_index: Crc64,
+    want_index_len: u64,
+    pages: u64,
     end_of_pages: bool,
     scratch: Vec<u8>,
 }
@@ -102,7 +106,9 @@ impl<R: Read> Decoder<R> {
             hash: Hash::Inline(hash),
             offset: HEADER_SIZE as u64,
             last_pgno: 0,
-            pages: Vec::new(),
+            want_index: Crc64::new(),
+            want_index_len: 0,
+            pages: 0,
             end_of_pages: false,
             scratch: Vec::new(),
         })
@@ -208,39 +214,66 @@ impl<R: Read> Decoder<R> {
         self.hash.update(buf);
         self.offset += consumed;
         let size = (self.offset - start) as u32;
-        self.pages.push((pgno, start, size));
+        let mut entry = Vec::with_capacity(30);
+        put_uvarint(&mut entry, pgno as u64);
+        put_uvarint(&mut entry, start);
+        put_uvarint(&mut entry, size as u64);
+        self.want_index.update(&entry);
+        self.want_index_len += entry.len() as u64;
+        self.pages += 1;
         self.last_pgno = pgno;
         Ok(Some(pgno))
     }
 
     /// Skips any remaining pages, reads the page index and trailer and verifies the file
-    /// checksum. Returns the file checksum.
+    /// checksum and that the index lists exactly the pages read. Returns the file checksum.
+    /// Memory stays constant whatever the file's size: the index streams through.
     pub fn finish(mut self) -> Result<u64> {
         let mut buf = vec![0u8; self.header.page_size as usize];
         while self.next_page(&mut buf)?.is_some() {}
         let start = self.offset;
         // The index holds at most 3 varints (<= 10 bytes each) per page, a terminator and
         // its size; anything longer is not an LTX file.
-        let limit = self.pages.len() as u64 * 30 + 1 + 8 + TRAILER_SIZE as u64;
-        let mut rest = Vec::new();
-        (&mut self.r)
-            .take(limit + 1)
-            .read_to_end(&mut rest)
-            .map_err(|e| read_err(start, "page index", e))?;
-        if rest.len() as u64 > limit {
-            return Err(Error::corrupt(start, "trailing data after the page index"));
+        let limit = self.pages * 30 + 1 + 8 + TRAILER_SIZE as u64;
+        let mut hash = std::mem::replace(&mut self.hash, Hash::Inline(Crc64::new()));
+        let mut area = Crc64::new();
+        // The last 24 bytes (index size, post-apply and file checksums) trail behind:
+        // everything before them is the index area.
+        const TAIL: usize = 8 + TRAILER_SIZE;
+        let mut pending: Vec<u8> = Vec::with_capacity((64 << 10) + TAIL);
+        let mut chunk = vec![0u8; 64 << 10];
+        let mut total = 0u64;
+        loop {
+            let n = match self.r.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(read_err(start + total, "page index", e)),
+            };
+            total += n as u64;
+            if total > limit {
+                return Err(Error::corrupt(start, "trailing data after the page index"));
+            }
+            pending.extend_from_slice(&chunk[..n]);
+            if pending.len() > TAIL {
+                let done = pending.len() - TAIL;
+                hash.update(&pending[..done]);
+                area.update(&pending[..done]);
+                pending.drain(..done);
+            }
         }
-        if rest.len() < 1 + 8 + TRAILER_SIZE {
+        if total < 1 + TAIL as u64 {
             return Err(Error::corrupt(
                 start,
                 "file is truncated: unexpected end while reading page index and trailer",
             ));
         }
-        let n = rest.len();
-        let mut hash = std::mem::replace(&mut self.hash, Hash::Inline(Crc64::new()));
-        hash.update(&rest[..n - 8]);
+        let area_len = total - TAIL as u64;
+        let tail = pending.as_slice();
+        hash.update(&tail[..TAIL - 8]);
         let computed = CHECKSUM_FLAG | hash.finish()?;
-        let stored = u64::from_be_bytes(rest[n - 8..].try_into().unwrap_or([0; 8]));
+        let be = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or([0; 8]));
+        let stored = be(&tail[16..24]);
         if stored != computed {
             return Err(Error::ChecksumMismatch {
                 file: String::new(),
@@ -248,52 +281,37 @@ impl<R: Read> Decoder<R> {
                 computed,
             });
         }
-        let post_apply = u64::from_be_bytes(rest[n - 16..n - 8].try_into().unwrap_or([0; 8]));
+        let post_apply = be(&tail[8..16]);
         if self.header.flags & HEADER_FLAG_NO_CHECKSUM != 0 {
             if post_apply != 0 {
                 return Err(Error::corrupt(
-                    start + n as u64 - 16,
+                    start + area_len + 8,
                     "invalid trailer: post-apply checksum not allowed",
                 ));
             }
         } else if post_apply & CHECKSUM_FLAG == 0 {
             return Err(Error::corrupt(
-                start + n as u64 - 16,
+                start + area_len + 8,
                 "invalid trailer: post-apply checksum missing its flag bit",
             ));
         }
-        let index_size = u64::from_be_bytes(rest[n - 24..n - 16].try_into().unwrap_or([0; 8]));
-        let area = &rest[..n - 24];
-        if index_size != area.len() as u64 {
+        let index_size = be(&tail[..8]);
+        if index_size != area_len {
             return Err(Error::corrupt(
-                start + n as u64 - 24,
-                format!(
-                    "index size {index_size} does not match the {} bytes present",
-                    area.len()
-                ),
+                start + area_len,
+                format!("index size {index_size} does not match the {area_len} bytes present"),
             ));
         }
-        let mut pos = 0usize;
-        let next = |pos: &mut usize| -> Result<u64> {
-            let (v, used) = read_uvarint(&area[*pos..]).ok_or_else(|| {
-                Error::corrupt(start + *pos as u64, "invalid varint in page index")
-            })?;
-            *pos += used;
-            Ok(v)
-        };
-        for &(pgno, off, size) in &self.pages {
-            let at = start + pos as u64;
-            let (p, o, s) = (next(&mut pos)?, next(&mut pos)?, next(&mut pos)?);
-            if (p, o, s) != (pgno as u64, off, size as u64) {
-                return Err(Error::corrupt(
-                    at,
-                    format!("page index entry ({p}, {o}, {s}) does not match page {pgno} at offset {off} size {size}"),
-                ));
-            }
-        }
-        let at = start + pos as u64;
-        if next(&mut pos)? != 0 || pos != area.len() {
-            return Err(Error::corrupt(at, "page index has more entries than pages"));
+        // The index these pages call for, then its terminator (a zero varint).
+        self.want_index.update(&[0]);
+        if area_len != self.want_index_len + 1 || area.finish() != self.want_index.finish() {
+            return Err(Error::corrupt(
+                start,
+                format!(
+                    "page index ({area_len} bytes) does not list the {} pages of the file at their offsets and sizes",
+                    self.pages
+                ),
+            ));
         }
         Ok(stored)
     }

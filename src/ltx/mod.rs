@@ -484,6 +484,33 @@ mod codec_tests {
     }
 
     #[test]
+    fn an_index_that_lies_is_refused_even_with_a_good_checksum() {
+        let mut h = golden_header();
+        h.page_size = 1024;
+        h.commit = 4;
+        let pages = sample_pages(4, 1024, 9);
+        let data = encode(&h, &pages, PageEncoding::Block);
+        let n = data.len();
+        let index_size = u64::from_be_bytes(data[n - 24..n - 16].try_into().unwrap()) as usize;
+        let at = n - 24 - index_size;
+        // The second entry's page number (one-byte varints here) points elsewhere, and the
+        // checksum is made to match: the index must still agree with the pages.
+        let mut bad = data.clone();
+        let (_, used) = read_uvarint(&bad[at..]).unwrap();
+        let (_, used2) = read_uvarint(&bad[at + used..]).unwrap();
+        let (_, used3) = read_uvarint(&bad[at + used + used2..]).unwrap();
+        bad[at + used + used2 + used3] ^= 0x01;
+        let Err(Error::ChecksumMismatch { computed, .. }) = decode_all(&bad) else {
+            panic!("the flip must change the checksum")
+        };
+        bad[n - 8..].copy_from_slice(&computed.to_be_bytes());
+        let err = decode_all(&bad).unwrap_err();
+        assert!(err.to_string().contains("does not list"), "{err}");
+        // Unchanged, it decodes.
+        decode_all(&data).unwrap();
+    }
+
+    #[test]
     fn encoder_rules() {
         let mut h = golden_header();
         h.page_size = 512;
