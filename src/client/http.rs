@@ -22,6 +22,10 @@ pub(crate) fn agent(skip_verify: bool) -> Result<ureq::Agent> {
         .timeout_per_read(Some(Duration::from_secs(120)))
         .timeout_per_write(Some(Duration::from_secs(120)))
         .max_idle_connections_per_host(16)
+        // Every pooled connection keeps its buffers (128 KiB each by default): responses
+        // here are small and bodies stream, so 64 KiB each way is plenty.
+        .input_buffer_size(64 << 10)
+        .output_buffer_size(64 << 10)
         .allow_non_standard_methods(true)
         .user_agent(format!("litestream-rs/{}", env!("CARGO_PKG_VERSION")));
     #[cfg(feature = "tls")]
@@ -34,15 +38,27 @@ pub(crate) fn agent(skip_verify: bool) -> Result<ureq::Agent> {
             );
             tls = tls.disable_verification(true);
         } else {
-            tls = tls.root_certs(match super::tls::roots()? {
-                super::tls::Roots::Certs(certs) => RootCerts::Specific(std::sync::Arc::new(
-                    certs
-                        .iter()
-                        .map(|c| Certificate::from_der(c.as_ref()).to_owned())
-                        .collect(),
-                )),
-                super::tls::Roots::Mozilla => RootCerts::WebPki,
-            });
+            // One converted set per process, shared by every agent (a hundred databases
+            // with their own clients must not hold a hundred copies of the CA bundle).
+            static SHARED: std::sync::OnceLock<RootCerts> = std::sync::OnceLock::new();
+            let roots = match SHARED.get() {
+                Some(r) => r.clone(),
+                None => {
+                    let r = match super::tls::roots()? {
+                        super::tls::Roots::Certs(certs) => {
+                            RootCerts::Specific(std::sync::Arc::new(
+                                certs
+                                    .iter()
+                                    .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+                                    .collect(),
+                            ))
+                        }
+                        super::tls::Roots::Mozilla => RootCerts::WebPki,
+                    };
+                    SHARED.get_or_init(|| r).clone()
+                }
+            };
+            tls = tls.root_certs(roots);
         }
         config.tls_config(tls.build())
     };
