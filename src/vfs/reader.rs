@@ -13,15 +13,18 @@ use super::disk::DiskCache;
 use super::pagemap::{PageMap, Slot, Snapshot};
 use super::ReaderOptions;
 
+mod listing;
 mod offline;
 
-use crate::client::{FileInfo, ReplicaClient, SNAPSHOT_LEVEL};
+use crate::client::{FileInfo, ReplicaClient};
 use crate::error::{Error, Result};
 use crate::ltx::{self, Header, IndexEntry, Txid, HEADER_SIZE, INDEX_TAIL_SIZE};
 use offline::read_range;
 
 /// Files up to this size are fetched whole when first seen (one request), their pages
-/// going straight into the cache; larger ones have their header and tail fetched.
+/// going straight into the cache; larger ones have their head (the header and the first
+/// `read_ahead` bytes of pages, cached: page 1 and the schema are read first) and tail
+/// fetched.
 const SMALL_FILE: u64 = 64 * 1024;
 /// Bytes of a large file's tail fetched in the hope that they hold the whole index.
 const TAIL_GUESS: u64 = 64 * 1024;
@@ -43,7 +46,8 @@ struct FileTable {
 /// Requests a reader made, for measurements and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReaderStats {
-    /// Listings of a level.
+    /// Listings: of the whole replica in one request where the backend can, else of one
+    /// level each.
     pub lists: u64,
     /// Reads of (part of) a file.
     pub gets: u64,
@@ -111,8 +115,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl ReplicaReader {
-    /// Opens the replica at its newest state (listing every level and reading the page
-    /// index of each file of the restore plan) and starts its poller.
+    /// Opens the replica at its newest state (one listing of the whole replica where the
+    /// backend can, else one per level; then the header and page index of each file of
+    /// the restore plan) and starts its poller.
     ///
     /// With [`ReaderOptions::cache_dir`] holding what an earlier reader cached, a replica
     /// that does not answer within [`ReaderOptions::miss_timeout`] (or fails) is opened
@@ -299,11 +304,7 @@ impl ReplicaReader {
     }
 
     fn build_planned(&self, txid: Option<Txid>, t: Option<SystemTime>) -> Result<Snapshot> {
-        let mut listing = Vec::new();
-        for level in 0..=SNAPSHOT_LEVEL {
-            self.counters.lists.fetch_add(1, Ordering::Relaxed);
-            listing.extend(self.client.ltx_files(level, Txid::ZERO, t.is_some())?);
-        }
+        let listing = self.list_replica(t.is_some())?;
         let plan = crate::restore::plan_files(&listing, txid, t)?;
         if let Some(d) = &self.disk {
             // A listing that plans is the replica's whole truth: drop what it lost.
@@ -348,7 +349,8 @@ impl ReplicaReader {
                 let size = data.len() as u64;
                 (data.clone(), data, 0, size, true)
             } else {
-                let head = self.get(info, 0, Some(HEADER_SIZE as u64))?;
+                let want = self.opts.read_ahead.max(HEADER_SIZE as u64);
+                let head = self.get(info, 0, Some(want.min(info.size)))?;
                 let n = TAIL_GUESS.min(info.size);
                 let tail = self.get(info, info.size - n, Some(n))?;
                 (head, tail, info.size - n, info.size, false)
@@ -375,12 +377,16 @@ impl ReplicaReader {
                     d.put_pages(info, 0, &tail);
                 }
             }
-            if whole {
-                let data = &tail;
-                self.cache_frames(id, &h, &idx, |e| {
-                    data.get(e.offset as usize..(e.offset + e.size as u64) as usize)
-                });
+            // The pages fetched with the header (or the whole file): the first frames.
+            let data = if whole { &tail } else { &head };
+            if !whole && head.len() > HEADER_SIZE {
+                if let Some(d) = &self.disk {
+                    d.put_pages(info, 0, &head);
+                }
             }
+            self.cache_frames(id, &h, &idx, |e| {
+                data.get(e.offset as usize..(e.offset + e.size as u64) as usize)
+            });
             Ok((id, h, idx))
         };
         inner().map_err(|e| e.in_file(&name))
