@@ -13,21 +13,13 @@ use super::disk::DiskCache;
 use super::pagemap::{PageMap, Slot, Snapshot};
 use super::ReaderOptions;
 
-mod listing;
 mod offline;
+mod plan;
 
 use crate::client::{FileInfo, ReplicaClient};
 use crate::error::{Error, Result};
-use crate::ltx::{self, Header, IndexEntry, Txid, HEADER_SIZE, INDEX_TAIL_SIZE};
+use crate::ltx::{self, Header, IndexEntry, Txid};
 use offline::read_range;
-
-/// Files up to this size are fetched whole when first seen (one request), their pages
-/// going straight into the cache; larger ones have their head (the header and the first
-/// `read_ahead` bytes of pages, cached: page 1 and the schema are read first) and tail
-/// fetched.
-const SMALL_FILE: u64 = 64 * 1024;
-/// Bytes of a large file's tail fetched in the hope that they hold the whole index.
-const TAIL_GUESS: u64 = 64 * 1024;
 
 /// What the reader knows of one LTX file.
 #[derive(Debug)]
@@ -338,58 +330,6 @@ impl ReplicaReader {
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(Error::State("vfs: a file was not loaded".into()))))
             .collect()
-    }
-
-    /// One file's header and page index (and, for a small file, its pages into the cache).
-    fn load(&self, info: &FileInfo) -> Result<(u32, Header, Vec<IndexEntry>)> {
-        let name = format!("level {} {}", info.level, info.name());
-        let inner = || -> Result<_> {
-            let (head, tail, tail_at, size, whole) = if info.size == 0 || info.size <= SMALL_FILE {
-                let data = self.get(info, 0, None)?;
-                let size = data.len() as u64;
-                (data.clone(), data, 0, size, true)
-            } else {
-                let want = self.opts.read_ahead.max(HEADER_SIZE as u64);
-                let head = self.get(info, 0, Some(want.min(info.size)))?;
-                let n = TAIL_GUESS.min(info.size);
-                let tail = self.get(info, info.size - n, Some(n))?;
-                (head, tail, info.size - n, info.size, false)
-            };
-            let mut hb = [0u8; HEADER_SIZE];
-            let hs = head.get(..HEADER_SIZE).ok_or_else(|| {
-                Error::corrupt(0, format!("file is truncated: {} bytes", head.len()))
-            })?;
-            hb.copy_from_slice(hs);
-            let h = Header::from_bytes(&hb)?;
-            let n = ltx::index_area_size(&tail, size)?;
-            let start = size - INDEX_TAIL_SIZE as u64 - n;
-            let area = if start >= tail_at {
-                tail[(start - tail_at) as usize..tail.len() - INDEX_TAIL_SIZE].to_vec()
-            } else {
-                self.get(info, start, Some(n))?
-            };
-            let idx = ltx::parse_page_index(&area, start, &h)?;
-            let pages_end = start - ltx::PAGE_HEADER_SIZE as u64;
-            let id = self.file_id(info, pages_end);
-            if let Some(d) = &self.disk {
-                d.put_meta(info, pages_end, &h, &idx);
-                if whole {
-                    d.put_pages(info, 0, &tail);
-                }
-            }
-            // The pages fetched with the header (or the whole file): the first frames.
-            let data = if whole { &tail } else { &head };
-            if !whole && head.len() > HEADER_SIZE {
-                if let Some(d) = &self.disk {
-                    d.put_pages(info, 0, &head);
-                }
-            }
-            self.cache_frames(id, &h, &idx, |e| {
-                data.get(e.offset as usize..(e.offset + e.size as u64) as usize)
-            });
-            Ok((id, h, idx))
-        };
-        inner().map_err(|e| e.in_file(&name))
     }
 
     /// Decodes the frames `frame` yields for `idx` into the cache (best effort).
