@@ -254,7 +254,8 @@ impl Bench {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(300);
-        let rows = mib * 1024 * 1024 / 1100;
+        // Three 1 KiB rows fill a 4 KiB page.
+        let rows = mib * 1024 * 1024 / 1366;
         let d = self.dir("vfs1g");
         let db = d.join("db.sqlite");
         let t = Instant::now();
@@ -288,6 +289,10 @@ impl Bench {
             t.elapsed().as_secs_f64()
         );
         let path = format!("bench-vfs1g-{}", std::process::id());
+        eprintln!(
+            "  vfs1g: replica s3://{}/{path}",
+            self.s3.as_ref().map_or("", |s| &s.1)
+        );
         let url = self.s3_url(&path).unwrap_or_default();
         let t = Instant::now();
         let child = self.spawn(

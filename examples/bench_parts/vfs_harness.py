@@ -1,5 +1,7 @@
-"""The VFS side-by-side harness (examples/bench.rs, part `vfs`): loads one extension into
-this Python's sqlite3, reads an S3 replica through a counting proxy, and reports JSON.
+"""The VFS side-by-side harness (examples/bench.rs, parts `vfs` and `vfs1g`): loads one
+extension into this Python's sqlite3, reads an S3 replica through a counting proxy (a
+forked child process, so the RSS reported is Python's, SQLite's and the extension's
+alone), and reports JSON.
 
 argv: SO UPSTREAM(host:port) PORT [ID]; LITESTREAM_REPLICA_URL (set by the caller: a Go
 extension reads the environment the process started with) points at 127.0.0.1:PORT; ID is
@@ -11,6 +13,7 @@ answer is the JSON report).
 import http.client
 import http.server
 import json
+import os
 import random
 import sys
 import threading
@@ -26,6 +29,14 @@ class Proxy(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def handle_any(self):
+        if self.path == "/__counts":
+            with lock:
+                body = json.dumps(counts).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else None
         if self.command == "GET" and ("list-type" in self.path or "prefix=" in self.path):
@@ -59,7 +70,15 @@ class Proxy(http.server.BaseHTTPRequestHandler):
 
 
 srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), Proxy)
-threading.Thread(target=srv.serve_forever, daemon=True).start()
+parent = os.getpid()
+proxy = os.fork()
+if proxy == 0:
+    # The proxy: serves until the harness goes away.
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os._exit(0)
+srv.socket.close()
 
 import sqlite3  # noqa: E402
 
@@ -70,8 +89,11 @@ URI = "file:app.db?vfs=litestream"
 
 
 def total():
-    with lock:
-        return dict(counts)
+    c = http.client.HTTPConnection("127.0.0.1", port)
+    c.request("GET", "/__counts")
+    out = json.loads(c.getresponse().read())
+    c.close()
+    return out
 
 
 def diff(a, b):

@@ -84,6 +84,9 @@ pub struct ReplicaReader {
     /// Cache misses being fetched, by (file, page): a second reader of the same page
     /// waits for the first fetch instead of repeating it.
     inflight: Mutex<HashMap<(u32, u32), Arc<Stop>>>,
+    /// Where recent reads of each file ended, newest last: a miss that continues one is
+    /// part of a sequential read and gets the read-ahead.
+    streams: Mutex<Vec<(u32, u64)>>,
 }
 
 impl std::fmt::Debug for ReplicaReader {
@@ -136,6 +139,7 @@ impl ReplicaReader {
             counters: Counters::default(),
             stop: Arc::new(Stop::default()),
             inflight: Mutex::new(HashMap::new()),
+            streams: Mutex::new(Vec::new()),
         });
         reader.open_state()?;
         let weak = Arc::downgrade(&reader);
@@ -408,12 +412,43 @@ impl ReplicaReader {
         self.fetch(slot, pgno, snap.page_size).map(Some)
     }
 
-    /// A cache miss: one ranged read from the page's frame on, `read_ahead` bytes long
-    /// (the frames after it are the file's next pages), every whole frame cached.
+    /// Whether a miss at `slot` continues a recent read of its file (then it reads ahead
+    /// to `ahead`); notes where the read it makes ends.
+    fn sequential(&self, slot: Slot, ahead: u64) -> bool {
+        let hit = lock(&self.streams).iter().any(|&(f, e)| {
+            f == slot.file
+                && slot.offset + u64::from(slot.size) >= e
+                && slot.offset <= e + self.opts.read_ahead
+        });
+        let end = slot.offset + u64::from(slot.size);
+        self.note_read(slot.file, if hit { ahead.max(end) } else { end });
+        hit
+    }
+
+    /// Notes that a read of `file` ended at `end` (the newest of 16 streams kept).
+    pub(super) fn note_read(&self, file: u32, end: u64) {
+        let mut s = lock(&self.streams);
+        let near = |&(f, e): &(u32, u64)| f == file && e.abs_diff(end) <= self.opts.read_ahead;
+        if let Some(i) = s.iter().position(near) {
+            s.remove(i);
+        } else if s.len() >= 16 {
+            s.remove(0);
+        }
+        s.push((file, end));
+    }
+
+    /// A cache miss: one ranged read from the page's frame on, every whole frame cached;
+    /// `read_ahead` bytes long (the frames after it are the file's next pages) when the
+    /// miss continues a sequential read, else the page's frame alone.
     fn fetch(&self, slot: Slot, pgno: u32, page_size: u32) -> Result<Page> {
         let meta = lock(&self.files).files.get(slot.file as usize).cloned();
         let meta = meta.ok_or_else(|| Error::State(format!("vfs: no file {}", slot.file)))?;
-        let want = (slot.size as u64).max(self.opts.read_ahead);
+        let ahead = slot.offset + (slot.size as u64).max(self.opts.read_ahead);
+        let want = if self.sequential(slot, ahead.min(meta.pages_end)) {
+            (slot.size as u64).max(self.opts.read_ahead)
+        } else {
+            slot.size as u64
+        };
         let end = meta
             .pages_end
             .min(slot.offset + want)

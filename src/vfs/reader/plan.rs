@@ -94,6 +94,10 @@ impl ReplicaReader {
             self.cache_frames(id, &h, &idx, |e| {
                 head.get(e.offset as usize..(e.offset + e.size as u64) as usize)
             });
+            if !whole {
+                // A scan from the start continues the head: it reads ahead.
+                self.note_read(id, head.len() as u64);
+            }
             Ok((id, h, idx))
         };
         inner().map_err(|e| e.in_file(&name))

@@ -1,7 +1,9 @@
-//! How the VFS lists a replica: opening (and a rebuild, and time travel) lists the whole
+//! The requests the VFS makes. Opening (and a rebuild, and time travel) lists the whole
 //! replica in one request where the backend has a recursive listing
 //! (`ReplicaClient::all_ltx_files`), and one listing per level where it has not; the one
-//! listing gives the same files as the per-level listings, on files and on S3.
+//! listing gives the same files as the per-level listings, on files and on S3. A large
+//! file costs two reads at open; a miss at a random place reads its page alone, a scan
+//! reads ahead.
 
 mod common;
 
@@ -228,4 +230,77 @@ fn s3_replica_opens_with_one_listing() {
         .expect("a recursive listing");
     assert_eq!(all, per_level(built.as_ref(), false));
     assert!(!all.is_empty());
+}
+
+/// A database of about 4 MiB in one snapshot: open reads its head and its tail; point
+/// lookups read their pages alone; a scan reads ahead.
+#[test]
+fn lookups_read_pages_alone_and_scans_read_ahead() {
+    let dir = TempDir::new("vfs-requests-reads");
+    let db = dir.join("app.db");
+    let mut src = Connection::open(&db).unwrap();
+    src.execute_batch("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)")
+        .unwrap();
+    let mut rng = Rng::new(3);
+    let tx = src.transaction().unwrap();
+    for id in 1..=3000 {
+        tx.execute(
+            "INSERT INTO t(id, v) VALUES (?1, ?2)",
+            rusqlite::params![id, rng.bytes(1024)],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    let client: Arc<dyn ReplicaClient> = Arc::new(FileClient::new(dir.join("replica")));
+    let d = Db::new(&db)
+        .monitor_interval(Duration::from_millis(100))
+        .replica(Replica::new(client.clone()).sync_interval(Duration::from_millis(100)));
+    let levels = CompactionLevels::from_intervals(&[Duration::from_secs(60)]).unwrap();
+    let mut store = Store::new(vec![d], levels).unwrap();
+    store.open().unwrap();
+    store.sync(&db).unwrap();
+    store
+        .wait_replicated(&db, None, Duration::from_secs(30))
+        .unwrap();
+    store.close().unwrap();
+
+    let reader = ReplicaReader::open(client, quiet()).unwrap();
+    let s = reader.stats();
+    assert_eq!(
+        (s.lists, s.gets),
+        (1, 2),
+        "open: one listing, the head and the tail"
+    );
+    let rc = open("vfs-requests-reads", reader.clone());
+    let count: i64 = rc
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .unwrap();
+    assert!(count >= 1);
+    assert_eq!(reader.stats().gets, 2, "page 1 came with the head");
+
+    // Lookups far apart: each miss reads one frame (a page of random bytes: ~4 KiB).
+    for id in [2900, 2100, 1300] {
+        let before = reader.stats();
+        let n: i64 = rc
+            .query_row("SELECT length(v) FROM t WHERE id = ?1", [id], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1024);
+        let after = reader.stats();
+        let (gets, bytes) = (after.gets - before.gets, after.bytes - before.bytes);
+        assert!((1..=3).contains(&gets), "lookup of {id}: {gets} reads");
+        assert!(
+            bytes <= gets * 4200,
+            "lookup of {id}: {bytes} bytes in {gets} reads"
+        );
+    }
+
+    // A scan: far fewer reads than pages (each 256 KiB, about 64 pages).
+    let before = reader.stats();
+    let sum: i64 = rc
+        .query_row("SELECT sum(length(v)) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(sum, 3000 * 1024);
+    let gets = reader.stats().gets - before.gets;
+    assert!(gets <= 40, "a scan of ~1000 pages took {gets} reads");
+    assert_eq!(dump_conn(&rc), dump_conn(&src));
 }
