@@ -415,10 +415,10 @@ impl ReplicaReader {
     /// Whether a miss at `slot` continues a recent read of its file (then it reads ahead
     /// to `ahead`); notes where the read it makes ends.
     fn sequential(&self, slot: Slot, ahead: u64) -> bool {
+        // At the frame a read ended inside, or a frame or two further.
+        let size = u64::from(slot.size);
         let hit = lock(&self.streams).iter().any(|&(f, e)| {
-            f == slot.file
-                && slot.offset + u64::from(slot.size) >= e
-                && slot.offset <= e + self.opts.read_ahead
+            f == slot.file && slot.offset + size >= e && slot.offset <= e + 2 * size
         });
         let end = slot.offset + u64::from(slot.size);
         self.note_read(slot.file, if hit { ahead.max(end) } else { end });
