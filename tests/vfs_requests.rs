@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use litestream::client::{FileClient, SNAPSHOT_LEVEL};
+use litestream::client::{AbsClient, AbsConfig, FileClient, GcsClient, GcsConfig, SNAPSHOT_LEVEL};
 use litestream::restore::{restore, RestoreOptions};
 use litestream::vfs::{self, ReaderOptions, ReplicaReader};
 use litestream::{CompactionLevels, Db, FileInfo, Replica, ReplicaClient, Result, Store, Txid};
@@ -230,6 +230,46 @@ fn s3_replica_opens_with_one_listing() {
         .expect("a recursive listing");
     assert_eq!(all, per_level(built.as_ref(), false));
     assert!(!all.is_empty());
+}
+
+#[test]
+fn azure_replica_opens_with_one_listing() {
+    let (Some(endpoint), Some(account), Some(key)) = (
+        peer_env("LITESTREAM_TEST_ABS_ENDPOINT"),
+        peer_env("LITESTREAM_TEST_ABS_ACCOUNT"),
+        peer_env("LITESTREAM_TEST_ABS_KEY"),
+    ) else {
+        return;
+    };
+    let c = AbsClient::new(AbsConfig {
+        account_name: account,
+        account_key: key,
+        sas_token: None,
+        container: "lsbkt".into(),
+        path: unique("vfs-listing-abs"),
+        endpoint: Some(endpoint),
+        block_size: 4 << 20,
+        // Small pages: the one listing follows the continuation markers.
+        page_size: 7,
+    })
+    .unwrap();
+    c.create_container().unwrap();
+    one_listing_opens("vfs-listing-abs", Arc::new(c));
+}
+
+#[test]
+fn gcs_replica_opens_with_one_listing() {
+    let Some(host) = peer_env("LITESTREAM_TEST_GCS_HOST") else {
+        return;
+    };
+    let mut cfg =
+        GcsConfig::from_url(&format!("gs://lsbkt/{}", unique("vfs-listing-gcs"))).unwrap();
+    cfg.endpoint = Some(format!("http://{host}"));
+    // Small pages: the one listing follows the page tokens.
+    cfg.page_size = 7;
+    let c = GcsClient::new(cfg).unwrap();
+    c.create_bucket("test").unwrap();
+    one_listing_opens("vfs-listing-gcs", Arc::new(c));
 }
 
 /// A database of about 4 MiB in one snapshot: open reads its head and its tail; point
