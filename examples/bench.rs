@@ -950,6 +950,7 @@ fn main() {
             "footprint" => b.footprint(),
             "ship" => b.ship(),
             "vfs" => b.vfs(),
+            "vfs1g" => b.vfs1g(),
             other => eprintln!("unknown part {other}"),
         }
     }

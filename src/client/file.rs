@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::key::{self, Layout};
-use super::{check_object_path, read_header, FileInfo, ObjectInfo, ReplicaClient};
+use super::{check_object_path, read_header, FileInfo, ObjectInfo, ReplicaClient, SNAPSHOT_LEVEL};
 use crate::durable::sync_dir;
 use crate::error::{Error, Result};
 use crate::ltx::{self, Txid};
@@ -144,6 +144,15 @@ impl ReplicaClient for FileClient {
         }
         out.sort_by_key(|f| (f.min_txid, f.max_txid));
         Ok(out)
+    }
+
+    fn all_ltx_files(&self, accurate: bool) -> Result<Option<Vec<FileInfo>>> {
+        // A walk of the level directories: nothing to save on a local disk but calls.
+        let mut out = Vec::new();
+        for level in 0..=SNAPSHOT_LEVEL {
+            out.extend(self.ltx_files(level, Txid::ZERO, accurate)?);
+        }
+        Ok(Some(out))
     }
 
     fn open_ltx_file(

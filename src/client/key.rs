@@ -37,6 +37,16 @@ pub(crate) fn level_prefix(path: &str, level: u8, layout: Layout) -> String {
     }
 }
 
+/// The prefix under which every level of the replica at `path` lies (`<path>/000` in the
+/// hex layout: levels 0..=9 are `0000`..`0009`; `<path>/ltx/` otherwise), for one
+/// listing of them all; keys under it still go through [`parse_ltx_key`].
+pub(crate) fn levels_prefix(path: &str, layout: Layout) -> String {
+    match layout {
+        Layout::Hex => format!("{path}/000"),
+        Layout::Ltx => object_prefix(&format!("{path}/ltx")),
+    }
+}
+
 /// The key of the LTX file `(level, min, max)` of the replica at `path`.
 pub(crate) fn ltx_key(path: &str, level: u8, min: Txid, max: Txid, layout: Layout) -> String {
     format!(
@@ -94,6 +104,15 @@ mod tests {
         assert_eq!(root("/db/", Layout::Ltx), "db/");
         assert_eq!(root("", Layout::Ltx), "");
         assert_eq!(level_prefix("db", 3, Layout::Ltx), "db/ltx/3/");
+        assert_eq!(levels_prefix("db", Layout::Hex), "db/000");
+        assert_eq!(levels_prefix("/a//b/", Layout::Ltx), "a/b/ltx/");
+        assert_eq!(levels_prefix("", Layout::Ltx), "ltx/");
+        for layout in [Layout::Hex, Layout::Ltx] {
+            for level in 0..=9 {
+                let k = ltx_key("db", level, Txid(1), Txid(2), layout);
+                assert!(k.starts_with(&levels_prefix("db", layout)), "{k}");
+            }
+        }
     }
 
     #[test]

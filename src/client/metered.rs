@@ -129,6 +129,14 @@ impl ReplicaClient for Metered {
         )
     }
 
+    fn all_ltx_files(&self, accurate_timestamps: bool) -> Result<Option<Vec<FileInfo>>> {
+        self.timed(
+            "LIST",
+            |_| 0,
+            || self.inner.all_ltx_files(accurate_timestamps),
+        )
+    }
+
     fn open_ltx_file(
         &self,
         level: u8,

@@ -151,6 +151,15 @@ pub trait ReplicaClient: Send + Sync + fmt::Debug {
     /// must be the header timestamp even where that costs extra requests.
     fn ltx_files(&self, level: u8, seek: Txid, accurate_timestamps: bool) -> Result<Vec<FileInfo>>;
 
+    /// Lists the files of every level (0..=9) in one recursive listing (paginated where
+    /// the store pages), ordered by (level, min, max): the same files, sizes and times as
+    /// `ltx_files(level, Txid::ZERO, accurate_timestamps)` for each level. `Ok(None)`
+    /// (the default) means the backend cannot: the caller lists each level instead.
+    fn all_ltx_files(&self, accurate_timestamps: bool) -> Result<Option<Vec<FileInfo>>> {
+        let _ = accurate_timestamps;
+        Ok(None)
+    }
+
     /// Opens bytes `[offset, offset + len)` of a file (`len == None`: to the end).
     /// A missing file is [`Error::NotFound`].
     fn open_ltx_file(

@@ -199,6 +199,17 @@ impl ReplicaClient for FaultClient {
         }
     }
 
+    fn all_ltx_files(&self, accurate: bool) -> Result<Option<Vec<FileInfo>>> {
+        match self.enter(Call::List) {
+            None => self.inner.all_ltx_files(accurate),
+            Some(Fault::Half) => {
+                self.inner.all_ltx_files(accurate)?;
+                Err(injected("list", Fault::Half))
+            }
+            Some(f) => Err(injected("list", f)),
+        }
+    }
+
     fn open_ltx_file(
         &self,
         level: u8,

@@ -6,8 +6,8 @@
 //! |---|---|---|
 //! | `replica_url` | `LITESTREAM_REPLICA_URL` | the replica (any backend URL; credentials as the CLI reads them) |
 //! | `poll_interval` | `LITESTREAM_POLL_INTERVAL` | how often to look for new transactions (`1s`) |
-//! | `cache_size` | `LITESTREAM_CACHE_SIZE` | bytes of the shared page cache (`64MiB`) |
-//! | `read_ahead` | `LITESTREAM_READ_AHEAD` | bytes read on a cache miss (`256KiB`) |
+//! | `cache_size` | `LITESTREAM_CACHE_SIZE` | bytes of the shared page cache (`8MiB`) |
+//! | `read_ahead` | `LITESTREAM_READ_AHEAD` | bytes read on a cache miss that continues a sequential read (`256KiB`; elsewhere a miss reads its page alone) |
 //! | `cache_dir` | `LITESTREAM_CACHE_DIR` | a directory for the cache on disk (none); each replica gets its own subdirectory, named by a hash of its URL |
 //! | `miss_timeout` | `LITESTREAM_MISS_TIMEOUT` | how long a miss waits for the replica before `SQLITE_IOERR` (`10s`) |
 

@@ -65,12 +65,15 @@ impl PageMap {
             }
         }
         while self.chunks.len() < chunks {
-            self.chunks.push(Arc::new(Vec::with_capacity(CHUNK)));
+            self.chunks.push(Arc::new(Vec::new()));
         }
         for (ci, c) in self.chunks.iter_mut().enumerate() {
             let want = (n as usize - ci * CHUNK).min(CHUNK);
             if c.len() < want {
-                Arc::make_mut(c).resize(want, Slot::EMPTY);
+                // Exactly the entries wanted: the last chunk holds no spare slots.
+                let v = Arc::make_mut(c);
+                v.reserve_exact(want - v.len());
+                v.resize(want, Slot::EMPTY);
             }
         }
         self.len = n;
@@ -152,6 +155,7 @@ mod tests {
             9000,
             "the older state is untouched"
         );
+        assert_eq!(b.bytes(), 9000 * 16, "no spare slots");
         b.resize(0);
         assert_eq!(b.len(), 0);
         assert!(b.get(1).is_none());

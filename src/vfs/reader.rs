@@ -14,17 +14,12 @@ use super::pagemap::{PageMap, Slot, Snapshot};
 use super::ReaderOptions;
 
 mod offline;
+mod plan;
 
-use crate::client::{FileInfo, ReplicaClient, SNAPSHOT_LEVEL};
+use crate::client::{FileInfo, ReplicaClient};
 use crate::error::{Error, Result};
-use crate::ltx::{self, Header, IndexEntry, Txid, HEADER_SIZE, INDEX_TAIL_SIZE};
+use crate::ltx::{self, Header, IndexEntry, Txid};
 use offline::read_range;
-
-/// Files up to this size are fetched whole when first seen (one request), their pages
-/// going straight into the cache; larger ones have their header and tail fetched.
-const SMALL_FILE: u64 = 64 * 1024;
-/// Bytes of a large file's tail fetched in the hope that they hold the whole index.
-const TAIL_GUESS: u64 = 64 * 1024;
 
 /// What the reader knows of one LTX file.
 #[derive(Debug)]
@@ -43,7 +38,8 @@ struct FileTable {
 /// Requests a reader made, for measurements and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReaderStats {
-    /// Listings of a level.
+    /// Listings: of the whole replica in one request where the backend can, else of one
+    /// level each.
     pub lists: u64,
     /// Reads of (part of) a file.
     pub gets: u64,
@@ -88,6 +84,9 @@ pub struct ReplicaReader {
     /// Cache misses being fetched, by (file, page): a second reader of the same page
     /// waits for the first fetch instead of repeating it.
     inflight: Mutex<HashMap<(u32, u32), Arc<Stop>>>,
+    /// Where recent reads of each file ended, newest last: a miss that continues one is
+    /// part of a sequential read and gets the read-ahead.
+    streams: Mutex<Vec<(u32, u64)>>,
 }
 
 impl std::fmt::Debug for ReplicaReader {
@@ -111,8 +110,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl ReplicaReader {
-    /// Opens the replica at its newest state (listing every level and reading the page
-    /// index of each file of the restore plan) and starts its poller.
+    /// Opens the replica at its newest state (one listing of the whole replica where the
+    /// backend can, else one per level; then the header and page index of each file of
+    /// the restore plan) and starts its poller.
     ///
     /// With [`ReaderOptions::cache_dir`] holding what an earlier reader cached, a replica
     /// that does not answer within [`ReaderOptions::miss_timeout`] (or fails) is opened
@@ -139,6 +139,7 @@ impl ReplicaReader {
             counters: Counters::default(),
             stop: Arc::new(Stop::default()),
             inflight: Mutex::new(HashMap::new()),
+            streams: Mutex::new(Vec::new()),
         });
         reader.open_state()?;
         let weak = Arc::downgrade(&reader);
@@ -299,11 +300,7 @@ impl ReplicaReader {
     }
 
     fn build_planned(&self, txid: Option<Txid>, t: Option<SystemTime>) -> Result<Snapshot> {
-        let mut listing = Vec::new();
-        for level in 0..=SNAPSHOT_LEVEL {
-            self.counters.lists.fetch_add(1, Ordering::Relaxed);
-            listing.extend(self.client.ltx_files(level, Txid::ZERO, t.is_some())?);
-        }
+        let listing = self.list_replica(t.is_some())?;
         let plan = crate::restore::plan_files(&listing, txid, t)?;
         if let Some(d) = &self.disk {
             // A listing that plans is the replica's whole truth: drop what it lost.
@@ -337,53 +334,6 @@ impl ReplicaReader {
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(Error::State("vfs: a file was not loaded".into()))))
             .collect()
-    }
-
-    /// One file's header and page index (and, for a small file, its pages into the cache).
-    fn load(&self, info: &FileInfo) -> Result<(u32, Header, Vec<IndexEntry>)> {
-        let name = format!("level {} {}", info.level, info.name());
-        let inner = || -> Result<_> {
-            let (head, tail, tail_at, size, whole) = if info.size == 0 || info.size <= SMALL_FILE {
-                let data = self.get(info, 0, None)?;
-                let size = data.len() as u64;
-                (data.clone(), data, 0, size, true)
-            } else {
-                let head = self.get(info, 0, Some(HEADER_SIZE as u64))?;
-                let n = TAIL_GUESS.min(info.size);
-                let tail = self.get(info, info.size - n, Some(n))?;
-                (head, tail, info.size - n, info.size, false)
-            };
-            let mut hb = [0u8; HEADER_SIZE];
-            let hs = head.get(..HEADER_SIZE).ok_or_else(|| {
-                Error::corrupt(0, format!("file is truncated: {} bytes", head.len()))
-            })?;
-            hb.copy_from_slice(hs);
-            let h = Header::from_bytes(&hb)?;
-            let n = ltx::index_area_size(&tail, size)?;
-            let start = size - INDEX_TAIL_SIZE as u64 - n;
-            let area = if start >= tail_at {
-                tail[(start - tail_at) as usize..tail.len() - INDEX_TAIL_SIZE].to_vec()
-            } else {
-                self.get(info, start, Some(n))?
-            };
-            let idx = ltx::parse_page_index(&area, start, &h)?;
-            let pages_end = start - ltx::PAGE_HEADER_SIZE as u64;
-            let id = self.file_id(info, pages_end);
-            if let Some(d) = &self.disk {
-                d.put_meta(info, pages_end, &h, &idx);
-                if whole {
-                    d.put_pages(info, 0, &tail);
-                }
-            }
-            if whole {
-                let data = &tail;
-                self.cache_frames(id, &h, &idx, |e| {
-                    data.get(e.offset as usize..(e.offset + e.size as u64) as usize)
-                });
-            }
-            Ok((id, h, idx))
-        };
-        inner().map_err(|e| e.in_file(&name))
     }
 
     /// Decodes the frames `frame` yields for `idx` into the cache (best effort).
@@ -462,12 +412,43 @@ impl ReplicaReader {
         self.fetch(slot, pgno, snap.page_size).map(Some)
     }
 
-    /// A cache miss: one ranged read from the page's frame on, `read_ahead` bytes long
-    /// (the frames after it are the file's next pages), every whole frame cached.
+    /// Whether a miss at `slot` continues a recent read of its file (then it reads ahead
+    /// to `ahead`); notes where the read it makes ends.
+    fn sequential(&self, slot: Slot, ahead: u64) -> bool {
+        // At the frame a read ended inside, or a frame or two further.
+        let size = u64::from(slot.size);
+        let hit = lock(&self.streams).iter().any(|&(f, e)| {
+            f == slot.file && slot.offset + size >= e && slot.offset <= e + 2 * size
+        });
+        let end = slot.offset + u64::from(slot.size);
+        self.note_read(slot.file, if hit { ahead.max(end) } else { end });
+        hit
+    }
+
+    /// Notes that a read of `file` ended at `end` (the newest of 16 streams kept).
+    pub(super) fn note_read(&self, file: u32, end: u64) {
+        let mut s = lock(&self.streams);
+        let near = |&(f, e): &(u32, u64)| f == file && e.abs_diff(end) <= self.opts.read_ahead;
+        if let Some(i) = s.iter().position(near) {
+            s.remove(i);
+        } else if s.len() >= 16 {
+            s.remove(0);
+        }
+        s.push((file, end));
+    }
+
+    /// A cache miss: one ranged read from the page's frame on, every whole frame cached;
+    /// `read_ahead` bytes long (the frames after it are the file's next pages) when the
+    /// miss continues a sequential read, else the page's frame alone.
     fn fetch(&self, slot: Slot, pgno: u32, page_size: u32) -> Result<Page> {
         let meta = lock(&self.files).files.get(slot.file as usize).cloned();
         let meta = meta.ok_or_else(|| Error::State(format!("vfs: no file {}", slot.file)))?;
-        let want = (slot.size as u64).max(self.opts.read_ahead);
+        let ahead = slot.offset + (slot.size as u64).max(self.opts.read_ahead);
+        let want = if self.sequential(slot, ahead.min(meta.pages_end)) {
+            (slot.size as u64).max(self.opts.read_ahead)
+        } else {
+            slot.size as u64
+        };
         let end = meta
             .pages_end
             .min(slot.offset + want)

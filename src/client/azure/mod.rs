@@ -25,7 +25,9 @@ mod shared_key;
 
 use super::http::{self, Answer, Body};
 use super::key::{self, Layout};
-use super::{check_object_path, read_header, retry, FileInfo, ObjectInfo, ReplicaClient};
+use super::{
+    check_object_path, read_header, retry, FileInfo, ObjectInfo, ReplicaClient, SNAPSHOT_LEVEL,
+};
 use crate::error::{Error, Result};
 use crate::ltx::Txid;
 use crate::wire::{base64, http_date, uri, xml};
@@ -391,6 +393,20 @@ impl ReplicaClient for AbsClient {
         }
         out.sort_by_key(|f| (f.min_txid, f.max_txid));
         Ok(out)
+    }
+
+    fn all_ltx_files(&self, _accurate: bool) -> Result<Option<Vec<FileInfo>>> {
+        let prefix = key::levels_prefix(&self.cfg.path, Layout::Ltx);
+        let mut out = Vec::new();
+        for (key, size, created_at) in self.list_all(&prefix)? {
+            if let Some((l, min, max)) = key::parse_ltx_key(&self.cfg.path, &key, Layout::Ltx) {
+                if l <= SNAPSHOT_LEVEL {
+                    out.push(FileInfo::new(l, min, max, size, created_at));
+                }
+            }
+        }
+        out.sort_by_key(|f| (f.level, f.min_txid, f.max_txid));
+        Ok(Some(out))
     }
 
     fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {

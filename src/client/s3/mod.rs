@@ -27,7 +27,10 @@ use request::Call;
 pub use sigv4::Credentials;
 
 use super::key::{self, Layout};
-use super::{check_object_path, http, read_header, retry, FileInfo, ObjectInfo, ReplicaClient};
+use super::{
+    check_object_path, http, read_header, retry, FileInfo, ObjectInfo, ReplicaClient,
+    SNAPSHOT_LEVEL,
+};
 use crate::error::{Error, Result};
 use crate::ltx::Txid;
 use crate::wire::xml;
@@ -117,6 +120,23 @@ impl S3Client {
     }
 }
 
+impl S3Client {
+    /// Sets each file's time to its header timestamp (object metadata), several HEADs at
+    /// once.
+    fn head_timestamps(&self, files: &mut [FileInfo]) -> Result<()> {
+        let times = parallel(files.len(), 8, |i| {
+            let f = &files[i];
+            self.head_timestamp(&self.key(f.level, f.min_txid, f.max_txid))
+        })?;
+        for (f, t) in files.iter_mut().zip(times) {
+            if let Some(t) = t {
+                f.created_at = t;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Runs `task(i)` for every `i` in `0..n` on up to `threads` threads: the results in
 /// order, or the first error (the other threads then take no more work).
 fn parallel<T: Send>(
@@ -186,19 +206,28 @@ impl ReplicaClient for S3Client {
             out.push(FileInfo::new(level, min, max, size, modified));
         }
         if accurate {
-            // Header timestamps from metadata, several HEADs at once.
-            let times = parallel(out.len(), 8, |i| {
-                let f = &out[i];
-                self.head_timestamp(&self.key(level, f.min_txid, f.max_txid))
-            })?;
-            for (f, t) in out.iter_mut().zip(times) {
-                if let Some(t) = t {
-                    f.created_at = t;
-                }
-            }
+            self.head_timestamps(&mut out)?;
         }
         out.sort_by_key(|f| (f.min_txid, f.max_txid));
         Ok(out)
+    }
+
+    fn all_ltx_files(&self, accurate: bool) -> Result<Option<Vec<FileInfo>>> {
+        // One listing of the prefix every level shares (S3 pages it inside `list`).
+        let prefix = key::levels_prefix(&self.cfg.path, self.layout());
+        let mut out: Vec<FileInfo> = Vec::new();
+        for (key, size, modified) in self.list(&prefix, None)? {
+            if let Some((l, min, max)) = key::parse_ltx_key(&self.cfg.path, &key, self.layout()) {
+                if l <= SNAPSHOT_LEVEL {
+                    out.push(FileInfo::new(l, min, max, size, modified));
+                }
+            }
+        }
+        if accurate {
+            self.head_timestamps(&mut out)?;
+        }
+        out.sort_by_key(|f| (f.level, f.min_txid, f.max_txid));
+        Ok(Some(out))
     }
 
     fn open_ltx_file(
