@@ -81,6 +81,18 @@ impl Metered {
     ) -> Result<T> {
         let started = Instant::now();
         let r = f();
+        self.note(op, started, &r, bytes);
+        r
+    }
+
+    /// Records one call of `op` that began at `started` and gave `r`.
+    fn note<T>(
+        &self,
+        op: &'static str,
+        started: Instant,
+        r: &Result<T>,
+        bytes: impl Fn(&T) -> u64,
+    ) {
         let secs = started.elapsed().as_secs_f64();
         record(self.inner.kind(), op, |s| {
             s.seconds += secs;
@@ -88,7 +100,7 @@ impl Metered {
             if let Some(i) = DURATION_BUCKETS.iter().position(|b| secs <= *b) {
                 s.buckets[i] += 1;
             }
-            match &r {
+            match r {
                 Ok(v) => {
                     s.total += 1;
                     s.bytes += bytes(v);
@@ -96,7 +108,6 @@ impl Metered {
                 Err(e) => *s.errors.entry(error_code(e)).or_default() += 1,
             }
         });
-        r
     }
 }
 
@@ -130,11 +141,14 @@ impl ReplicaClient for Metered {
     }
 
     fn all_ltx_files(&self, accurate_timestamps: bool) -> Result<Option<Vec<FileInfo>>> {
-        self.timed(
-            "LIST",
-            |_| 0,
-            || self.inner.all_ltx_files(accurate_timestamps),
-        )
+        // A backend without a recursive listing answers `None` at once, sending nothing:
+        // not a LIST (the per-level listings that follow are counted one by one).
+        let started = Instant::now();
+        let r = self.inner.all_ltx_files(accurate_timestamps);
+        if !matches!(r, Ok(None)) {
+            self.note("LIST", started, &r, |_| 0);
+        }
+        r
     }
 
     fn open_ltx_file(

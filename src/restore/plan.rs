@@ -139,10 +139,21 @@ pub fn plan_files(
     Ok(plan)
 }
 
-/// Lists every level of the replica.
-fn list_all(client: &dyn ReplicaClient, accurate: bool) -> Result<Vec<FileInfo>> {
-    let mut all = Vec::new();
-    for level in 0..=SNAPSHOT_LEVEL {
+/// Lists every level of the replica: in one recursive listing where the backend can
+/// ([`ReplicaClient::all_ltx_files`]), else level by level. `on_list` is called once per
+/// listing request made.
+pub(crate) fn list_all(
+    client: &dyn ReplicaClient,
+    accurate: bool,
+    on_list: &dyn Fn(),
+) -> Result<Vec<FileInfo>> {
+    on_list();
+    if let Some(all) = client.all_ltx_files(accurate)? {
+        return Ok(all);
+    }
+    let mut all = client.ltx_files(0, Txid::ZERO, accurate)?;
+    for level in 1..=SNAPSHOT_LEVEL {
+        on_list();
         all.extend(client.ltx_files(level, Txid::ZERO, accurate)?);
     }
     Ok(all)
@@ -154,6 +165,6 @@ pub fn plan(
     txid: Option<Txid>,
     timestamp: Option<SystemTime>,
 ) -> Result<Vec<FileInfo>> {
-    let listing = list_all(client, timestamp.is_some())?;
+    let listing = list_all(client, timestamp.is_some(), &|| ())?;
     plan_files(&listing, txid, timestamp)
 }

@@ -7,9 +7,9 @@
 use std::sync::atomic::Ordering;
 
 use super::ReplicaReader;
-use crate::client::{FileInfo, SNAPSHOT_LEVEL};
+use crate::client::FileInfo;
 use crate::error::{Error, Result};
-use crate::ltx::{self, Header, IndexEntry, Txid, HEADER_SIZE, INDEX_TAIL_SIZE};
+use crate::ltx::{self, Header, IndexEntry, HEADER_SIZE, INDEX_TAIL_SIZE};
 
 /// Files up to this size are fetched whole when first seen (one request), their pages
 /// going straight into the cache.
@@ -35,19 +35,9 @@ impl ReplicaReader {
     /// header timestamp (what `restore -timestamp` plans with), as
     /// [`ReplicaClient::ltx_files`](crate::client::ReplicaClient::ltx_files) gives it.
     pub(super) fn list_replica(&self, accurate_timestamps: bool) -> Result<Vec<FileInfo>> {
-        self.counters.lists.fetch_add(1, Ordering::Relaxed);
-        if let Some(all) = self.client.all_ltx_files(accurate_timestamps)? {
-            return Ok(all);
-        }
-        let mut listing = self.client.ltx_files(0, Txid::ZERO, accurate_timestamps)?;
-        for level in 1..=SNAPSHOT_LEVEL {
+        crate::restore::list_all(&*self.client, accurate_timestamps, &|| {
             self.counters.lists.fetch_add(1, Ordering::Relaxed);
-            listing.extend(
-                self.client
-                    .ltx_files(level, Txid::ZERO, accurate_timestamps)?,
-            );
-        }
-        Ok(listing)
+        })
     }
 
     /// One file's header and page index (and, for a small file, its pages into the cache).
