@@ -48,16 +48,29 @@ extern "C" {
 }
 
 /// CPU seconds and peak RSS (MiB) of a finished child.
+/// Waits for `child`: its CPU seconds and its peak RSS in MiB. The peak is the child's own
+/// `VmHWM`, read every few milliseconds until it exits: `wait4`'s `ru_maxrss` would also
+/// count this process's memory at the fork, which `execve` carries over into the child's
+/// figure (it made small restores look like 26–34 MiB).
 fn reap(child: Child) -> (f64, f64) {
+    const WNOHANG: c_int = 1;
     let mut status = 0;
     let mut ru = Rusage::default();
-    // SAFETY: wait4 on our own child's pid with valid out-pointers.
-    unsafe { wait4(child.id() as c_int, &mut status, 0, &mut ru) };
+    let mut hwm = 0f64;
+    loop {
+        hwm = hwm.max(proc_hwm_mib(child.id()));
+        // SAFETY: wait4 on our own child's pid with valid out-pointers.
+        let r = unsafe { wait4(child.id() as c_int, &mut status, WNOHANG, &mut ru) };
+        if r != 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let cpu = ru.utime.sec as f64
         + ru.utime.usec as f64 / 1e6
         + ru.stime.sec as f64
         + ru.stime.usec as f64 / 1e6;
-    (cpu, ru.maxrss as f64 / 1024.0)
+    (cpu, hwm)
 }
 
 fn term(child: &Child) {

@@ -182,10 +182,16 @@ struct Chunked<'a> {
 
 impl<'a> Chunked<'a> {
     fn new(f: &'a File, pos: u64) -> Self {
+        // Sized to what there is to read (a light writer's few frames), at most 64 KiB: a
+        // hundred databases syncing at once must not hold 64 KiB each.
+        let left = f
+            .metadata()
+            .map(|m| m.len().saturating_sub(pos))
+            .unwrap_or(0);
         Chunked {
             f,
             pos,
-            buf: vec![0u8; 64 << 10],
+            buf: vec![0u8; left.clamp(4 << 10, 64 << 10) as usize],
             at: 0,
             len: 0,
         }

@@ -363,8 +363,10 @@ impl Syncer {
         let result = (|| -> Result<()> {
             let f = durable::create_file(&tmp, self.file_mode, false)
                 .map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
+            // At most 64 KiB, less for a few pages (see `wal::Chunked`).
+            let room = (pages.len() as u64 + 1) * (u64::from(self.page_size) + 64);
             let mut enc = Encoder::new(
-                BufWriter::with_capacity(64 << 10, f),
+                BufWriter::with_capacity(room.clamp(8 << 10, 64 << 10) as usize, f),
                 header,
                 self.shared.opts.encoding,
             )
