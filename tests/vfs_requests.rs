@@ -7,95 +7,16 @@
 
 mod common;
 
-use std::fs::File;
-use std::io::Read;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use common::counting::Counting;
 use common::*;
 use litestream::client::{AbsClient, AbsConfig, FileClient, GcsClient, GcsConfig, SNAPSHOT_LEVEL};
 use litestream::restore::{restore, RestoreOptions};
 use litestream::vfs::{self, ReaderOptions, ReplicaReader};
-use litestream::{CompactionLevels, Db, FileInfo, Replica, ReplicaClient, Result, Store, Txid};
+use litestream::{CompactionLevels, Db, FileInfo, Replica, ReplicaClient, Store, Txid};
 use rusqlite::{Connection, OpenFlags};
-
-/// Forwards every call to `inner`, counting listings; with `whole: false` it hides the
-/// recursive listing (a backend without one).
-#[derive(Debug)]
-struct Listings {
-    inner: Arc<dyn ReplicaClient>,
-    whole: bool,
-    per_level: AtomicU64,
-    all: AtomicU64,
-    all_accurate: AtomicU64,
-}
-
-impl Listings {
-    fn new(inner: Arc<dyn ReplicaClient>, whole: bool) -> Arc<Listings> {
-        Arc::new(Listings {
-            inner,
-            whole,
-            per_level: AtomicU64::new(0),
-            all: AtomicU64::new(0),
-            all_accurate: AtomicU64::new(0),
-        })
-    }
-
-    /// (per-level listings, recursive listings, recursive ones with accurate times).
-    fn counts(&self) -> (u64, u64, u64) {
-        (
-            self.per_level.load(Ordering::SeqCst),
-            self.all.load(Ordering::SeqCst),
-            self.all_accurate.load(Ordering::SeqCst),
-        )
-    }
-}
-
-impl ReplicaClient for Listings {
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-
-    fn ltx_files(&self, level: u8, seek: Txid, accurate: bool) -> Result<Vec<FileInfo>> {
-        self.per_level.fetch_add(1, Ordering::SeqCst);
-        self.inner.ltx_files(level, seek, accurate)
-    }
-
-    fn all_ltx_files(&self, accurate: bool) -> Result<Option<Vec<FileInfo>>> {
-        if !self.whole {
-            return Ok(None);
-        }
-        self.all.fetch_add(1, Ordering::SeqCst);
-        if accurate {
-            self.all_accurate.fetch_add(1, Ordering::SeqCst);
-        }
-        self.inner.all_ltx_files(accurate)
-    }
-
-    fn open_ltx_file(
-        &self,
-        level: u8,
-        min: Txid,
-        max: Txid,
-        offset: u64,
-        len: Option<u64>,
-    ) -> Result<Box<dyn Read + Send>> {
-        self.inner.open_ltx_file(level, min, max, offset, len)
-    }
-
-    fn write_ltx_file(&self, level: u8, min: Txid, max: Txid, src: &File) -> Result<FileInfo> {
-        self.inner.write_ltx_file(level, min, max, src)
-    }
-
-    fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {
-        self.inner.delete_ltx_files(files)
-    }
-
-    fn delete_all(&self) -> Result<()> {
-        self.inner.delete_all()
-    }
-}
 
 /// Writes a database with files on several levels to `client`; the source connection,
 /// a time between two rounds of writes, and the store (still open).
@@ -170,9 +91,9 @@ fn one_listing_opens(tag: &str, client: Arc<dyn ReplicaClient>) {
     }
 
     // Open: one listing, nothing per level.
-    let counting = Listings::new(client.clone(), true);
+    let counting = Counting::new(client.clone());
     let reader = ReplicaReader::open(counting.clone(), quiet()).unwrap();
-    assert_eq!(counting.counts(), (0, 1, 0), "open lists once");
+    assert_eq!(counting.listings(), (0, 1, 0), "open lists once");
     assert_eq!(reader.stats().lists, 1);
     let rc = open(tag, reader.clone());
     assert_eq!(dump_conn(&rc), dump_conn(&src));
@@ -183,7 +104,7 @@ fn one_listing_opens(tag: &str, client: Arc<dyn ReplicaClient>) {
         litestream::format_rfc3339(t)
     ))
     .unwrap();
-    assert_eq!(counting.counts(), (0, 2, 1), "time travel lists once");
+    assert_eq!(counting.listings(), (0, 2, 1), "time travel lists once");
     let out = dir.join("at-t.db");
     restore(client.as_ref(), &RestoreOptions::new(&out).timestamp(t)).unwrap();
     assert_eq!(
@@ -194,9 +115,9 @@ fn one_listing_opens(tag: &str, client: Arc<dyn ReplicaClient>) {
     drop(rc);
 
     // Without a recursive listing: one listing per level, the same state.
-    let hidden = Listings::new(client.clone(), false);
+    let hidden = Counting::new(client.clone()).hide_recursive_listing();
     let reader2 = ReplicaReader::open(hidden.clone(), quiet()).unwrap();
-    assert_eq!(hidden.counts(), (u64::from(SNAPSHOT_LEVEL) + 1, 0, 0));
+    assert_eq!(hidden.listings(), (u64::from(SNAPSHOT_LEVEL) + 1, 0, 0));
     assert_eq!(reader2.stats().lists, u64::from(SNAPSHOT_LEVEL) + 1);
     assert_eq!(reader2.txid(), reader.txid());
     let rc2 = open(tag, reader2);

@@ -1,11 +1,11 @@
-//! A `ReplicaClient` wrapper that counts the bytes uploaded and the server-side copies
-//! made through it, to prove what a workload ships; and the first-replication scenario
-//! every backend runs with it.
+//! A `ReplicaClient` wrapper that counts the bytes uploaded, the server-side copies and
+//! the listings made through it, to prove what a workload ships or asks; and the
+//! first-replication scenario every backend runs with it.
 
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,13 +15,18 @@ use rusqlite::Connection;
 
 use super::{dump, wait_until, Rng, TempDir};
 
-/// Forwards every call to `inner`, counting uploads and copies.
+/// Forwards every call to `inner`, counting uploads, copies and listings; with
+/// [`Counting::hide_recursive_listing`] it answers as a backend without one.
 #[derive(Debug)]
 pub struct Counting {
     pub inner: Arc<dyn ReplicaClient>,
     pub uploaded: AtomicU64,
     pub uploads: AtomicU64,
     pub copies: AtomicU64,
+    pub per_level: AtomicU64,
+    pub all: AtomicU64,
+    pub all_accurate: AtomicU64,
+    pub no_recursive: AtomicBool,
 }
 
 impl Counting {
@@ -31,7 +36,27 @@ impl Counting {
             uploaded: AtomicU64::new(0),
             uploads: AtomicU64::new(0),
             copies: AtomicU64::new(0),
+            per_level: AtomicU64::new(0),
+            all: AtomicU64::new(0),
+            all_accurate: AtomicU64::new(0),
+            no_recursive: AtomicBool::new(false),
         })
+    }
+
+    /// From now on answers `all_ltx_files` with `None`, as a backend without it.
+    pub fn hide_recursive_listing(self: Arc<Self>) -> Arc<Self> {
+        self.no_recursive.store(true, Ordering::SeqCst);
+        self
+    }
+
+    /// (per-level listings, recursive listings, recursive ones with accurate times).
+    #[allow(dead_code)]
+    pub fn listings(&self) -> (u64, u64, u64) {
+        (
+            self.per_level.load(Ordering::SeqCst),
+            self.all.load(Ordering::SeqCst),
+            self.all_accurate.load(Ordering::SeqCst),
+        )
     }
 
     pub fn uploaded(&self) -> u64 {
@@ -49,7 +74,19 @@ impl ReplicaClient for Counting {
     }
 
     fn ltx_files(&self, level: u8, seek: Txid, accurate: bool) -> Result<Vec<FileInfo>> {
+        self.per_level.fetch_add(1, Ordering::SeqCst);
         self.inner.ltx_files(level, seek, accurate)
+    }
+
+    fn all_ltx_files(&self, accurate: bool) -> Result<Option<Vec<FileInfo>>> {
+        if self.no_recursive.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        self.all.fetch_add(1, Ordering::SeqCst);
+        if accurate {
+            self.all_accurate.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.all_ltx_files(accurate)
     }
 
     fn open_ltx_file(
