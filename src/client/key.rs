@@ -6,6 +6,9 @@
 //! WebDAV, SFTP and local files the key relative to the replica's directory (built with an
 //! empty `path`), joined to that directory.
 
+use std::time::SystemTime;
+
+use super::{FileInfo, SNAPSHOT_LEVEL};
 use crate::ltx::{self, Txid};
 use crate::url::object_prefix;
 
@@ -45,6 +48,27 @@ pub(crate) fn levels_prefix(path: &str, layout: Layout) -> String {
         Layout::Hex => format!("{path}/000"),
         Layout::Ltx => object_prefix(&format!("{path}/ltx")),
     }
+}
+
+/// The LTX files among listed objects `(key, size, time)` of the replica at `path` whose
+/// `(level, min)` `keep` accepts (levels past 9 never), sorted by (level, min, max); keys
+/// that are not LTX files are skipped. Every listing client reads its answers through it.
+pub(crate) fn ltx_files_among(
+    path: &str,
+    layout: Layout,
+    objects: impl IntoIterator<Item = (String, u64, SystemTime)>,
+    keep: impl Fn(u8, Txid) -> bool,
+) -> Vec<FileInfo> {
+    let mut out: Vec<FileInfo> = objects
+        .into_iter()
+        .filter_map(|(key, size, time)| {
+            let (level, min, max) = parse_ltx_key(path, &key, layout)?;
+            (level <= SNAPSHOT_LEVEL && keep(level, min))
+                .then(|| FileInfo::new(level, min, max, size, time))
+        })
+        .collect();
+    out.sort_by_key(|f| (f.level, f.min_txid, f.max_txid));
+    out
 }
 
 /// The key of the LTX file `(level, min, max)` of the replica at `path`.

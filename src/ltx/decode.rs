@@ -26,6 +26,8 @@ pub struct Decoder<R: Read> {
     /// so the index read at the end is checked without keeping an entry per page.
     want_index: Crc64,
     want_index_len: u64,
+    /// One index entry's bytes, reused page after page.
+    entry: Vec<u8>,
     pages: u64,
     end_of_pages: bool,
     scratch: Vec<u8>,
@@ -108,6 +110,7 @@ impl<R: Read> Decoder<R> {
             last_pgno: 0,
             want_index: Crc64::new(),
             want_index_len: 0,
+            entry: Vec::with_capacity(30),
             pages: 0,
             end_of_pages: false,
             scratch: Vec::new(),
@@ -214,11 +217,12 @@ impl<R: Read> Decoder<R> {
         self.hash.update(buf);
         self.offset += consumed;
         let size = (self.offset - start) as u32;
-        let mut entry = Vec::with_capacity(30);
-        put_uvarint(&mut entry, pgno as u64);
-        put_uvarint(&mut entry, start);
-        put_uvarint(&mut entry, size as u64);
-        self.want_index.update(&entry);
+        let entry = &mut self.entry;
+        entry.clear();
+        put_uvarint(entry, pgno as u64);
+        put_uvarint(entry, start);
+        put_uvarint(entry, size as u64);
+        self.want_index.update(entry);
         self.want_index_len += entry.len() as u64;
         self.pages += 1;
         self.last_pgno = pgno;

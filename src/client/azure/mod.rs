@@ -25,9 +25,7 @@ mod shared_key;
 
 use super::http::{self, Answer, Body};
 use super::key::{self, Layout};
-use super::{
-    check_object_path, read_header, retry, FileInfo, ObjectInfo, ReplicaClient, SNAPSHOT_LEVEL,
-};
+use super::{check_object_path, read_header, retry, FileInfo, ObjectInfo, ReplicaClient};
 use crate::error::{Error, Result};
 use crate::ltx::Txid;
 use crate::wire::{base64, http_date, uri, xml};
@@ -381,32 +379,22 @@ impl ReplicaClient for AbsClient {
 
     fn ltx_files(&self, level: u8, seek: Txid, _accurate: bool) -> Result<Vec<FileInfo>> {
         let prefix = key::level_prefix(&self.cfg.path, level, Layout::Ltx);
-        let mut out = Vec::new();
-        for (key, size, created_at) in self.list_all(&prefix)? {
-            let Some((l, min, max)) = key::parse_ltx_key(&self.cfg.path, &key, Layout::Ltx) else {
-                continue;
-            };
-            if l != level || min < seek {
-                continue;
-            }
-            out.push(FileInfo::new(level, min, max, size, created_at));
-        }
-        out.sort_by_key(|f| (f.min_txid, f.max_txid));
-        Ok(out)
+        Ok(key::ltx_files_among(
+            &self.cfg.path,
+            Layout::Ltx,
+            self.list_all(&prefix)?,
+            |l, min| l == level && min >= seek,
+        ))
     }
 
     fn all_ltx_files(&self, _accurate: bool) -> Result<Option<Vec<FileInfo>>> {
         let prefix = key::levels_prefix(&self.cfg.path, Layout::Ltx);
-        let mut out = Vec::new();
-        for (key, size, created_at) in self.list_all(&prefix)? {
-            if let Some((l, min, max)) = key::parse_ltx_key(&self.cfg.path, &key, Layout::Ltx) {
-                if l <= SNAPSHOT_LEVEL {
-                    out.push(FileInfo::new(l, min, max, size, created_at));
-                }
-            }
-        }
-        out.sort_by_key(|f| (f.level, f.min_txid, f.max_txid));
-        Ok(Some(out))
+        Ok(Some(key::ltx_files_among(
+            &self.cfg.path,
+            Layout::Ltx,
+            self.list_all(&prefix)?,
+            |_, _| true,
+        )))
     }
 
     fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {

@@ -21,9 +21,7 @@ use std::time::UNIX_EPOCH;
 
 use super::http::{self, Answer, Body, TokenCache};
 use super::key::{self, Layout};
-use super::{
-    check_object_path, read_header, retry, FileInfo, ObjectInfo, ReplicaClient, SNAPSHOT_LEVEL,
-};
+use super::{check_object_path, read_header, retry, FileInfo, ObjectInfo, ReplicaClient};
 use crate::error::{Error, Result};
 use crate::ltx::Txid;
 use crate::wire::json::{self, Value};
@@ -161,9 +159,10 @@ impl GcsClient {
         }
     }
 
-    /// The LTX files under `prefix` that `keep(level, min)` accepts, in listing order.
+    /// The LTX files under `prefix` that `keep(level, min)` accepts, sorted by (level,
+    /// min, max).
     fn list_ltx(&self, prefix: &str, keep: impl Fn(u8, Txid) -> bool) -> Result<Vec<FileInfo>> {
-        let mut out = Vec::new();
+        let mut objects = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let (items, next) = self.list_page(prefix, token.as_deref())?;
@@ -171,13 +170,6 @@ impl GcsClient {
                 let Some(key) = it.get("name").and_then(Value::as_str) else {
                     continue;
                 };
-                let Some((l, min, max)) = key::parse_ltx_key(&self.cfg.path, key, Layout::Ltx)
-                else {
-                    continue;
-                };
-                if !keep(l, min) {
-                    continue;
-                }
                 // The header timestamp is in the metadata (free in the listing).
                 let created_at = it
                     .get("metadata")
@@ -186,20 +178,20 @@ impl GcsClient {
                     .or_else(|| it.get("timeCreated").and_then(Value::as_str))
                     .and_then(|t| crate::time::parse_rfc3339(t).ok())
                     .unwrap_or(UNIX_EPOCH);
-                out.push(FileInfo::new(
-                    l,
-                    min,
-                    max,
-                    it.get("size").and_then(Value::as_u64).unwrap_or(0),
-                    created_at,
-                ));
+                let size = it.get("size").and_then(Value::as_u64).unwrap_or(0);
+                objects.push((key.to_string(), size, created_at));
             }
             match next {
                 Some(t) if token.as_deref() != Some(t.as_str()) => token = Some(t),
                 _ => break,
             }
         }
-        Ok(out)
+        Ok(key::ltx_files_among(
+            &self.cfg.path,
+            Layout::Ltx,
+            objects,
+            keep,
+        ))
     }
 
     /// The key (object name) of the LTX file `(level, min, max)`.
@@ -373,16 +365,12 @@ impl ReplicaClient for GcsClient {
 
     fn ltx_files(&self, level: u8, seek: Txid, _accurate: bool) -> Result<Vec<FileInfo>> {
         let prefix = key::level_prefix(&self.cfg.path, level, Layout::Ltx);
-        let mut out = self.list_ltx(&prefix, |l, min| l == level && min >= seek)?;
-        out.sort_by_key(|f| (f.min_txid, f.max_txid));
-        Ok(out)
+        self.list_ltx(&prefix, |l, min| l == level && min >= seek)
     }
 
     fn all_ltx_files(&self, _accurate: bool) -> Result<Option<Vec<FileInfo>>> {
         let prefix = key::levels_prefix(&self.cfg.path, Layout::Ltx);
-        let mut out = self.list_ltx(&prefix, |l, _| l <= SNAPSHOT_LEVEL)?;
-        out.sort_by_key(|f| (f.level, f.min_txid, f.max_txid));
-        Ok(Some(out))
+        self.list_ltx(&prefix, |_, _| true).map(Some)
     }
 
     fn list_objects(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {

@@ -27,10 +27,7 @@ use request::Call;
 pub use sigv4::Credentials;
 
 use super::key::{self, Layout};
-use super::{
-    check_object_path, http, read_header, retry, FileInfo, ObjectInfo, ReplicaClient,
-    SNAPSHOT_LEVEL,
-};
+use super::{check_object_path, http, read_header, retry, FileInfo, ObjectInfo, ReplicaClient};
 use crate::error::{Error, Result};
 use crate::ltx::Txid;
 use crate::wire::xml;
@@ -194,39 +191,30 @@ impl ReplicaClient for S3Client {
         // Keys sort as their TXIDs: start after every file starting before `seek`.
         let start_after =
             (seek.0 > 1).then(|| format!("{prefix}{}-ffffffffffffffff.ltx", Txid(seek.0 - 1)));
-        let mut out: Vec<FileInfo> = Vec::new();
-        for (key, size, modified) in self.list(&prefix, start_after)? {
-            let Some((l, min, max)) = key::parse_ltx_key(&self.cfg.path, &key, self.layout())
-            else {
-                continue;
-            };
-            if l != level || min < seek {
-                continue;
-            }
-            out.push(FileInfo::new(level, min, max, size, modified));
-        }
+        let mut out = key::ltx_files_among(
+            &self.cfg.path,
+            self.layout(),
+            self.list(&prefix, start_after)?,
+            |l, min| l == level && min >= seek,
+        );
         if accurate {
             self.head_timestamps(&mut out)?;
         }
-        out.sort_by_key(|f| (f.min_txid, f.max_txid));
         Ok(out)
     }
 
     fn all_ltx_files(&self, accurate: bool) -> Result<Option<Vec<FileInfo>>> {
         // One listing of the prefix every level shares (S3 pages it inside `list`).
         let prefix = key::levels_prefix(&self.cfg.path, self.layout());
-        let mut out: Vec<FileInfo> = Vec::new();
-        for (key, size, modified) in self.list(&prefix, None)? {
-            if let Some((l, min, max)) = key::parse_ltx_key(&self.cfg.path, &key, self.layout()) {
-                if l <= SNAPSHOT_LEVEL {
-                    out.push(FileInfo::new(l, min, max, size, modified));
-                }
-            }
-        }
+        let mut out = key::ltx_files_among(
+            &self.cfg.path,
+            self.layout(),
+            self.list(&prefix, None)?,
+            |_, _| true,
+        );
         if accurate {
             self.head_timestamps(&mut out)?;
         }
-        out.sort_by_key(|f| (f.level, f.min_txid, f.max_txid));
         Ok(Some(out))
     }
 
