@@ -26,6 +26,8 @@ use crate::url::{clean_path, ReplicaUrl};
 /// A replica client's configuration, one variant per backend compiled into this build.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
+// Built once per replica; boxing the larger variants would only cost their users a `Box`.
+#[allow(clippy::large_enum_variant)]
 pub enum ClientConfig {
     /// `file:///PATH`: a directory on a local file system.
     File(PathBuf),

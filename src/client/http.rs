@@ -53,6 +53,7 @@ pub(crate) fn agent(skip_verify: bool) -> Result<ureq::Agent> {
                                     .collect(),
                             ))
                         }
+                        #[cfg(feature = "webpki-roots")]
                         super::tls::Roots::Mozilla => RootCerts::WebPki,
                     };
                     SHARED.get_or_init(|| r).clone()

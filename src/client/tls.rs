@@ -1,8 +1,9 @@
 //! Which certificate authorities TLS connections trust, for HTTPS and NATS alike:
 //! `SSL_CERT_FILE` / `SSL_CERT_DIR` when set (the variables Go's crypto/x509 reads, so the
 //! official binary honours the same ones), else the system's CA bundle (the paths Go
-//! reads on Linux), else Mozilla's roots built into the binary; plus the certificates of
-//! `AWS_CA_BUNDLE` when set (the AWS SDKs' variable, which adds to those roots).
+//! reads on Linux), else Mozilla's roots built into the binary (the `webpki-roots` feature;
+//! without it, a clear error); plus the certificates of `AWS_CA_BUNDLE` when set (the AWS
+//! SDKs' variable, which adds to those roots).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -28,6 +29,7 @@ pub(crate) enum Roots {
     /// Certificates read from PEM files.
     Certs(Arc<Vec<CertificateDer<'static>>>),
     /// Mozilla's roots, built in (no bundle on this system).
+    #[cfg(feature = "webpki-roots")]
     Mozilla,
 }
 
@@ -47,10 +49,13 @@ pub(crate) fn roots() -> Result<Roots> {
 }
 
 fn load(env: impl Fn(&str) -> Option<PathBuf>) -> std::result::Result<Roots, String> {
-    let base = load_base(&env)?;
+    let base = load_base(&env);
     let Some(bundle) = env("AWS_CA_BUNDLE") else {
-        return Ok(base);
+        return base.map_err(|e| e.to_string());
     };
+    if let Err(Base::Invalid(e)) = base {
+        return Err(e);
+    }
     let extra = read_pem(&bundle).map_err(|e| format!("AWS_CA_BUNDLE: {e}"))?;
     if extra.is_empty() {
         return Err(format!(
@@ -64,38 +69,67 @@ fn load(env: impl Fn(&str) -> Option<PathBuf>) -> std::result::Result<Roots, Str
     );
     // Without a system bundle the bundle stands alone, as Go's empty system pool does.
     let mut certs = match base {
-        Roots::Certs(c) => c.as_ref().clone(),
-        Roots::Mozilla => Vec::new(),
+        Ok(Roots::Certs(c)) => c.as_ref().clone(),
+        #[cfg(feature = "webpki-roots")]
+        Ok(Roots::Mozilla) => Vec::new(),
+        Err(_) => Vec::new(),
     };
     certs.extend(extra);
     Ok(Roots::Certs(Arc::new(certs)))
 }
 
+/// Why there are no roots before `AWS_CA_BUNDLE`.
+#[derive(Debug)]
+enum Base {
+    /// `SSL_CERT_FILE` / `SSL_CERT_DIR` are set but unusable.
+    Invalid(String),
+    /// No system bundle, and no built-in roots in this build (an `AWS_CA_BUNDLE` may
+    /// still stand alone).
+    #[cfg_attr(feature = "webpki-roots", allow(dead_code))]
+    NoBundle,
+}
+
+impl std::fmt::Display for Base {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Base::Invalid(e) => f.write_str(e),
+            Base::NoBundle => write!(
+                f,
+                "no CA certificates to trust: none of {} exists and SSL_CERT_FILE, SSL_CERT_DIR \
+                 and AWS_CA_BUNDLE are unset; install the system's CA bundle \
+                 (ca-certificates), point SSL_CERT_FILE at one, or build with the \
+                 `webpki-roots` feature",
+                SYSTEM_BUNDLES.join(", ")
+            ),
+        }
+    }
+}
+
 /// The roots before `AWS_CA_BUNDLE` (see the module docs).
-fn load_base(env: &impl Fn(&str) -> Option<PathBuf>) -> std::result::Result<Roots, String> {
+fn load_base(env: &impl Fn(&str) -> Option<PathBuf>) -> std::result::Result<Roots, Base> {
     let (file, dirs) = (env("SSL_CERT_FILE"), env("SSL_CERT_DIR"));
     if file.is_some() || dirs.is_some() {
         let mut certs = Vec::new();
         if let Some(f) = &file {
-            certs.extend(read_pem(f)?);
+            certs.extend(read_pem(f).map_err(Base::Invalid)?);
         }
         for dir in dirs
             .iter()
             .flat_map(|d| std::env::split_paths(d).collect::<Vec<_>>())
         {
             let rd = std::fs::read_dir(&dir)
-                .map_err(|e| format!("SSL_CERT_DIR {}: {e}", dir.display()))?;
+                .map_err(|e| Base::Invalid(format!("SSL_CERT_DIR {}: {e}", dir.display())))?;
             for e in rd.flatten() {
                 // Hash links and bundles alike; files that are not PEM certificates are skipped.
                 certs.extend(read_pem(&e.path()).unwrap_or_default());
             }
         }
         if certs.is_empty() {
-            return Err(format!(
+            return Err(Base::Invalid(format!(
                 "no CA certificate found in SSL_CERT_FILE={} SSL_CERT_DIR={}",
                 file.as_deref().unwrap_or(Path::new("")).display(),
                 dirs.as_deref().unwrap_or(Path::new("")).display()
-            ));
+            )));
         }
         return Ok(Roots::Certs(Arc::new(certs)));
     }
@@ -107,8 +141,13 @@ fn load_base(env: &impl Fn(&str) -> Option<PathBuf>) -> std::result::Result<Root
             }
         }
     }
-    log::debug!("tls: no system CA bundle; trusting the built-in Mozilla roots");
-    Ok(Roots::Mozilla)
+    #[cfg(feature = "webpki-roots")]
+    {
+        log::debug!("tls: no system CA bundle; trusting the built-in Mozilla roots");
+        Ok(Roots::Mozilla)
+    }
+    #[cfg(not(feature = "webpki-roots"))]
+    Err(Base::NoBundle)
 }
 
 fn read_pem(path: &Path) -> std::result::Result<Vec<CertificateDer<'static>>, String> {
@@ -123,6 +162,7 @@ pub(crate) fn add_to(store: &mut rustls::RootCertStore) -> Result<()> {
         Roots::Certs(certs) => {
             store.add_parsable_certificates(certs.iter().cloned());
         }
+        #[cfg(feature = "webpki-roots")]
         Roots::Mozilla => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
     }
     Ok(())
@@ -144,9 +184,16 @@ mod tests {
         let e = load(env(dir.join("missing.pem"))).unwrap_err();
         assert!(e.contains("missing.pem"), "{e}");
         // Without the variables: the system bundle, else the built-in roots.
-        match load(|_| None).unwrap() {
-            Roots::Certs(c) => assert!(!c.is_empty()),
-            Roots::Mozilla => assert!(SYSTEM_BUNDLES.iter().all(|b| !Path::new(b).exists())),
+        match load(|_| None) {
+            Ok(Roots::Certs(c)) => assert!(!c.is_empty()),
+            #[cfg(feature = "webpki-roots")]
+            Ok(Roots::Mozilla) => {
+                assert!(SYSTEM_BUNDLES.iter().all(|b| !Path::new(b).exists()))
+            }
+            #[cfg(feature = "webpki-roots")]
+            Err(e) => panic!("with built-in roots there is always a base: {e}"),
+            #[cfg(not(feature = "webpki-roots"))]
+            Err(e) => assert!(e.contains("webpki-roots"), "{e}"),
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -156,12 +203,12 @@ mod tests {
         let Some(ca) = std::env::var_os("LITESTREAM_TEST_CA").map(PathBuf::from) else {
             return;
         };
-        let count = |r: Roots| match r {
-            Roots::Certs(c) => c.len(),
-            Roots::Mozilla => 0,
+        let count = |r: std::result::Result<Roots, String>| match r {
+            Ok(Roots::Certs(c)) => c.len(),
+            _ => 0,
         };
-        let base = count(load(|_| None).unwrap());
-        let both = count(load(|k| (k == "AWS_CA_BUNDLE").then(|| ca.clone())).unwrap());
+        let base = count(load(|_| None));
+        let both = count(load(|k| (k == "AWS_CA_BUNDLE").then(|| ca.clone())));
         assert!(
             both > base,
             "{both} roots with AWS_CA_BUNDLE, {base} without"

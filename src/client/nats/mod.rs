@@ -18,7 +18,7 @@
 //! Authentication: user/password, token, an NKey seed (the server's nonce signed with
 //! Ed25519), or a user JWT with its seed (`jwt` + `seed`, or a `.creds` file). TLS
 //! (rustls) starts after the server's INFO when the server requires it or the config asks
-//! for it, trusting `root_cas` (else the Mozilla roots), with an optional client
+//! for it, trusting `root_cas` (else the `client::tls` roots), with an optional client
 //! certificate.
 //!
 //! Here: the settings, the client and its `ReplicaClient` methods. `proto` speaks the
@@ -72,7 +72,7 @@ pub struct NatsConfig {
     /// Require TLS even if the server does not (it is always used when the server
     /// requires it).
     pub tls: bool,
-    /// PEM files of the certificate authorities to trust (default: the Mozilla roots).
+    /// PEM files of the certificate authorities to trust (default: the `client::tls` roots).
     pub root_cas: Vec<std::path::PathBuf>,
     /// PEM client certificate and key, for servers that verify clients.
     pub client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
