@@ -49,7 +49,15 @@ pub(crate) fn roots() -> Result<Roots> {
 }
 
 fn load(env: impl Fn(&str) -> Option<PathBuf>) -> std::result::Result<Roots, String> {
-    let base = load_base(&env);
+    load_with(env, SYSTEM_BUNDLES)
+}
+
+/// [`load`] with the system bundles to look for.
+fn load_with(
+    env: impl Fn(&str) -> Option<PathBuf>,
+    bundles: &[&str],
+) -> std::result::Result<Roots, String> {
+    let base = load_base(&env, bundles);
     let Some(bundle) = env("AWS_CA_BUNDLE") else {
         return base.map_err(|e| e.to_string());
     };
@@ -106,7 +114,10 @@ impl std::fmt::Display for Base {
 }
 
 /// The roots before `AWS_CA_BUNDLE` (see the module docs).
-fn load_base(env: &impl Fn(&str) -> Option<PathBuf>) -> std::result::Result<Roots, Base> {
+fn load_base(
+    env: &impl Fn(&str) -> Option<PathBuf>,
+    bundles: &[&str],
+) -> std::result::Result<Roots, Base> {
     let (file, dirs) = (env("SSL_CERT_FILE"), env("SSL_CERT_DIR"));
     if file.is_some() || dirs.is_some() {
         let mut certs = Vec::new();
@@ -133,7 +144,7 @@ fn load_base(env: &impl Fn(&str) -> Option<PathBuf>) -> std::result::Result<Root
         }
         return Ok(Roots::Certs(Arc::new(certs)));
     }
-    for b in SYSTEM_BUNDLES {
+    for b in bundles {
         if let Ok(certs) = read_pem(Path::new(b)) {
             if !certs.is_empty() {
                 log::debug!("tls: trusting the {} CA certificates of {b}", certs.len());
@@ -196,6 +207,30 @@ mod tests {
             Err(e) => assert!(e.contains("webpki-roots"), "{e}"),
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn without_a_system_bundle() {
+        let none = ["/nonexistent/ca-bundle.crt"];
+        match load_with(|_| None, &none) {
+            #[cfg(feature = "webpki-roots")]
+            Ok(Roots::Mozilla) => {}
+            #[cfg(not(feature = "webpki-roots"))]
+            Err(e) => assert!(
+                e.contains("ca-certificates") && e.contains("SSL_CERT_FILE"),
+                "{e}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // An AWS_CA_BUNDLE stands alone, built-in roots or not.
+        let Some(system) = SYSTEM_BUNDLES.iter().find(|b| Path::new(b).exists()) else {
+            return;
+        };
+        let bundle = PathBuf::from(system);
+        match load_with(|k| (k == "AWS_CA_BUNDLE").then(|| bundle.clone()), &none) {
+            Ok(Roots::Certs(c)) => assert!(!c.is_empty()),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
