@@ -107,6 +107,7 @@ mod inotify_ffi {
     extern "C" {
         pub fn inotify_init1(flags: c_int) -> c_int;
         pub fn inotify_add_watch(fd: c_int, path: *const c_char, mask: u32) -> c_int;
+        pub fn inotify_rm_watch(fd: c_int, wd: c_int) -> c_int;
         pub fn read(fd: c_int, buf: *mut c_void, count: usize) -> isize;
         pub fn poll(fds: *mut PollFd, nfds: u64, timeout: c_int) -> c_int;
         pub fn close(fd: c_int) -> c_int;
@@ -143,20 +144,29 @@ impl Inotify {
         Ok(Inotify(fd))
     }
 
-    /// Watches `dir` for the events of `mask`.
-    pub(crate) fn watch(&self, dir: &std::path::Path, mask: u32) -> crate::error::Result<()> {
+    /// Watches `dir` for the events of `mask`; returns the watch's descriptor.
+    pub(crate) fn watch(&self, dir: &std::path::Path, mask: u32) -> crate::error::Result<i32> {
         use crate::error::Error;
         use std::os::unix::ffi::OsStrExt;
         let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
             .map_err(|_| Error::Invalid(format!("{}: path has a NUL byte", dir.display())))?;
         // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-        if unsafe { inotify_ffi::inotify_add_watch(self.0, c.as_ptr(), mask) } < 0 {
+        let wd = unsafe { inotify_ffi::inotify_add_watch(self.0, c.as_ptr(), mask) };
+        if wd < 0 {
             return Err(Error::io(
                 format!("watch {}", dir.display()),
                 std::io::Error::last_os_error(),
             ));
         }
-        Ok(())
+        Ok(wd)
+    }
+
+    /// Removes a watch; a thread waiting on this instance wakes with an event of no name.
+    pub(crate) fn unwatch(&self, wd: i32) {
+        // SAFETY: a plain call on the descriptor this value owns; a stale `wd` is refused.
+        unsafe {
+            inotify_ffi::inotify_rm_watch(self.0, wd);
+        }
     }
 
     /// Waits up to `timeout` (at most a minute) for events and drains them, calling

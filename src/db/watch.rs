@@ -12,13 +12,16 @@ use super::Cmd;
 use crate::error::Result;
 
 /// Shared by a watcher and its database's thread.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct Wakes {
     /// A `Cmd::Wake` is on its way: the watcher sends no other until the thread takes it,
     /// so a writer's thousands of events a second become one tick at a time.
     pending: AtomicBool,
-    /// Set when the database's thread ends; the watcher stops within half a second.
+    /// Set when the database's thread ends.
     stop: AtomicBool,
+    /// The watch, removed to wake the watcher when it must stop (Linux).
+    #[cfg(target_os = "linux")]
+    watch: Option<(Arc<crate::sys::Inotify>, i32)>,
 }
 
 impl Wakes {
@@ -28,9 +31,13 @@ impl Wakes {
         self.pending.store(false, Ordering::SeqCst);
     }
 
-    /// Stops the watcher (without waiting for it).
+    /// Stops the watcher (without waiting for it; it wakes and ends at once).
     pub(super) fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
+        #[cfg(target_os = "linux")]
+        if let Some((ino, wd)) = &self.watch {
+            ino.unwatch(*wd);
+        }
     }
 }
 
@@ -51,8 +58,8 @@ pub(super) fn spawn(path: &Path, tx: Sender<Cmd>) -> Result<Arc<Wakes>> {
         .map(|n| n.as_bytes().to_vec())
         .unwrap_or_default();
     let wal = [db.as_slice(), b"-wal"].concat();
-    let ino = Inotify::new()?;
-    ino.watch(
+    let ino = Arc::new(Inotify::new()?);
+    let wd = ino.watch(
         &dir,
         Inotify::MODIFY
             | Inotify::CREATE
@@ -60,22 +67,29 @@ pub(super) fn spawn(path: &Path, tx: Sender<Cmd>) -> Result<Arc<Wakes>> {
             | Inotify::MOVED_FROM
             | Inotify::MOVED_TO,
     )?;
-    let wakes = Arc::new(Wakes::default());
+    let wakes = Arc::new(Wakes {
+        watch: Some((ino.clone(), wd)),
+        ..Wakes::default()
+    });
     let w = wakes.clone();
     let first = tx.clone();
     std::thread::Builder::new()
         .name("litestream-watch-db".into())
         .stack_size(64 << 10)
         .spawn(move || {
-            while !w.stop.load(Ordering::SeqCst) {
+            // Idle, it sleeps: nothing wakes it but an event (a minute at most).
+            loop {
                 let mut hit = false;
-                ino.wait(Duration::from_millis(500), |mask, name| {
+                ino.wait(Duration::from_secs(60), |mask, name| {
                     // The WAL, whatever happened to it; the database file coming or going
                     // (not our own checkpoints writing into it); a lost queue.
                     hit |= name == wal.as_slice()
                         || (name == db.as_slice() && mask & Inotify::MODIFY == 0)
                         || name.is_empty();
                 });
+                if w.stop.load(Ordering::SeqCst) {
+                    break;
+                }
                 if hit && !w.pending.swap(true, Ordering::SeqCst) && tx.send(Cmd::Wake).is_err() {
                     break;
                 }
@@ -150,7 +164,13 @@ mod tests {
         // A hundred writes while no wake is taken: one wake on its way, not a hundred.
         std::thread::sleep(short);
         assert_eq!(rx.try_iter().count(), 1, "WAL written");
+        // Stopped, the watcher ends at once (it sleeps up to a minute otherwise): its
+        // sender goes with it.
         wakes.stop();
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)).err(),
+            Some(RecvTimeoutError::Disconnected)
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
