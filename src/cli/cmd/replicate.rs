@@ -280,7 +280,8 @@ fn run_store(
             );
             break 0;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        // Idle, the command sleeps until a signal; an `-exec` child is looked at every 50 ms.
+        sys::sleep_until_signal(child.is_some().then_some(Duration::from_millis(50)));
     };
     drop(watchers);
     close_store(store).map(|()| code)

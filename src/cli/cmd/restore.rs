@@ -300,7 +300,7 @@ fn run_follow(target: &str, p: &crate::cli::flags::Parsed, opts: &RestoreOptions
                     log::info!("{}: stopping follow mode", sys::last_name());
                     stop.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
-                std::thread::sleep(std::time::Duration::from_millis(50));
+                sys::sleep_until_signal(Some(std::time::Duration::from_millis(50)));
             }
         })
     };
