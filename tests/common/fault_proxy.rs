@@ -69,11 +69,7 @@ impl FaultProxy {
             for conn in l.incoming() {
                 let Ok(conn) = conn else { return };
                 let (upstream, rule, log) = (upstream.clone(), rule.clone(), log.clone());
-                std::thread::spawn(move || {
-                    if let Some(s) = serve(conn, &upstream, rule.as_ref()) {
-                        log.lock().unwrap().push(s);
-                    }
-                });
+                std::thread::spawn(move || serve(conn, &upstream, rule.as_ref(), &log));
             }
         });
         FaultProxy { url, seen }
@@ -85,8 +81,10 @@ impl FaultProxy {
     }
 }
 
-/// Handles the one request of `conn`.
-fn serve(mut conn: TcpStream, upstream: &str, rule: &Rule) -> Option<Seen> {
+/// Handles the one request of `conn`, recording it in `log` before the client can see the
+/// end of the exchange (a test that looks right after its call finds it there).
+fn serve(mut conn: TcpStream, upstream: &str, rule: &Rule, log: &Mutex<Vec<Seen>>) -> Option<()> {
+    let record = |s: &Seen| log.lock().unwrap().push(s.clone());
     let mut r = BufReader::new(conn.try_clone().ok()?);
     let mut head = Vec::new();
     let mut first = String::new();
@@ -112,13 +110,14 @@ fn serve(mut conn: TcpStream, upstream: &str, rule: &Rule) -> Option<Seen> {
     if fault == Fault::ResetRequest {
         let mut half = vec![0u8; len / 2];
         let _ = r.read_exact(&mut half);
-        let _ = conn.shutdown(Shutdown::Both);
-        return Some(Seen {
+        record(&Seen {
             method,
             target,
             fault,
             answer: String::new(),
         });
+        let _ = conn.shutdown(Shutdown::Both);
+        return Some(());
     }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).ok()?;
@@ -130,18 +129,20 @@ fn serve(mut conn: TcpStream, upstream: &str, rule: &Rule) -> Option<Seen> {
     };
     match fault {
         Fault::HangUp => {
+            record(&seen);
             let _ = conn.shutdown(Shutdown::Both);
-            return Some(seen);
+            return Some(());
         }
         Fault::Status(code) => {
             let body = format!("<Error><Code>Injected{code}</Code><Message>injected by the fault proxy</Message></Error>");
+            record(&seen);
             let _ = write!(
                 conn,
                 "HTTP/1.1 {code} Injected\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nretry-after: 0\r\nconnection: close\r\n\r\n{body}",
                 body.len()
             );
             let _ = conn.shutdown(Shutdown::Both);
-            return Some(seen);
+            return Some(());
         }
         Fault::Stall(d) => std::thread::sleep(d),
         _ => {}
@@ -160,6 +161,7 @@ fn serve(mut conn: TcpStream, upstream: &str, rule: &Rule) -> Option<Seen> {
         Fault::CutAnswer => &answer_body[..answer_body.len() / 2],
         _ => answer_body,
     };
+    record(&seen);
     if fault == Fault::Drip {
         for chunk in answer.chunks(256) {
             if conn.write_all(chunk).and_then(|()| conn.flush()).is_err() {
@@ -168,12 +170,12 @@ fn serve(mut conn: TcpStream, upstream: &str, rule: &Rule) -> Option<Seen> {
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
         let _ = conn.shutdown(Shutdown::Both);
-        return Some(seen);
+        return Some(());
     }
     let _ = conn
         .write_all(answer_head)
         .and_then(|()| conn.write_all(sent))
         .and_then(|()| conn.flush());
     let _ = conn.shutdown(Shutdown::Both);
-    Some(seen)
+    Some(())
 }
