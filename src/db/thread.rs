@@ -1,6 +1,5 @@
 //! A database's thread: every monitor interval a `stat` of the WAL and, when it changed, a
-//! sync and the checkpoint policy (at interval zero, whenever the `watch` module's
-//! watcher says the WAL changed); requests from handles in between; back-off while it
+//! sync and the checkpoint policy; requests from handles in between; back-off while it
 //! fails. After each tick of an open database it calls its listener (the store kicks the
 //! replicas' uploads from there), which is all it knows of what happens downstream.
 
@@ -10,37 +9,20 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::watch::{self, Wakes};
 use super::{local, Cmd, DbHandle, Shared, Syncer};
 use crate::error::{Error, Result};
 
-/// Called after every tick of an open database; cheap, no I/O. It may ask to be called
-/// again after a while (work downstream it could not start yet), which a database whose
-/// ticks come with its writes does, without a tick.
-pub(crate) type Listener = Box<dyn Fn() -> Option<Duration> + Send>;
+/// Called after every tick of an open database; cheap, no I/O.
+pub(crate) type Listener = Box<dyn Fn() + Send>;
 
 /// Starts the thread of `db` (named `litestream-db-<file name>`); requests through its
 /// handles are served from now on.
 pub(crate) fn spawn(db: &DbHandle, listener: Listener) -> Result<JoinHandle<()>> {
     let (tx, rx) = std::sync::mpsc::channel();
-    let shared = db.0.clone();
-    let wakes = if shared.opts.monitor_interval.is_zero() {
-        match watch::spawn(&shared.path, tx.clone()) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                log::warn!(
-                    "{}: monitor-interval 0: {e}; checking the WAL every 10 ms instead",
-                    shared.path.display()
-                );
-                None
-            }
-        }
-    } else {
-        None
-    };
     if let Ok(mut g) = db.0.cmd.lock() {
         *g = Some(tx);
     }
+    let shared = db.0.clone();
     let name = format!(
         "litestream-db-{}",
         shared
@@ -51,7 +33,7 @@ pub(crate) fn spawn(db: &DbHandle, listener: Listener) -> Result<JoinHandle<()>>
     );
     std::thread::Builder::new()
         .name(name)
-        .spawn(move || run(shared, rx, listener, wakes))
+        .spawn(move || run(shared, rx, listener))
         .map_err(|e| Error::io("start database thread", e))
 }
 
@@ -93,56 +75,22 @@ impl Syncer {
 }
 
 /// The body of a database's thread.
-fn run(shared: Arc<Shared>, rx: Receiver<Cmd>, listener: Listener, wakes: Option<Arc<Wakes>>) {
+fn run(shared: Arc<Shared>, rx: Receiver<Cmd>, listener: Listener) {
     let mut syncer: Option<Syncer> = None;
     let mut failures = 0u32;
-    let mut retry_at = Instant::now();
     let mut last_error_log: Option<Instant> = None;
     let interval = shared.opts.monitor_interval;
-    // Watched, the WAL's own events bring the ticks: the timer is only for a time-based
-    // checkpoint after writes stop. Unwatched at interval zero, a 10 ms poll.
-    let (every, retry_base) = match (&wakes, interval.is_zero()) {
-        (Some(_), _) => (
-            match shared.opts.checkpoint_interval {
-                d if d.is_zero() => Duration::from_secs(60),
-                d => d.clamp(Duration::from_secs(1), Duration::from_secs(60)),
-            },
-            Duration::from_millis(100),
-        ),
-        (None, true) => (Duration::from_millis(10), Duration::from_millis(100)),
-        (None, false) => (interval, interval),
-    };
-    // Watched: when the listener asked to be called again, and when the timer's tick is
-    // due (kept while the listener alone is called).
-    let mut call_back: Option<Instant> = None;
-    let mut tick_at: Option<Instant> = None;
     loop {
-        let base = if failures == 0 {
-            every
+        let wait = if failures == 0 {
+            interval
         } else {
-            (retry_base * 2u32.saturating_pow(failures.min(16))).min(Duration::from_secs(60))
+            (interval * 2u32.saturating_pow(failures.min(16))).min(Duration::from_secs(60))
         };
-        let due = *tick_at.get_or_insert_with(|| Instant::now() + base);
-        let until = call_back.map_or(due, |c| c.min(due));
-        let cmd = match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+        let cmd = match rx.recv_timeout(wait) {
             Ok(c) => Some(c),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        if cmd.is_none() && Instant::now() < due {
-            call_back = listener().map(|d| Instant::now() + d);
-            continue;
-        }
-        tick_at = None;
-        if let Some(Cmd::Wake) = cmd {
-            if let Some(w) = &wakes {
-                w.taken();
-            }
-            // A failing database retries on its back-off, not on every write.
-            if failures > 0 && Instant::now() < retry_at {
-                continue;
-            }
-        }
         if syncer.is_none() && shared.path.exists() {
             match Syncer::open(shared.clone()) {
                 Ok(s) => {
@@ -193,9 +141,6 @@ fn run(shared: Arc<Shared>, rx: Receiver<Cmd>, listener: Listener, wakes: Option
                 let _ = reply.send(Err(not_ready(&shared)));
                 Ok(())
             }
-            // A write may share its stat with the last one: a watched change always syncs.
-            (Some(Cmd::Wake), Some(s)) => s.tick(true).map(|_| ()),
-            (Some(Cmd::Wake), None) => Ok(()),
             (None, Some(s)) => s.tick(false).map(|_| ()),
             (None, None) => Ok(()),
         };
@@ -204,9 +149,6 @@ fn run(shared: Arc<Shared>, rx: Receiver<Cmd>, listener: Listener, wakes: Option
             Err(e) => {
                 log::debug!("{}: tick failed: {e}", shared.path.display());
                 failures += 1;
-                retry_at = Instant::now()
-                    + (retry_base * 2u32.saturating_pow(failures.min(16)))
-                        .min(Duration::from_secs(60));
                 let full = e.is_disk_full();
                 shared.publish(|st| {
                     st.error = Some(e.to_string());
@@ -225,15 +167,8 @@ fn run(shared: Arc<Shared>, rx: Receiver<Cmd>, listener: Listener, wakes: Option
             }
         }
         if syncer.is_some() {
-            let again = listener();
-            // On a timer the next tick calls it anyway.
-            call_back = again
-                .filter(|_| wakes.is_some())
-                .map(|d| Instant::now() + d);
+            listener();
         }
-    }
-    if let Some(w) = &wakes {
-        w.stop();
     }
     // Dropping the syncer rolls back R and closes our connections.
     drop(syncer);

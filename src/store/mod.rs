@@ -129,10 +129,9 @@ impl Live {
 fn spawn_db(e: &Entry, pool: &Pool) -> Result<JoinHandle<()>> {
     let (db, replicas, pool) = (e.db.clone(), e.replicas.clone(), pool.clone());
     let kick = Box::new(move || {
-        replicas
-            .iter()
-            .filter_map(|r| r.kick(&db, &pool, false))
-            .min()
+        for r in &replicas {
+            r.kick(&db, &pool, false);
+        }
     });
     crate::db::spawn(&e.db, kick)
 }
