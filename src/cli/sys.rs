@@ -112,18 +112,26 @@ pub(crate) fn sleep_until_signal(timeout: Option<Duration>) {
         );
         return;
     }
+    let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as c_int);
+    wait_and_drain(fd, ms);
+}
+
+/// Waits up to `timeout_ms` (-1: for ever) for the non-blocking descriptor `fd` to be
+/// readable, then reads it empty (a wake-up pipe, an inotify instance); true if it was.
+pub(crate) fn wait_and_drain(fd: c_int, timeout_ms: c_int) -> bool {
     let mut p = PollFd {
         fd,
         events: POLLIN,
         revents: 0,
     };
-    let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as c_int);
     // SAFETY: one valid pollfd; an interrupted poll simply returns.
-    if unsafe { poll(&mut p, 1, ms) } > 0 {
-        let mut buf = [0u8; 64];
-        // SAFETY: reads at most buf.len() bytes into buf (a non-blocking pipe).
-        while unsafe { read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    if unsafe { poll(&mut p, 1, timeout_ms) } <= 0 {
+        return false;
     }
+    let mut buf = [0u8; 4096];
+    // SAFETY: reads at most buf.len() bytes into buf (a non-blocking descriptor).
+    while unsafe { read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    true
 }
 
 /// Number of signals received so far.

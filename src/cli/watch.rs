@@ -4,7 +4,7 @@
 //! rescan, not the event, decides, so a missed or coalesced event costs nothing.
 
 use std::collections::HashSet;
-use std::ffi::{c_char, c_int, c_void, CString};
+use std::ffi::{c_char, c_int, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,20 +25,10 @@ const IN_MOVED_TO: u32 = 0x80;
 const IN_CREATE: u32 = 0x100;
 const IN_DELETE: u32 = 0x200;
 const IN_DELETE_SELF: u32 = 0x400;
-const POLLIN: i16 = 1;
-
-#[repr(C)]
-struct PollFd {
-    fd: c_int,
-    events: i16,
-    revents: i16,
-}
 
 extern "C" {
     fn inotify_init1(flags: c_int) -> c_int;
     fn inotify_add_watch(fd: c_int, path: *const c_char, mask: u32) -> c_int;
-    fn read(fd: c_int, buf: *mut c_void, count: usize) -> isize;
-    fn poll(fds: *mut PollFd, nfds: u64, timeout: c_int) -> c_int;
     fn close(fd: c_int) -> c_int;
 }
 
@@ -71,20 +61,7 @@ impl Inotify {
 
     /// Waits up to `timeout` for events and drains them; true if there were any.
     fn wait(&self, timeout: Duration) -> bool {
-        let mut p = PollFd {
-            fd: self.0,
-            events: POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, a bounded timeout.
-        let n = unsafe { poll(&mut p, 1, timeout.as_millis().min(60_000) as c_int) };
-        if n <= 0 {
-            return false;
-        }
-        let mut buf = [0u8; 4096];
-        // SAFETY: reads at most buf.len() bytes into buf (non-blocking descriptor).
-        while unsafe { read(self.0, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
-        true
+        super::sys::wait_and_drain(self.0, timeout.as_millis().min(60_000) as c_int)
     }
 }
 
