@@ -372,8 +372,17 @@ impl Bench {
     /// Commit → new L0 file on a file replica.
     fn lag(&mut self) {
         let samples = if self.quick { 10 } else { 30 };
-        for (label, interval) in [("1s (default)", None), ("100ms", Some("100ms"))] {
+        for (label, interval) in [
+            ("1s (default)", None),
+            ("100ms", Some("100ms")),
+            ("10ms", Some("10ms")),
+            // Ours only: a watched WAL (Litestream needs a positive interval).
+            ("0 (inotify)", Some("0")),
+        ] {
             for bin in self.bins.clone() {
+                if interval == Some("0") && bin.name != "ours" {
+                    continue;
+                }
                 let d = self.dir(&format!("lag-{}", bin.name));
                 let db = d.join("db.sqlite");
                 let c = open_db(&db);

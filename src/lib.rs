@@ -59,7 +59,7 @@ pub mod restore;
 #[allow(unsafe_code)] // the SQLite C API
 mod sqlite;
 mod store;
-#[allow(unsafe_code)] // sync_file_range(2), copy_file_range(2)
+#[allow(unsafe_code)] // sync_file_range(2), copy_file_range(2), inotify(7), poll(2)
 mod sys;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -161,26 +161,46 @@ impl ReplicaShared {
     /// Starts an upload batch on the pool if there is work, none is running, the backoff
     /// has passed and the sync interval allows. Costs no I/O.
     /// `urgent` ignores backoff and sync interval (forced syncs, shutdown).
-    pub(crate) fn kick(self: &Arc<Self>, db: &DbHandle, pool: &Pool, urgent: bool) {
+    /// Returns when to kick again if there is work this kick could not start (a batch is
+    /// running, a back-off or the sync interval): a database whose ticks come only with
+    /// its writes (`monitor-interval: 0`) calls back then, or its last writes would wait
+    /// for the next one.
+    pub(crate) fn kick(
+        self: &Arc<Self>,
+        db: &DbHandle,
+        pool: &Pool,
+        urgent: bool,
+    ) -> Option<Duration> {
+        /// How often a running batch is looked at again.
+        const WHILE_IN_FLIGHT: Duration = Duration::from_millis(100);
         let local = db.txid();
         if local == Txid::ZERO {
-            return;
+            return None;
         }
         {
-            let Ok(mut s) = self.state.lock() else { return };
+            let Ok(mut s) = self.state.lock() else {
+                return None;
+            };
             if s.remote.is_some_and(|r| r >= local) && s.last_error.is_none() {
                 s.last_caught_up = Some(SystemTime::now());
             }
-            if s.in_flight || s.remote.is_some_and(|r| r >= local) {
-                return;
+            if s.remote.is_some_and(|r| r >= local) {
+                return None;
+            }
+            if s.in_flight {
+                return Some(WHILE_IN_FLIGHT);
             }
             let now = Instant::now();
             if !urgent {
-                if s.next_attempt.is_some_and(|t| now < t) {
-                    return;
+                if let Some(t) = s.next_attempt.filter(|t| now < *t) {
+                    return Some(t - now);
                 }
-                if s.last_batch.is_some_and(|t| now < t + self.sync_interval) {
-                    return;
+                if let Some(t) = s
+                    .last_batch
+                    .map(|t| t + self.sync_interval)
+                    .filter(|t| now < *t)
+                {
+                    return Some(t - now);
                 }
             }
             s.in_flight = true;
@@ -225,6 +245,7 @@ impl ReplicaShared {
         if !submitted {
             self.update(|s| s.in_flight = false);
         }
+        None
     }
 
     /// Uploads local L0 files until the replica has the database's current TXID.

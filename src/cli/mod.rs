@@ -14,7 +14,6 @@ mod logger;
 mod metrics;
 #[allow(unsafe_code)] // signal(2), kill(2), isatty(3)
 mod sys;
-#[allow(unsafe_code)] // inotify(7), poll(2)
 mod watch;
 pub(crate) mod yaml;
 

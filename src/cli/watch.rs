@@ -1,11 +1,9 @@
-//! `watch: true` on a `dir:` entry: an inotify watch (the C library's calls, declared
-//! here; no crate) wakes a thread that rescans the directory, so databases created after
-//! start are added to the running store and removed ones are stopped and dropped. The
-//! rescan, not the event, decides, so a missed or coalesced event costs nothing.
+//! `watch: true` on a `dir:` entry: an inotify watch (`sys::Inotify`; no crate) wakes a
+//! thread that rescans the directory, so databases created after start are added to the
+//! running store and removed ones are stopped and dropped. The rescan, not the event,
+//! decides, so a missed or coalesced event costs nothing.
 
 use std::collections::HashSet;
-use std::ffi::{c_char, c_int, CString};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,64 +13,17 @@ use std::time::Duration;
 use crate::cli::config::databases::{build_db, resolve_entry};
 use crate::cli::config::DbConfig;
 use crate::error::{Error, Result};
+use crate::sys::Inotify;
 use crate::StoreHandle;
 
-const IN_CLOEXEC: c_int = 0o2000000;
-const IN_NONBLOCK: c_int = 0o4000;
-const IN_MODIFY: u32 = 0x2;
-const IN_MOVED_FROM: u32 = 0x40;
-const IN_MOVED_TO: u32 = 0x80;
-const IN_CREATE: u32 = 0x100;
-const IN_DELETE: u32 = 0x200;
-const IN_DELETE_SELF: u32 = 0x400;
-
-extern "C" {
-    fn inotify_init1(flags: c_int) -> c_int;
-    fn inotify_add_watch(fd: c_int, path: *const c_char, mask: u32) -> c_int;
-    fn close(fd: c_int) -> c_int;
-}
-
-/// An inotify instance; closed when dropped.
-struct Inotify(c_int);
-
-impl Inotify {
-    fn new() -> Result<Inotify> {
-        // SAFETY: inotify_init1 takes flags and returns a new descriptor or -1.
-        let fd = unsafe { inotify_init1(IN_CLOEXEC | IN_NONBLOCK) };
-        if fd < 0 {
-            return Err(Error::io("inotify_init1", std::io::Error::last_os_error()));
-        }
-        Ok(Inotify(fd))
-    }
-
-    fn watch(&self, dir: &Path) -> Result<()> {
-        let c = CString::new(dir.as_os_str().as_bytes())
-            .map_err(|_| Error::Invalid(format!("{}: path has a NUL byte", dir.display())))?;
-        let mask = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_MODIFY | IN_DELETE_SELF;
-        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-        if unsafe { inotify_add_watch(self.0, c.as_ptr(), mask) } < 0 {
-            return Err(Error::io(
-                format!("watch {}", dir.display()),
-                std::io::Error::last_os_error(),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Waits up to `timeout` for events and drains them; true if there were any.
-    fn wait(&self, timeout: Duration) -> bool {
-        super::sys::wait_and_drain(self.0, timeout.as_millis().min(60_000) as c_int)
-    }
-}
-
-impl Drop for Inotify {
-    fn drop(&mut self) {
-        // SAFETY: closes the descriptor this value owns, once.
-        unsafe {
-            close(self.0);
-        }
-    }
-}
+/// What a watched directory reports: entries coming and going, and writes (a database
+/// being created).
+const MASK: u32 = Inotify::CREATE
+    | Inotify::DELETE
+    | Inotify::MOVED_FROM
+    | Inotify::MOVED_TO
+    | Inotify::MODIFY
+    | Inotify::DELETE_SELF;
 
 /// A running directory watcher; dropping it stops the thread.
 pub(crate) struct Watcher {
@@ -117,7 +68,7 @@ pub(crate) fn watch(entry: DbConfig, initial: Vec<PathBuf>, store: StoreHandle) 
     let ino = Inotify::new()?;
     let mut watched = HashSet::new();
     for d in dirs(&dir, entry.recursive) {
-        ino.watch(&d)?;
+        ino.watch(&d, MASK)?;
         watched.insert(d);
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -128,11 +79,11 @@ pub(crate) fn watch(entry: DbConfig, initial: Vec<PathBuf>, store: StoreHandle) 
         .spawn(move || {
             log::info!("watching {} for databases", dir.display());
             while !s.load(Ordering::SeqCst) {
-                if !ino.wait(Duration::from_millis(500)) {
+                if !ino.wait(Duration::from_millis(500), |_, _| {}) {
                     continue;
                 }
                 for d in dirs(&dir, entry.recursive) {
-                    if !watched.contains(&d) && ino.watch(&d).is_ok() {
+                    if !watched.contains(&d) && ino.watch(&d, MASK).is_ok() {
                         watched.insert(d);
                     }
                 }

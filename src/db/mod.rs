@@ -58,6 +58,7 @@ mod sync;
 #[cfg(test)]
 mod tests;
 mod thread;
+mod watch;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -159,6 +160,8 @@ enum Cmd {
     NewLineage(Txid, Sender<Result<Txid>>),
     /// Final sync, then stop.
     Close(Sender<Result<Txid>>),
+    /// The WAL changed (from the watcher of `monitor-interval: 0`): sync now.
+    Wake,
 }
 
 /// State shared between a database's thread and its handles.

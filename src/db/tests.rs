@@ -152,3 +152,31 @@ fn snapshot_l0_survives_a_wal_restart_in_the_middle() {
     assert_eq!(check, "ok", "a snapshot L0 copied across a WAL restart");
     assert_eq!(n, 600);
 }
+
+/// A sync that fails after its `stat` (here: the L0 directory is briefly not a
+/// directory) is retried by the next timer tick even though the WAL has not changed
+/// since. It was not: the failed tick had already recorded the stat, so the frames
+/// waited for the application's next write (a watched database's replica stalled on it).
+#[test]
+fn a_failed_sync_is_retried_without_a_new_write() {
+    let dir = Scratch::new("retry-sync");
+    let path = dir.0.join("app.db");
+    let app = app(&path);
+    app.exec(INSERT_ROWS).unwrap();
+    let shared = DbHandle::new(&path, default_meta_path(&path), DbOptions::default()).0;
+    let mut s = Syncer::open(shared).unwrap();
+    s.tick(true).unwrap();
+    // A tick that finds nothing new: the next one trusts an unchanged stat.
+    assert!(!s.tick(false).unwrap());
+    let before = s.txid();
+    app.exec(INSERT_ROWS).unwrap();
+    let aside = dir.0.join("l0-aside");
+    fs::rename(&s.l0_dir, &aside).unwrap();
+    File::create(&s.l0_dir).unwrap();
+    assert!(s.tick(true).is_err(), "writing L0 into a file must fail");
+    fs::remove_file(&s.l0_dir).unwrap();
+    fs::rename(&aside, &s.l0_dir).unwrap();
+    // No write since: the WAL's stat is the one the failed tick saw.
+    s.tick(false).unwrap();
+    assert_eq!(s.txid(), before.next(), "the failed sync was not retried");
+}

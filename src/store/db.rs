@@ -44,7 +44,9 @@ impl Db {
         &self.path
     }
 
-    /// How often the WAL is checked for changes (default 1 s).
+    /// How often the WAL is checked for changes (default 1 s). Zero watches it instead
+    /// (Linux inotify, `monitor-interval: 0` in `litestream.yml`): each commit is synced
+    /// as it lands and an idle database is not polled; elsewhere zero polls every 10 ms.
     pub fn monitor_interval(mut self, d: Duration) -> Self {
         self.opts.monitor_interval = d;
         self

@@ -129,9 +129,10 @@ impl Live {
 fn spawn_db(e: &Entry, pool: &Pool) -> Result<JoinHandle<()>> {
     let (db, replicas, pool) = (e.db.clone(), e.replicas.clone(), pool.clone());
     let kick = Box::new(move || {
-        for r in &replicas {
-            r.kick(&db, &pool, false);
-        }
+        replicas
+            .iter()
+            .filter_map(|r| r.kick(&db, &pool, false))
+            .min()
     });
     crate::db::spawn(&e.db, kick)
 }
