@@ -85,6 +85,30 @@ pub(crate) fn copy_file(src: &File, dst: &mut File) -> std::io::Result<u64> {
     std::io::copy(&mut reader, dst)
 }
 
+/// Waits up to `timeout_ms` (-1: for ever) for descriptor `fd` to be readable; false on
+/// a timeout, a signal or an error (callers look again on their own schedule).
+#[cfg(unix)]
+pub(crate) fn wait_readable(fd: std::ffi::c_int, timeout_ms: std::ffi::c_int) -> bool {
+    use std::ffi::c_int;
+    #[repr(C)]
+    struct PollFd {
+        fd: c_int,
+        events: i16,
+        revents: i16,
+    }
+    extern "C" {
+        fn poll(fds: *mut PollFd, nfds: u64, timeout: c_int) -> c_int;
+    }
+    const POLLIN: i16 = 1;
+    let mut p = PollFd {
+        fd,
+        events: POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for the duration of the call.
+    unsafe { poll(&mut p, 1, timeout_ms) > 0 }
+}
+
 /// An inotify instance (Linux) watching directories; closed when dropped.
 #[cfg(target_os = "linux")]
 pub(crate) struct Inotify(std::ffi::c_int);
@@ -95,21 +119,11 @@ mod inotify_ffi {
 
     pub const IN_CLOEXEC: c_int = 0o2000000;
     pub const IN_NONBLOCK: c_int = 0o4000;
-    pub const POLLIN: i16 = 1;
-
-    #[repr(C)]
-    pub struct PollFd {
-        pub fd: c_int,
-        pub events: i16,
-        pub revents: i16,
-    }
-
     extern "C" {
         pub fn inotify_init1(flags: c_int) -> c_int;
         pub fn inotify_add_watch(fd: c_int, path: *const c_char, mask: u32) -> c_int;
         pub fn inotify_rm_watch(fd: c_int, wd: c_int) -> c_int;
         pub fn read(fd: c_int, buf: *mut c_void, count: usize) -> isize;
-        pub fn poll(fds: *mut PollFd, nfds: u64, timeout: c_int) -> c_int;
         pub fn close(fd: c_int) -> c_int;
     }
 }
@@ -178,14 +192,7 @@ impl Inotify {
         timeout: std::time::Duration,
         mut seen: impl FnMut(u32, &[u8]),
     ) -> bool {
-        let mut p = inotify_ffi::PollFd {
-            fd: self.0,
-            events: inotify_ffi::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, a bounded timeout.
-        let n = unsafe { inotify_ffi::poll(&mut p, 1, timeout.as_millis().min(60_000) as i32) };
-        if n <= 0 {
+        if !wait_readable(self.0, timeout.as_millis().min(60_000) as i32) {
             return false;
         }
         // Events are `struct inotify_event` (wd, mask, cookie, len: four 32-bit words),

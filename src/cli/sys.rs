@@ -18,15 +18,6 @@ const SIGTERM: c_int = 15;
 
 const O_NONBLOCK: c_int = 0o4000;
 const O_CLOEXEC: c_int = 0o2000000;
-const POLLIN: i16 = 1;
-
-#[repr(C)]
-struct PollFd {
-    fd: c_int,
-    events: i16,
-    revents: i16,
-}
-
 extern "C" {
     fn signal(signum: c_int, handler: usize) -> usize;
     fn kill(pid: c_int, sig: c_int) -> c_int;
@@ -34,7 +25,6 @@ extern "C" {
     fn pipe2(fds: *mut c_int, flags: c_int) -> c_int;
     fn write(fd: c_int, buf: *const c_void, count: usize) -> isize;
     fn read(fd: c_int, buf: *mut c_void, count: usize) -> isize;
-    fn poll(fds: *mut PollFd, nfds: u64, timeout: c_int) -> c_int;
 }
 
 /// Asks process `pid` to stop with SIGTERM (whichever signal we received).
@@ -116,22 +106,15 @@ pub(crate) fn sleep_until_signal(timeout: Option<Duration>) {
     wait_and_drain(fd, ms);
 }
 
-/// Waits up to `timeout_ms` (-1: for ever) for the non-blocking descriptor `fd` to be
-/// readable, then reads it empty (a wake-up pipe, an inotify instance); true if it was.
-pub(crate) fn wait_and_drain(fd: c_int, timeout_ms: c_int) -> bool {
-    let mut p = PollFd {
-        fd,
-        events: POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd; an interrupted poll simply returns.
-    if unsafe { poll(&mut p, 1, timeout_ms) } <= 0 {
-        return false;
+/// Waits up to `timeout_ms` (-1: for ever) for the non-blocking wake-up pipe `fd` to be
+/// readable, then reads it empty.
+fn wait_and_drain(fd: c_int, timeout_ms: c_int) {
+    if !crate::sys::wait_readable(fd, timeout_ms) {
+        return;
     }
-    let mut buf = [0u8; 4096];
+    let mut buf = [0u8; 64];
     // SAFETY: reads at most buf.len() bytes into buf (a non-blocking descriptor).
     while unsafe { read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
-    true
 }
 
 /// Number of signals received so far.
