@@ -292,6 +292,12 @@ impl Read for ResumableReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             if self.end.is_some_and(|e| e <= self.offset) {
+                // One more read lets the HTTP body see its own end, which hands its
+                // connection back to the pool (a range left unfinished closes it, and
+                // every range of a restore paid for a new connection).
+                if let Some(mut r) = self.inner.take() {
+                    let _ = r.read(&mut [0u8; 1]);
+                }
                 return Ok(0);
             }
             let r = match self.inner.as_mut() {

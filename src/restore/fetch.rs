@@ -147,18 +147,19 @@ fn fetch(
     mut buf: Vec<u8>,
 ) -> io::Result<Vec<u8>> {
     buf.resize(len as usize, 0);
-    ResumableReader::range(client, info.clone(), offset, len)
-        .read_exact(&mut buf)
-        .map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "{info}: bytes {offset}-{} of {}: {e}",
-                    offset + len,
-                    info.size
-                ),
-            )
-        })?;
+    let mut r = ResumableReader::range(client, info.clone(), offset, len);
+    r.read_exact(&mut buf).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "{info}: bytes {offset}-{} of {}: {e}",
+                offset + len,
+                info.size
+            ),
+        )
+    })?;
+    // At its end: lets the connection go back to the pool for the next range.
+    let _ = r.read(&mut []);
     Ok(buf)
 }
 
@@ -207,5 +208,103 @@ impl Drop for RangedReader<'_> {
         s.stopped = true;
         s.ready.clear();
         self.shared.changed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{Error, Result};
+    use crate::ltx::Txid;
+    use std::fs::File;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    /// One file in memory whose readers count the streams read to their end (an HTTP
+    /// body read to its end is what hands its connection back to the pool).
+    #[derive(Debug)]
+    struct Counting {
+        bytes: Arc<Vec<u8>>,
+        opened: AtomicUsize,
+        ended: Arc<AtomicUsize>,
+    }
+
+    struct Stream {
+        inner: io::Take<io::Cursor<Vec<u8>>>,
+        ended: Arc<AtomicUsize>,
+    }
+
+    impl Read for Stream {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            if n == 0 {
+                self.ended.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(n)
+        }
+    }
+
+    impl ReplicaClient for Counting {
+        fn kind(&self) -> &'static str {
+            "counting"
+        }
+        fn ltx_files(&self, _: u8, _: Txid, _: bool) -> Result<Vec<FileInfo>> {
+            Ok(Vec::new())
+        }
+        fn open_ltx_file(
+            &self,
+            _: u8,
+            _: Txid,
+            _: Txid,
+            offset: u64,
+            len: Option<u64>,
+        ) -> Result<Box<dyn Read + Send>> {
+            self.opened.fetch_add(1, Ordering::SeqCst);
+            let len = len.unwrap_or(self.bytes.len() as u64 - offset);
+            let mut c = io::Cursor::new(self.bytes.as_ref().clone());
+            c.set_position(offset);
+            Ok(Box::new(Stream {
+                inner: c.take(len),
+                ended: self.ended.clone(),
+            }))
+        }
+        fn write_ltx_file(&self, _: u8, _: Txid, _: Txid, _: &File) -> Result<FileInfo> {
+            Err(Error::Invalid("read-only".into()))
+        }
+        fn delete_ltx_files(&self, _: &[FileInfo]) -> Result<()> {
+            Ok(())
+        }
+        fn delete_all(&self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Every range is read in order, and each range's stream is read to its end, so an
+    /// HTTP client can reuse its connection (a restore opened one per 4 MiB before).
+    #[test]
+    fn ranges_arrive_in_order_and_each_stream_is_finished() {
+        let size = 3 * RANGE + 12345;
+        let bytes: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+        let client = Counting {
+            bytes: Arc::new(bytes.clone()),
+            opened: AtomicUsize::new(0),
+            ended: Arc::new(AtomicUsize::new(0)),
+        };
+        let info = FileInfo::new(0, Txid(1), Txid(1), size, SystemTime::UNIX_EPOCH);
+        let state = RangedState::new();
+        let mut got = Vec::new();
+        std::thread::scope(|scope| {
+            RangedReader::start(scope, &state, &client, &info, 3)
+                .read_to_end(&mut got)
+                .unwrap();
+        });
+        assert!(got == bytes, "the ranges came back out of order or short");
+        assert_eq!(client.opened.load(Ordering::SeqCst), 4);
+        assert_eq!(
+            client.ended.load(Ordering::SeqCst),
+            4,
+            "a range's stream was dropped before its end"
+        );
     }
 }
