@@ -17,7 +17,7 @@
 #[path = "bench_parts/ship.rs"]
 mod ship;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::c_int;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -575,42 +575,37 @@ impl Bench {
             targets.push(("s3", url));
         }
         let runs = if self.quick { 1 } else { 3 };
-        let mut cp = Vec::new();
+        // The disk here keeps writing back what the last restore wrote (and freeing what
+        // it deleted) for seconds: each measurement starts after `sync`, and the runs go
+        // round every kind of restore in turn rather than one kind three times.
+        let settle = |out: &Path| {
+            let _ = std::fs::remove_file(out);
+            let _ = Command::new("sync").status();
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        let out = d.join("restored.db");
+        let (mut cp, mut cps) = (Vec::new(), Vec::new());
+        let mut times: HashMap<(usize, &str), Vec<f64>> = HashMap::new();
+        let mut rss: HashMap<(usize, &str), f64> = HashMap::new();
         for _ in 0..runs {
-            let out = d.join("cp.db");
-            let _ = std::fs::remove_file(&out);
+            settle(&out);
             let t = Instant::now();
             std::fs::copy(&db, &out).unwrap();
             cp.push(t.elapsed().as_secs_f64());
-        }
-        let cp_s = percentile(&mut cp, 0.5);
-        self.set("restore: cp of the same bytes, s", "ours", cp_s);
-        self.set("restore: cp of the same bytes, s", "official", cp_s);
-        // Both restores fsync their output before renaming it into place; so does this.
-        let mut cps = Vec::new();
-        for _ in 0..runs {
-            let out = d.join("cp.db");
-            let _ = std::fs::remove_file(&out);
+            // Both restores fsync their output before renaming it into place; so does this.
+            settle(&out);
             let t = Instant::now();
             std::fs::copy(&db, &out).unwrap();
             std::fs::File::open(&out).unwrap().sync_all().unwrap();
             cps.push(t.elapsed().as_secs_f64());
-        }
-        let _ = std::fs::remove_file(d.join("cp.db"));
-        let cps_s = percentile(&mut cps, 0.5);
-        self.set("restore: cp + fsync of the same bytes, s", "ours", cps_s);
-        self.set(
-            "restore: cp + fsync of the same bytes, s",
-            "official",
-            cps_s,
-        );
-        for (label, url) in targets {
-            for bin in self.bins.clone() {
-                let mut times = Vec::new();
-                let mut rss = 0f64;
-                for _ in 0..runs {
-                    let out = d.join("restored.db");
-                    let _ = std::fs::remove_file(&out);
+            eprintln!(
+                "    cp {:.2} s, cp + fsync {:.2} s",
+                cp[cp.len() - 1],
+                cps[cps.len() - 1]
+            );
+            for (label, url) in &targets {
+                for (i, bin) in self.bins.clone().into_iter().enumerate() {
+                    settle(&out);
                     let t = Instant::now();
                     let child = self.spawn(
                         &bin,
@@ -623,8 +618,17 @@ impl Bench {
                         &d.join("restore.log"),
                     );
                     let (_, r) = reap(child);
-                    times.push(t.elapsed().as_secs_f64());
-                    rss = rss.max(r);
+                    eprintln!(
+                        "    restore from {label} [{}]: {:.2} s",
+                        bin.name,
+                        t.elapsed().as_secs_f64()
+                    );
+                    times
+                        .entry((i, *label))
+                        .or_default()
+                        .push(t.elapsed().as_secs_f64());
+                    let m = rss.entry((i, *label)).or_default();
+                    *m = m.max(r);
                     // At least the source's pages (the replica also holds litestream's own
                     // two small tables).
                     assert!(
@@ -633,15 +637,30 @@ impl Bench {
                         bin.name
                     );
                 }
-                self.set(
-                    &format!("restore from {label}: s"),
-                    bin.name,
-                    percentile(&mut times, 0.5),
-                );
+            }
+        }
+        let _ = std::fs::remove_file(&out);
+        for (row, v) in [
+            ("restore: cp of the same bytes, s", &mut cp),
+            ("restore: cp + fsync of the same bytes, s", &mut cps),
+        ] {
+            let m = percentile(v, 0.5);
+            self.set(row, "ours", m);
+            self.set(row, "official", m);
+        }
+        for (label, _) in &targets {
+            for (i, bin) in self.bins.clone().into_iter().enumerate() {
+                if let Some(v) = times.get_mut(&(i, *label)) {
+                    self.set(
+                        &format!("restore from {label}: s"),
+                        bin.name,
+                        percentile(v, 0.5),
+                    );
+                }
                 self.set(
                     &format!("restore from {label}: peak RSS MiB"),
                     bin.name,
-                    rss,
+                    rss.get(&(i, *label)).copied().unwrap_or(0.0),
                 );
             }
         }

@@ -4,7 +4,7 @@
 
 use std::io::{self, Read};
 
-use super::page::{decode_block, decode_frame, PageError};
+use super::page::{decode_block, decode_frame, FrameChecks, PageError};
 use super::{
     lock_pgno, read_uvarint, Header, HEADER_SIZE, PAGE_FLAG_SIZE, PAGE_HEADER_SIZE, TRAILER_SIZE,
 };
@@ -155,7 +155,7 @@ pub fn read_page_frame(
     let res = if flags & PAGE_FLAG_SIZE != 0 {
         decode_block(r, buf, scratch)
     } else {
-        decode_frame(r, buf, scratch)
+        decode_frame(r, buf, scratch, FrameChecks::Verify)
     };
     match res {
         Ok(n) => Ok((pgno, PAGE_HEADER_SIZE as u64 + n as u64)),

@@ -275,12 +275,21 @@ pub(crate) fn read_uvarint(b: &[u8]) -> Option<(u64, usize)> {
 }
 
 /// Appends a `u64` LEB128 varint.
-pub(crate) fn put_uvarint(out: &mut Vec<u8>, mut x: u64) {
+pub(crate) fn put_uvarint(out: &mut Vec<u8>, x: u64) {
+    let mut b = [0u8; 10];
+    let n = put_uvarint_at(&mut b, 0, x);
+    out.extend_from_slice(&b[..n]);
+}
+
+/// Writes `x` as a varint into `out` at `at` (room for 10 bytes), returns the end.
+pub(crate) fn put_uvarint_at(out: &mut [u8], mut at: usize, mut x: u64) -> usize {
     while x >= 0x80 {
-        out.push((x as u8) | 0x80);
+        out[at] = (x as u8) | 0x80;
         x >>= 7;
+        at += 1;
     }
-    out.push(x as u8);
+    out[at] = x as u8;
+    at + 1
 }
 
 #[cfg(test)]

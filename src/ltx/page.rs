@@ -111,13 +111,27 @@ pub(crate) fn decode_block(
     Ok(4 + size)
 }
 
+/// Whether [`decode_frame`] checks the frame's own xxHash checksums (of its blocks and of
+/// the page). A reader that verifies the LTX file's checksum before trusting any page (the
+/// streaming decoder: that checksum covers every decoded page) skips them; a reader of
+/// single pages (the VFS) cannot and keeps them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FrameChecks {
+    /// Check the block and content checksums the frame carries.
+    Verify,
+    /// Skip them: the caller checks a checksum covering the decoded page.
+    Skip,
+}
+
 /// Decodes one legacy LZ4 frame (after its 6-byte page header) into `page`, reading exactly
 /// the frame's bytes and nothing after it. Returns the number of bytes consumed.
 pub(crate) fn decode_frame(
     r: &mut impl Read,
     page: &mut [u8],
     scratch: &mut Vec<u8>,
+    checks: FrameChecks,
 ) -> Result<u32, PageError> {
+    let verify = checks == FrameChecks::Verify;
     let bad = |m: String| Err(PageError::Bad(m));
     let magic = read_u32_le(r)?;
     if magic != FRAME_MAGIC {
@@ -190,25 +204,31 @@ pub(crate) fn decode_frame(
                 "lz4 block size {size} exceeds the frame's block maximum {block_max}"
             ));
         }
-        scratch.resize(size, 0);
-        r.read_exact(scratch)?;
+        let room = page.len() - filled;
+        if stored && size > room {
+            return bad(format!(
+                "lz4 frame holds more than the page size {}",
+                page.len()
+            ));
+        }
+        // A stored block is the page's own bytes: read straight into it.
+        let block: &[u8] = if stored {
+            r.read_exact(&mut page[filled..filled + size])?;
+            &page[filled..filled + size]
+        } else {
+            scratch.resize(size, 0);
+            r.read_exact(scratch)?;
+            scratch
+        };
         consumed += size as u32;
         if block_checksum {
             let sum = read_u32_le(r)?;
             consumed += 4;
-            if sum != xxh32(scratch, 0) {
+            if verify && sum != xxh32(block, 0) {
                 return bad("lz4 block checksum mismatch".into());
             }
         }
-        let room = page.len() - filled;
         if stored {
-            if size > room {
-                return bad(format!(
-                    "lz4 frame holds more than the page size {}",
-                    page.len()
-                ));
-            }
-            page[filled..filled + size].copy_from_slice(scratch);
             filled += size;
         } else {
             let n = if independent || filled == 0 {
@@ -230,7 +250,7 @@ pub(crate) fn decode_frame(
     if content_checksum {
         let sum = read_u32_le(r)?;
         consumed += 4;
-        let want = xxh32(page, 0);
+        let want = if verify { xxh32(page, 0) } else { sum };
         if sum != want {
             return bad(format!(
                 "lz4 frame content checksum {sum:#010x}, want {want:#010x}"
@@ -261,10 +281,14 @@ mod tests {
             let mut enc = Vec::new();
             encode_frame(&p, &mut enc, &mut scratch);
             let mut out = vec![0u8; p.len()];
-            let mut cur = io::Cursor::new(&enc);
-            let n = decode_frame(&mut cur, &mut out, &mut scratch).ok().unwrap();
-            assert_eq!(n as usize, enc.len());
-            assert_eq!(out, p);
+            for checks in [FrameChecks::Verify, FrameChecks::Skip] {
+                let mut cur = io::Cursor::new(&enc);
+                let n = decode_frame(&mut cur, &mut out, &mut scratch, checks)
+                    .ok()
+                    .unwrap();
+                assert_eq!(n as usize, enc.len());
+                assert_eq!(out, p);
+            }
         }
     }
 
@@ -302,9 +326,39 @@ mod tests {
         let p = vec![3u8; 4096];
         let mut enc = Vec::new();
         encode_frame(&p, &mut enc, &mut scratch);
-        let mut out = vec![0u8; 2048];
-        assert!(decode_frame(&mut io::Cursor::new(&enc), &mut out, &mut scratch).is_err());
-        let mut out = vec![0u8; 8192];
-        assert!(decode_frame(&mut io::Cursor::new(&enc), &mut out, &mut scratch).is_err());
+        for checks in [FrameChecks::Verify, FrameChecks::Skip] {
+            let mut out = vec![0u8; 2048];
+            assert!(
+                decode_frame(&mut io::Cursor::new(&enc), &mut out, &mut scratch, checks).is_err()
+            );
+            let mut out = vec![0u8; 8192];
+            assert!(
+                decode_frame(&mut io::Cursor::new(&enc), &mut out, &mut scratch, checks).is_err()
+            );
+        }
+    }
+
+    /// A page damaged inside its frame fails the frame's content checksum when single
+    /// pages are read (the VFS); the streaming decoder leaves that to the file checksum
+    /// (see `ltx::tests`).
+    #[test]
+    fn a_damaged_frame_fails_its_content_checksum() {
+        let mut scratch = Vec::new();
+        let p = pages().swap_remove(2);
+        let mut enc = Vec::new();
+        encode_frame(&p, &mut enc, &mut scratch);
+        let mid = enc.len() / 2;
+        enc[mid] ^= 0x55;
+        let mut out = vec![0u8; p.len()];
+        let r = decode_frame(
+            &mut io::Cursor::new(&enc),
+            &mut out,
+            &mut scratch,
+            FrameChecks::Verify,
+        );
+        assert!(
+            matches!(&r, Err(PageError::Bad(m)) if m.contains("checksum")),
+            "a damaged page was not refused"
+        );
     }
 }
