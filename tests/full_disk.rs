@@ -194,3 +194,37 @@ fn local_disk_full_then_space_again() {
     w.cmd("checkpoint PASSIVE");
     space_again(&fs, &dir, &db, w, store, &replica);
 }
+
+/// A restore whose output disk fills up: its pages are written by a second thread, whose
+/// error must come back as the restore's, naming the output and what to do; nothing is
+/// left on the full disk, and with room again the same restore succeeds.
+#[test]
+fn restore_into_a_full_disk_fails_cleanly() {
+    let dir = TempDir::new("full-restore");
+    let replica = dir.join("replica");
+    let (db, w, mut store) = start(&dir, &replica, None);
+    store.sync(&db).unwrap();
+    store
+        .wait_replicated(&db, None, Duration::from_secs(60))
+        .unwrap();
+    let want = dump(&db);
+    assert!(store.close().unwrap().is_complete());
+    drop(w);
+    let Some(fs) = Tmpfs::mount(&dir.join("out-fs"), "2m") else {
+        return;
+    };
+    let out = dir.join("out-fs/out.db");
+    let err = restore(&FileClient::new(&replica), &RestoreOptions::new(&out))
+        .expect_err("6 MB cannot be restored into 2 MB")
+        .to_string();
+    assert_clear(&err, "out-fs");
+    assert!(!out.exists(), "a partial output was left at {}", out.display());
+    let left: Vec<_> = std::fs::read_dir(dir.join("out-fs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "files left on the full disk: {left:?}");
+    fs.resize("64m");
+    restore_equals(&replica, &out, &want);
+}

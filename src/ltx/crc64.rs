@@ -5,9 +5,7 @@
 //! whose results are joined with precomputed shift tables (the CRC is linear), so the CPU
 //! works on three independent dependency chains at once: about 1.4 times one lane's speed.
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::OnceLock;
-use std::thread::JoinHandle;
 
 const POLY: u64 = 0xD800_0000_0000_0000;
 
@@ -152,96 +150,6 @@ impl Crc64 {
     }
 }
 
-/// A CRC-64 computed on a second thread, for large files where hashing would cost as much
-/// as the rest of decoding: [`Crc64Thread::update`] copies bytes into chunks handed to the
-/// thread in order (at most [`Crc64Thread::QUEUE`] chunks in flight, buffers recycled).
-#[derive(Debug)]
-pub(crate) struct Crc64Thread {
-    buf: Vec<u8>,
-    tx: Option<SyncSender<Vec<u8>>>,
-    back: Receiver<Vec<u8>>,
-    worker: Option<JoinHandle<Crc64>>,
-}
-
-impl Crc64Thread {
-    const CHUNK: usize = 256 << 10;
-    const QUEUE: usize = 4;
-
-    /// Continues `from` on a new thread; `Err` gives `from` back when no thread can start.
-    pub(crate) fn start(from: Crc64) -> std::result::Result<Self, Crc64> {
-        let (tx, rx) = sync_channel::<Vec<u8>>(Self::QUEUE);
-        let (back_tx, back) = sync_channel::<Vec<u8>>(Self::QUEUE + 2);
-        let seed = from.clone();
-        let spawned = std::thread::Builder::new()
-            .name("ltx-crc64".into())
-            .spawn(move || {
-                let mut h = seed;
-                for mut chunk in rx {
-                    h.update(&chunk);
-                    chunk.clear();
-                    let _ = back_tx.try_send(chunk);
-                }
-                h
-            });
-        match spawned {
-            Ok(worker) => Ok(Crc64Thread {
-                buf: Vec::with_capacity(Self::CHUNK),
-                tx: Some(tx),
-                back,
-                worker: Some(worker),
-            }),
-            Err(e) => {
-                log::debug!("ltx: no hashing thread ({e}); hashing inline");
-                Err(from)
-            }
-        }
-    }
-
-    pub(crate) fn update(&mut self, mut data: &[u8]) {
-        while !data.is_empty() {
-            let n = (Self::CHUNK - self.buf.len()).min(data.len());
-            self.buf.extend_from_slice(&data[..n]);
-            data = &data[n..];
-            if self.buf.len() == Self::CHUNK {
-                self.hand_over();
-            }
-        }
-    }
-
-    fn hand_over(&mut self) {
-        let next = self
-            .back
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(Self::CHUNK));
-        let full = std::mem::replace(&mut self.buf, next);
-        if let Some(tx) = &self.tx {
-            if tx.send(full).is_err() {
-                // The worker is gone (it cannot panic on its own); finish() reports it.
-                self.tx = None;
-            }
-        }
-    }
-
-    /// Waits for the thread and returns the checksum, or `None` if the thread died.
-    pub(crate) fn finish(mut self) -> Option<u64> {
-        if !self.buf.is_empty() {
-            self.hand_over();
-        }
-        let alive = self.tx.take().is_some();
-        let h = self.worker.take()?.join().ok()?;
-        alive.then(|| h.finish())
-    }
-}
-
-impl Drop for Crc64Thread {
-    fn drop(&mut self) {
-        self.tx = None;
-        if let Some(w) = self.worker.take() {
-            let _ = w.join();
-        }
-    }
-}
-
 /// One-shot CRC-64/GO-ISO.
 #[cfg(test)]
 pub(crate) fn crc64(data: &[u8]) -> u64 {
@@ -308,23 +216,5 @@ mod tests {
             h.update(part);
         }
         assert_eq!(h.finish(), bitwise(&data));
-    }
-
-    #[test]
-    fn thread_matches_inline_across_chunks() {
-        let data: Vec<u8> = (0..3 * Crc64Thread::CHUNK as u32 + 777)
-            .map(|i| (i * 31 + i / 7) as u8)
-            .collect();
-        let mut seed = Crc64::new();
-        seed.update(&data[..5]);
-        let mut t = Crc64Thread::start(seed).unwrap();
-        for part in data[5..].chunks(4099) {
-            t.update(part);
-        }
-        assert_eq!(t.finish(), Some(crc64(&data)));
-        // Dropped unfinished: the thread ends, nothing hangs.
-        let mut t = Crc64Thread::start(Crc64::new()).unwrap();
-        t.update(&data);
-        drop(t);
     }
 }

@@ -2,7 +2,7 @@
 
 use std::io::{self, Read};
 
-use super::crc64::{Crc64, Crc64Thread};
+use super::crc64::Crc64;
 use super::page::{decode_block, decode_frame, FrameChecks, PageError};
 use super::{
     lock_pgno, put_uvarint_at, Header, CHECKSUM_FLAG, HEADER_FLAG_NO_CHECKSUM, HEADER_SIZE,
@@ -18,7 +18,8 @@ use crate::error::{Error, Result};
 pub struct Decoder<R: Read> {
     r: R,
     header: Header,
-    hash: Hash,
+    /// The running file checksum.
+    hash: Crc64,
     offset: u64,
     last_pgno: u32,
     lock_pgno: u32,
@@ -37,31 +38,6 @@ impl<R: Read> std::fmt::Debug for Decoder<R> {
             .field("header", &self.header)
             .field("offset", &self.offset)
             .finish()
-    }
-}
-
-/// The running file checksum: inline, or on a second thread for large files.
-#[derive(Debug)]
-enum Hash {
-    Inline(Crc64),
-    Thread(Crc64Thread),
-}
-
-impl Hash {
-    fn update(&mut self, data: &[u8]) {
-        match self {
-            Hash::Inline(h) => h.update(data),
-            Hash::Thread(h) => h.update(data),
-        }
-    }
-
-    fn finish(self) -> Result<u64> {
-        match self {
-            Hash::Inline(h) => Ok(h.finish()),
-            Hash::Thread(h) => h
-                .finish()
-                .ok_or_else(|| Error::State("ltx decoder: the hashing thread stopped".into())),
-        }
     }
 }
 
@@ -103,7 +79,7 @@ impl<R: Read> Decoder<R> {
             r,
             lock_pgno: lock_pgno(header.page_size),
             header,
-            hash: Hash::Inline(hash),
+            hash,
             offset: HEADER_SIZE as u64,
             last_pgno: 0,
             want_index: Crc64::new(),
@@ -112,18 +88,6 @@ impl<R: Read> Decoder<R> {
             end_of_pages: false,
             scratch: Vec::new(),
         })
-    }
-
-    /// Computes the file checksum on a second thread from here on (restore of large
-    /// files: the checksum costs about as much as the rest of decoding).
-    pub(crate) fn hash_on_thread(mut self) -> Self {
-        if let Hash::Inline(h) = self.hash {
-            self.hash = match Crc64Thread::start(h) {
-                Ok(t) => Hash::Thread(t),
-                Err(h) => Hash::Inline(h),
-            };
-        }
-        self
     }
 
     /// The file's header.
@@ -237,7 +201,7 @@ impl<R: Read> Decoder<R> {
         // The index holds at most 3 varints (<= 10 bytes each) per page, a terminator and
         // its size; anything longer is not an LTX file.
         let limit = self.pages * 30 + 1 + 8 + TRAILER_SIZE as u64;
-        let mut hash = std::mem::replace(&mut self.hash, Hash::Inline(Crc64::new()));
+        let mut hash = std::mem::replace(&mut self.hash, Crc64::new());
         let mut area = Crc64::new();
         // The last 24 bytes (index size, post-apply and file checksums) trail behind:
         // everything before them is the index area.
@@ -273,7 +237,7 @@ impl<R: Read> Decoder<R> {
         let area_len = total - TAIL as u64;
         let tail = pending.as_slice();
         hash.update(&tail[..TAIL - 8]);
-        let computed = CHECKSUM_FLAG | hash.finish()?;
+        let computed = CHECKSUM_FLAG | hash.finish();
         let be = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap_or([0; 8]));
         let stored = be(&tail[16..24]);
         if stored != computed {

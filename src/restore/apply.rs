@@ -8,13 +8,11 @@ use std::path::Path;
 use std::io::Read;
 
 use super::fetch::{self, RangedReader, RangedState};
+use super::write::PageWriter;
 use super::{ProgressFn, RestoreProgress, RestoreReport};
 use crate::client::{FileInfo, ReplicaClient, ResumableReader};
 use crate::error::{Error, Result};
 use crate::ltx::{self, Decoder, Txid};
-
-/// Files this large have their checksum computed on a second thread while they decode.
-const HASH_THREAD_MIN: u64 = 4 << 20;
 
 /// Applies `files` in order to `out` (an empty file): each file's pages overwrite earlier
 /// copies; the result is truncated to the last file's commit size and must hold every page.
@@ -43,87 +41,88 @@ pub(super) fn apply(
     let mut have: Vec<u64> = Vec::new(); // bitmap of pages written
     let mut prev_max = Txid::ZERO;
     let mut bytes_read = 0u64;
-    let mut buf = Vec::new();
-    let mut batch = WriteBatch::default();
-    for (i, info) in files.iter().enumerate() {
-        let state = RangedState::new();
-        // Ranges are fetched by threads of this scope, which ends when the file is read.
-        std::thread::scope(|scope| -> Result<()> {
-            let src: Box<dyn Read + Send + '_> = if fetch::ranged(client, info, workers) {
-                Box::new(RangedReader::start(scope, &state, client, info, workers))
-            } else {
-                Box::new(ResumableReader::new(client, info.clone()))
-            };
-            let name = info.to_string();
-            // Page headers and LZ4 frames make many small reads: buffer them.
-            let reader = std::io::BufReader::with_capacity(
-                256 << 10,
-                Counted {
-                    inner: src,
-                    n: read.clone(),
-                },
-            );
-            let mut dec = Decoder::new(reader).map_err(|e| e.in_file(&name))?;
-            if info.size >= HASH_THREAD_MIN {
-                dec = dec.hash_on_thread();
-            }
-            let h = dec.header().clone();
-            if (h.min_txid, h.max_txid) != (info.min_txid, info.max_txid) {
-                return Err(Error::corrupt(
-                    16,
-                    format!(
-                        "header covers {}-{} but the file is named {}",
-                        h.min_txid,
-                        h.max_txid,
-                        info.name()
-                    ),
-                )
-                .in_file(&name));
-            }
-            if i == 0 {
-                if !h.is_snapshot() {
-                    return Err(Error::NoSnapshots);
+    // Pages are written by a second thread of this scope while the next ones decode.
+    std::thread::scope(|outer| -> Result<()> {
+        let mut writer = PageWriter::start(outer, out, out_path);
+        for (i, info) in files.iter().enumerate() {
+            let state = RangedState::new();
+            // Ranges are fetched by threads of this scope, which ends when the file is read.
+            std::thread::scope(|scope| -> Result<()> {
+                let src: Box<dyn Read + Send + '_> = if fetch::ranged(client, info, workers) {
+                    Box::new(RangedReader::start(scope, &state, client, info, workers))
+                } else {
+                    Box::new(ResumableReader::new(client, info.clone()))
+                };
+                let name = info.to_string();
+                // Page headers and LZ4 frames make many small reads: buffer them.
+                let reader = std::io::BufReader::with_capacity(
+                    256 << 10,
+                    Counted {
+                        inner: src,
+                        n: read.clone(),
+                    },
+                );
+                let mut dec = Decoder::new(reader).map_err(|e| e.in_file(&name))?;
+                let h = dec.header().clone();
+                if (h.min_txid, h.max_txid) != (info.min_txid, info.max_txid) {
+                    return Err(Error::corrupt(
+                        16,
+                        format!(
+                            "header covers {}-{} but the file is named {}",
+                            h.min_txid,
+                            h.max_txid,
+                            info.name()
+                        ),
+                    )
+                    .in_file(&name));
                 }
-                page_size = h.page_size;
-                buf = vec![0u8; page_size as usize];
-            } else {
-                if h.page_size != page_size {
-                    return Err(Error::Invalid(format!(
+                if i == 0 {
+                    if !h.is_snapshot() {
+                        return Err(Error::NoSnapshots);
+                    }
+                    page_size = h.page_size;
+                } else {
+                    if h.page_size != page_size {
+                        return Err(Error::Invalid(format!(
                     "input files have mismatched page sizes: {name} has {}, earlier files {page_size}",
                     h.page_size
                 )));
+                    }
+                    if !(h.min_txid.0 <= prev_max.0 + 1 && h.max_txid > prev_max) {
+                        return Err(Error::NonContiguous {
+                            have: prev_max,
+                            next: h.min_txid,
+                            file: name,
+                        });
+                    }
                 }
-                if !(h.min_txid.0 <= prev_max.0 + 1 && h.max_txid > prev_max) {
-                    return Err(Error::NonContiguous {
-                        have: prev_max,
-                        next: h.min_txid,
-                        file: name,
-                    });
+                prev_max = h.max_txid;
+                commit = h.commit;
+                let mut pages = 0u64;
+                while let Some(pgno) = dec
+                    .next_page(writer.slot(page_size as usize))
+                    .map_err(|e| e.in_file(&name))?
+                {
+                    pages += 1;
+                    if pages % 4096 == 0 {
+                        report(i);
+                    }
+                    writer.place((pgno as u64 - 1) * page_size as u64)?;
+                    let idx = (pgno - 1) as usize;
+                    if have.len() <= idx / 64 {
+                        have.resize(idx / 64 + 1, 0);
+                    }
+                    have[idx / 64] |= 1 << (idx % 64);
                 }
-            }
-            prev_max = h.max_txid;
-            commit = h.commit;
-            let mut pages = 0u64;
-            while let Some(pgno) = dec.next_page(&mut buf).map_err(|e| e.in_file(&name))? {
-                pages += 1;
-                if pages % 4096 == 0 {
-                    report(i);
-                }
-                let off = (pgno as u64 - 1) * page_size as u64;
-                batch.push(off, &buf, out, out_path)?;
-                let idx = (pgno - 1) as usize;
-                if have.len() <= idx / 64 {
-                    have.resize(idx / 64 + 1, 0);
-                }
-                have[idx / 64] |= 1 << (idx % 64);
-            }
-            batch.flush(out, out_path)?;
-            dec.finish().map_err(|e| e.in_file(&name))?;
-            bytes_read += info.size;
-            report(i + 1);
-            Ok(())
-        })?;
-    }
+                writer.flush()?;
+                dec.finish().map_err(|e| e.in_file(&name))?;
+                bytes_read += info.size;
+                report(i + 1);
+                Ok(())
+            })?;
+        }
+        writer.finish()
+    })?;
     let lock = ltx::lock_pgno(page_size);
     for pgno in 1..=commit {
         if pgno == lock {
@@ -156,41 +155,6 @@ pub(super) fn apply(
         page_count: commit,
         v3: None,
     })
-}
-
-/// Consecutive pages gathered into one write (a snapshot's pages come in order).
-#[derive(Default)]
-struct WriteBatch {
-    off: u64,
-    data: Vec<u8>,
-}
-
-impl WriteBatch {
-    const MAX: usize = 1 << 20;
-
-    fn push(&mut self, off: u64, page: &[u8], out: &File, path: &Path) -> Result<()> {
-        if !self.data.is_empty()
-            && (off != self.off + self.data.len() as u64 || self.data.len() >= Self::MAX)
-        {
-            self.flush(out, path)?;
-        }
-        if self.data.is_empty() {
-            self.off = off;
-        }
-        self.data.extend_from_slice(page);
-        Ok(())
-    }
-
-    fn flush(&mut self, out: &File, path: &Path) -> Result<()> {
-        if !self.data.is_empty() {
-            out.write_all_at(&self.data, self.off)
-                .map_err(|e| Error::io(format!("write {}", path.display()), e))?;
-            // The disk works while we decode on, so the final fsync has little left.
-            crate::sys::start_writeback(out, self.off, self.off + self.data.len() as u64);
-            self.data.clear();
-        }
-        Ok(())
-    }
 }
 
 /// Counts the bytes read through it into a shared counter.

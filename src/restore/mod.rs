@@ -9,7 +9,8 @@
 //!
 //! `mod.rs` holds the options, the report and the file handling around a restore;
 //! `plan.rs` the choice of files; `fetch.rs` downloading a large file in parallel ranges;
-//! `apply.rs` writing their pages; `v3/` restoring
+//! `apply.rs` decoding their pages in order; `write.rs` writing them out on a second
+//! thread; `v3/` restoring
 //! Litestream v0.3 backups; `follow/` keeping a restored copy up to date (`restore -f`).
 
 use std::fs;
@@ -21,6 +22,7 @@ mod fetch;
 mod follow;
 mod plan;
 pub mod v3;
+mod write;
 
 pub use follow::{
     follow, read_txid, txid_path, FollowOptions, FollowReport, DEFAULT_FOLLOW_INTERVAL,
