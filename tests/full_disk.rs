@@ -218,7 +218,11 @@ fn restore_into_a_full_disk_fails_cleanly() {
         .expect_err("6 MB cannot be restored into 2 MB")
         .to_string();
     assert_clear(&err, "out-fs");
-    assert!(!out.exists(), "a partial output was left at {}", out.display());
+    assert!(
+        !out.exists(),
+        "a partial output was left at {}",
+        out.display()
+    );
     let left: Vec<_> = std::fs::read_dir(dir.join("out-fs"))
         .unwrap()
         .flatten()
