@@ -1,8 +1,10 @@
 //! Local files written the durable way, shared by the database engine, compaction and
 //! restore: side paths (`app.db` → `app.db-wal`), temp files removed unless kept, and the
-//! directory fsync that makes a rename durable.
+//! directory fsync that makes a rename durable; positioned reads that leave a file's cursor
+//! alone (`ReadAt`).
 
 use std::fs::File;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -74,5 +76,32 @@ impl Drop for TempFile {
         if let Some(p) = &self.0 {
             let _ = std::fs::remove_file(p);
         }
+    }
+}
+
+/// Reads a file from its start with positioned reads, leaving the file's cursor alone, so
+/// several uploads can read one file at once.
+pub(crate) struct ReadAt<'a> {
+    f: &'a File,
+    pos: u64,
+}
+
+impl<'a> ReadAt<'a> {
+    pub(crate) fn new(f: &'a File) -> Self {
+        ReadAt { f, pos: 0 }
+    }
+
+    /// Reads from `pos` on.
+    pub(crate) fn at(f: &'a File, pos: u64) -> Self {
+        ReadAt { f, pos }
+    }
+}
+
+impl Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.f.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
     }
 }

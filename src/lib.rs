@@ -6,9 +6,14 @@
 //!
 //! The pieces, each in its own module:
 //!
+//! * [`Store`] — the engine: databases ([`Db`]), their replicas ([`Replica`]) and the
+//!   compaction levels ([`CompactionLevels`]), replicating until closed;
 //! * [`ltx`] — the LTX file format (encoder, decoder, compactor);
 //! * [`client`] — where LTX files are stored ([`ReplicaClient`], [`FileClient`], ...);
-//! * [`restore`] — turning a replica back into a database.
+//! * [`restore`] — turning a replica back into a database;
+//! * `vfs` (feature `vfs`) — reading a replica live through SQLite;
+//! * `testing` (feature `testing`) — an in-memory client and a fault-injecting wrapper;
+//! * `cli` (feature `cli`) — the `litestream` command.
 //!
 //! Restoring the latest state of a file replica:
 //!

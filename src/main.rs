@@ -1,4 +1,5 @@
 //! The `litestream` command-line program.
+#![deny(unsafe_code)]
 
 // The edge link (src/build.rs) leaves the unwind tables out, which only a build whose
 // panics abort can do without.

@@ -81,7 +81,7 @@ pub(crate) fn copy_file(src: &File, dst: &mut File) -> std::io::Result<u64> {
             }
         }
     }
-    let mut reader = crate::client::ReadAt::new(src);
+    let mut reader = crate::durable::ReadAt::new(src);
     std::io::copy(&mut reader, dst)
 }
 

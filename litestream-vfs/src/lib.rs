@@ -8,9 +8,9 @@
 //! ```
 //!
 //! Each database's replica and options come from its URI (`replica_url`,
-//! `poll_interval`, `cache_size`, `read_ahead`), else from the environment the official
-//! extension reads (`LITESTREAM_REPLICA_URL`, the backends' credentials,
-//! `LITESTREAM_LOG_LEVEL`); see `litestream::vfs::resolve`. Every connection made after
+//! `poll_interval`, `cache_size`, `read_ahead`, `cache_dir`, `miss_timeout`), else from the
+//! environment the official extension reads (`LITESTREAM_REPLICA_URL`, the backends'
+//! credentials, `LITESTREAM_LOG_LEVEL`); see `litestream::vfs::resolve`. Every connection made after
 //! loading gets the SQL functions `litestream_txid()`, `litestream_lag()` and
 //! `litestream_time()`.
 //!

@@ -7,7 +7,8 @@ use std::io::{Cursor, Read};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{retry, ReadAt};
+use super::retry;
+use crate::durable::ReadAt;
 use crate::error::{Error, Result};
 use crate::wire::json::{self, Value};
 

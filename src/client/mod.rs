@@ -8,7 +8,9 @@
 //! A room per backend (`file`, `s3/`, `gcs/`, `azure/` for `abs://`, `webdav`, `nats/`,
 //! `sftp`), and what they share: `key` (where `(level, min, max)` is stored, and back),
 //! `retry` (the one retry policy: attempts, back-off, what is transient), `http` (the
-//! `ureq` agent, one request exchange, answers read whole, OAuth token cache).
+//! `ureq` agent, one request exchange, answers read whole, OAuth token cache), `config`
+//! (the one factory: a URL into a backend's configuration), `tls` (rustls set-up, CA
+//! bundles) and `metered` (counting each operation for the metrics).
 
 #[cfg(feature = "azure")]
 mod azure;
@@ -215,33 +217,6 @@ pub(crate) fn read_header(f: &File) -> Result<crate::ltx::Header> {
     f.read_exact_at(&mut b, 0)
         .map_err(|e| Error::io("read ltx header of upload", e))?;
     crate::ltx::Header::from_bytes(&b)
-}
-
-/// Reads a file from its start with positioned reads, leaving the file's cursor alone, so
-/// several uploads can read one file at once.
-pub(crate) struct ReadAt<'a> {
-    f: &'a File,
-    pos: u64,
-}
-
-impl<'a> ReadAt<'a> {
-    pub(crate) fn new(f: &'a File) -> Self {
-        ReadAt { f, pos: 0 }
-    }
-
-    /// Reads from `pos` on.
-    pub(crate) fn at(f: &'a File, pos: u64) -> Self {
-        ReadAt { f, pos }
-    }
-}
-
-impl Read for ReadAt<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        use std::os::unix::fs::FileExt;
-        let n = self.f.read_at(buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
 }
 
 /// A reader over a replica file that reopens at the current offset when the stream breaks,

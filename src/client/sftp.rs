@@ -18,7 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ssh2::{ErrorCode, FileStat, RenameFlags, Session, Sftp};
 
 use super::key::{self, Layout};
-use super::{check_object_path, read_header, FileInfo, ObjectInfo, ReadAt, ReplicaClient};
+use super::{check_object_path, read_header, FileInfo, ObjectInfo, ReplicaClient};
+use crate::durable::ReadAt;
 use crate::error::{Error, Result};
 use crate::ltx::{self, Txid};
 

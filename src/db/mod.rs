@@ -13,6 +13,8 @@
 //! | `snapshot.rs` | full snapshots of the current state |
 //! | `local.rs` | the local state directory and its L0 files |
 //! | `thread.rs` | the thread: ticks, requests, back-off |
+//! | `watch.rs` | `monitor-interval: 0`: the WAL watched with inotify instead of polled |
+//! | `tests.rs` | unit tests of the engine (the restart races below among them) |
 //!
 //! # How no committed page is ever lost
 //!
@@ -123,7 +125,20 @@ pub(crate) struct DbState {
     /// The last tick failed because a file system was full.
     pub disk_full: bool,
     /// Checkpoints by mode.
-    pub checkpoints: Vec<crate::store::CheckpointStats>,
+    pub checkpoints: Vec<CheckpointStats>,
+}
+
+/// Checkpoints of one mode.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CheckpointStats {
+    /// SQLite's name for the mode.
+    pub mode: &'static str,
+    /// Checkpoints completed.
+    pub count: u64,
+    /// Checkpoints that failed.
+    pub errors: u64,
+    /// Seconds spent.
+    pub seconds: f64,
 }
 
 impl DbState {
@@ -132,7 +147,7 @@ impl DbState {
         let i = match self.checkpoints.iter().position(|c| c.mode == mode) {
             Some(i) => i,
             None => {
-                self.checkpoints.push(crate::store::CheckpointStats {
+                self.checkpoints.push(CheckpointStats {
                     mode,
                     ..Default::default()
                 });

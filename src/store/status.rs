@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use super::{Entry, StoreHandle};
+pub use crate::db::CheckpointStats;
 use crate::ltx::Txid;
 
 /// Replication state of one database, as [`Store::status`](super::Store::status) reports it.
@@ -44,19 +45,6 @@ pub struct DbStatus {
     /// L0 files counted by the last L0 retention pass: deleted (eligible), not yet
     /// compacted into L1, too recent.
     pub l0_retention: [u64; 3],
-}
-
-/// Checkpoints of one mode.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct CheckpointStats {
-    /// SQLite's name for the mode.
-    pub mode: &'static str,
-    /// Checkpoints completed.
-    pub count: u64,
-    /// Checkpoints that failed.
-    pub errors: u64,
-    /// Seconds spent.
-    pub seconds: f64,
 }
 
 impl DbStatus {

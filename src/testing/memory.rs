@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use crate::client::{FileInfo, ReadAt, ReplicaClient};
+use crate::client::{FileInfo, ReplicaClient};
+use crate::durable::ReadAt;
 use crate::error::{Error, Result};
 use crate::ltx::{Header, Txid, HEADER_SIZE};
 

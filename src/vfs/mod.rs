@@ -15,8 +15,11 @@
 //!
 //! Pieces: `reader` (the state one replica shares across every connection of the process:
 //! newest TXID, page map, file table, page cache, poller), `pagemap` (16 bytes a page,
-//! copy-on-write), `cache` (bounded page cache), `conn` (one open database: snapshot
-//! pinning, reads, PRAGMAs) and `ffi` (the C tables and callbacks; the only `unsafe`).
+//! copy-on-write), `cache` (bounded page cache), `disk` (the cache on disk, `cache_dir`),
+//! `config` (URI parameters and environment for the loadable extension), `conn` (one open
+//! database: snapshot pinning, reads, PRAGMAs) and `ffi` (the C tables and callbacks; the
+//! only `unsafe`). `reader/` holds what a plan costs (`plan`) and serving without the
+//! replica (`offline`).
 //!
 //! How it behaves: a database is presented as a rollback-journal database, so SQLite
 //! never looks for `-wal`/`-shm`; each read transaction sees one TXID (taken when SQLite

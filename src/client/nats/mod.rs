@@ -37,7 +37,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use super::key::{self, Layout};
-use super::{FileInfo, ReadAt, ReplicaClient};
+use super::{FileInfo, ReplicaClient};
+use crate::durable::ReadAt;
 use crate::error::{Error, Result};
 use crate::ltx::Txid;
 use crate::wire::base64;

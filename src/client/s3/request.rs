@@ -9,7 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{credentials, sigv4, S3Client};
 use crate::client::http::{self, Answer, Body};
-use crate::client::{retry, ReadAt};
+use crate::client::retry;
+use crate::durable::ReadAt;
 use crate::error::{Error, Result};
 use crate::wire::{base64, md5, uri, xml};
 
