@@ -302,8 +302,25 @@ impl Bench {
     }
 
     /// CPU seconds per GiB of WAL replicated under a steady load, file and S3 replicas.
+    ///
+    /// Who backfills the WAL into the database varies from run to run (the replicator's
+    /// checkpoints, or the writer's own autocheckpoint when it gets there first), so the
+    /// replicator's CPU alone swings with it. The second measure is steady: the writer's
+    /// and the replicator's CPU together, less what the same writer takes with no
+    /// replication at all (measured first), per GiB of WAL.
     fn cost(&mut self) {
         let secs = if self.quick { 15.0 } else { 60.0 };
+        let me = std::process::id();
+        let alone = {
+            let d = self.dir("cost-alone");
+            let db = d.join("db.sqlite");
+            drop(open_db(&db));
+            let c0 = proc_cpu(me);
+            let (rows, _, _) = load(&db, secs, 10_000.0);
+            let cpu = proc_cpu(me) - c0;
+            eprintln!("    writer alone: {rows} rows, {cpu:.2} CPU s");
+            cpu / rows.max(1) as f64
+        };
         for target in ["file", "s3"] {
             for bin in self.bins.clone() {
                 let d = self.dir(&format!("cost-{target}-{}", bin.name));
@@ -330,7 +347,9 @@ impl Bench {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 let cpu0 = proc_cpu(child.id());
+                let w0 = proc_cpu(me);
                 let (rows, _, _) = load(&db, secs, 10_000.0);
+                let writer = proc_cpu(me) - w0;
                 if target == "file" {
                     wait_caught_up(&meta, &d.join("rep/ltx/0"), Duration::from_secs(120));
                 } else if let Some(c) =
@@ -358,6 +377,13 @@ impl Bench {
                     &format!("cost {target}: CPU s per GiB of WAL"),
                     bin.name,
                     (cpu1 - cpu0) / gib.max(1e-9),
+                );
+                self.set(
+                    &format!(
+                        "cost {target}: writer + replicator CPU s per GiB, less the writer alone"
+                    ),
+                    bin.name,
+                    (writer + cpu1 - cpu0 - alone * rows as f64) / gib.max(1e-9),
                 );
                 self.set(
                     &format!("cost {target}: peak RSS MiB (1 db under load)"),
