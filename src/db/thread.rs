@@ -130,7 +130,7 @@ fn run(shared: Arc<Shared>, rx: Receiver<Cmd>, listener: Listener, wakes: Option
                 _ => every,
             }
         } else {
-            (retry_base * 2u32.saturating_pow(failures.min(16))).min(Duration::from_secs(60))
+            backoff(retry_base, failures)
         };
         let due = *tick_at.get_or_insert_with(|| Instant::now() + base);
         let until = call_back.map_or(due, |c| c.min(due));
@@ -214,9 +214,7 @@ fn run(shared: Arc<Shared>, rx: Receiver<Cmd>, listener: Listener, wakes: Option
             Err(e) => {
                 log::debug!("{}: tick failed: {e}", shared.path.display());
                 failures += 1;
-                retry_at = Instant::now()
-                    + (retry_base * 2u32.saturating_pow(failures.min(16)))
-                        .min(Duration::from_secs(60));
+                retry_at = Instant::now() + backoff(retry_base, failures);
                 let full = e.is_disk_full();
                 shared.publish(|st| {
                     st.error = Some(e.to_string());
@@ -247,6 +245,11 @@ fn run(shared: Arc<Shared>, rx: Receiver<Cmd>, listener: Listener, wakes: Option
     }
     // Dropping the syncer rolls back R and closes our connections.
     drop(syncer);
+}
+
+/// The wait after `failures` failures in a row: `base` doubled each time, at most 60 s.
+fn backoff(base: Duration, failures: u32) -> Duration {
+    (base * 2u32.saturating_pow(failures.min(16))).min(Duration::from_secs(60))
 }
 
 fn not_ready(shared: &Shared) -> Error {
