@@ -284,11 +284,12 @@ impl Conn {
         }
     }
 
-    /// Reads `buf.len()` bytes of the main database file at `offset` through this
-    /// connection's own file handle (so no other descriptor on the database is ever opened
-    /// or closed by us: closing one would drop the process's POSIX locks). Bytes past the
-    /// end of the file read as zeros. Returns false if the read was short.
-    pub(crate) fn read_db_file(&self, buf: &mut [u8], offset: u64) -> Result<bool> {
+    /// This connection's own handle on the main database file. Every access to the
+    /// database file goes through it: no other descriptor on the database is ever opened
+    /// or closed by us, since closing one would drop every POSIX lock the process holds on
+    /// the file (SQLite's shared lock among them, and with it the guarantee that another
+    /// process's last connection does not delete the WAL under ours).
+    fn main_file(&self) -> Result<*mut ffi::sqlite3_file> {
         let mut file: *mut ffi::sqlite3_file = ptr::null_mut();
         // SAFETY: valid connection; FILE_POINTER writes a sqlite3_file* into the pointer.
         let rc = unsafe {
@@ -302,17 +303,25 @@ impl Conn {
         if rc != ffi::SQLITE_OK || file.is_null() {
             return Err(self.error(rc, "get database file handle"));
         }
-        // SAFETY: file is the open main-database handle owned by this connection; its
-        // methods table is set while it is open.
+        // SAFETY: file is the main-database handle owned by this connection; its methods
+        // table is set while it is open.
+        if unsafe { (*file).pMethods.is_null() } {
+            return Err(Error::State(format!(
+                "database file {} is not open",
+                self.path
+            )));
+        }
+        Ok(file)
+    }
+
+    /// Reads `buf.len()` bytes of the main database file at `offset` through this
+    /// connection's own file handle ([`Conn::main_file`]). Bytes past the end of the file
+    /// read as zeros. Returns false if the read was short.
+    pub(crate) fn read_db_file(&self, buf: &mut [u8], offset: u64) -> Result<bool> {
+        let file = self.main_file()?;
+        // SAFETY: main_file checked the handle is open and has a methods table.
         let rc = unsafe {
-            let methods = (*file).pMethods;
-            if methods.is_null() {
-                return Err(Error::State(format!(
-                    "database file {} is not open",
-                    self.path
-                )));
-            }
-            match (*methods).xRead {
+            match (*(*file).pMethods).xRead {
                 Some(read) => read(
                     file,
                     buf.as_mut_ptr() as *mut c_void,
@@ -335,6 +344,24 @@ impl Conn {
                 message: "database file read failed".into(),
             }),
         }
+    }
+
+    /// Writes the main database file's data out to disk through this connection's own
+    /// file handle ([`Conn::main_file`]), so that a later fsync (a checkpoint's, under the
+    /// write barrier) has little left to wait for.
+    pub(crate) fn sync_db_file(&self) -> Result<()> {
+        let file = self.main_file()?;
+        // SAFETY: main_file checked the handle is open and has a methods table.
+        let rc = unsafe {
+            match (*(*file).pMethods).xSync {
+                Some(sync) => sync(file, ffi::SQLITE_SYNC_NORMAL | ffi::SQLITE_SYNC_DATAONLY),
+                None => ffi::SQLITE_MISUSE,
+            }
+        };
+        if rc != ffi::SQLITE_OK {
+            return Err(self.error(rc, &format!("sync database file {}", self.path)));
+        }
+        Ok(())
     }
 
     /// True if the connection has an open transaction.

@@ -399,3 +399,46 @@ fn second_signal_aborts_and_first_one_flushes() {
     eprintln!("replicate ran {:?}", started.elapsed());
     restore_equals(&replica, &dir.join("out.db"), &dump(&db));
 }
+
+/// SQLite keeps a shared POSIX lock on the database file for as long as a connection in
+/// WAL mode is open, and a process loses all its POSIX locks on a file when it closes
+/// *any* descriptor of it. If the engine ever opened and closed the database file itself
+/// (say, to flush it before a checkpoint's barrier), the application's last connection
+/// would find no one else there when it closes, checkpoint in exclusive mode and delete
+/// the WAL and the shared-memory file under our open connections.
+#[test]
+fn checkpoints_keep_the_process_locks_on_the_database() {
+    let dir = TempDir::new("locks");
+    let db = dir.join("app.db");
+    let wal = dir.join("app.db-wal");
+    let mut w = Writer::spawn(&db, 5000);
+    w.cmd("mixed 1 20");
+    let d = Db::new(&db)
+        .monitor_interval(Duration::from_millis(50))
+        .checkpoint_interval(Duration::from_millis(100))
+        .replica(Replica::new(Arc::new(FileClient::new(dir.join("replica")))));
+    let mut store = Store::new(vec![d], CompactionLevels::default()).unwrap();
+    store.open().unwrap();
+    let checkpoints = |s: &Store| s.status()[0].checkpoint_count;
+    let mut seed = 2;
+    let done = wait_until(Duration::from_secs(30), || {
+        seed += 1;
+        w.cmd(&format!("mixed {seed} 5"));
+        store.sync(&db).unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        checkpoints(&store) >= 3
+    });
+    assert!(done, "no checkpoints: {:?}", store.status());
+    // The application closes its only connection while we still replicate.
+    drop(w);
+    assert!(
+        wal.exists(),
+        "the application's last close deleted the WAL under our connections: the engine dropped the process's locks on the database file"
+    );
+    let t = store.sync(&db).unwrap();
+    store
+        .wait_replicated(&db, Some(t), Duration::from_secs(10))
+        .unwrap();
+    assert!(store.close().unwrap().is_complete());
+    restore_equals(&dir.join("replica"), &dir.join("restored.db"), &dump(&db));
+}

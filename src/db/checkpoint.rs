@@ -282,7 +282,9 @@ impl Syncer {
         // (the WAL's, the backfill's). Written out here, with writers running, it is not
         // waited for under the barrier.
         flush(&self.wal_path);
-        flush(&self.shared.path);
+        // The database file through SQLite's own handle: opening and closing one of ours
+        // would drop the process's locks on it.
+        let _ = self.r.sync_db_file();
         // 3. Copy and backfill what was written meanwhile, re-take R, release writers (and
         // stop pacing them).
         let full = self.with_barrier(|s| {
@@ -339,7 +341,8 @@ impl Syncer {
     }
 }
 
-/// Writes a file's dirty pages out (best effort: only to shorten a later fsync).
+/// Writes a file's dirty pages out (best effort: only to shorten a later fsync). Never the
+/// database file: SQLite holds POSIX locks on it, which closing any descriptor drops.
 fn flush(path: &std::path::Path) {
     if let Ok(f) = fs::File::open(path) {
         let _ = f.sync_data();
