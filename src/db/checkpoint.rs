@@ -230,7 +230,11 @@ impl Syncer {
             }
             let mark = self.mark();
             if !(truncate && self.futile_passive) {
-                self.w.checkpoint(CheckpointMode::Passive)?;
+                let (busy, log, ckpt) = passive(&self.w, ROUND_PATIENCE)?;
+                log::debug!(
+                    "{}: checkpoint round {round} backfill: busy {busy}, WAL frames {log}, backfilled {ckpt}",
+                    self.shared.path.display()
+                );
             }
             self.sync(true)?;
             let behind = self.copied_since(mark).unwrap_or(0);
@@ -292,12 +296,16 @@ impl Syncer {
                 return Ok(None);
             }
             s.end_read()?;
-            let ck = s.r.checkpoint(CheckpointMode::Passive);
+            let ck = passive(&s.r, BARRIER_PATIENCE);
             let br = s.begin_read();
             let (busy, log, ckpt) = ck?;
             br?;
+            log::debug!(
+                "{}: checkpoint under the barrier: busy {busy}, WAL frames {log}, backfilled {ckpt}",
+                s.shared.path.display()
+            );
             s.restart_ok = true;
-            Ok(Some(!busy && log >= 0 && log == ckpt))
+            Ok(Some((busy, !busy && log >= 0 && log == ckpt)))
         });
         self.unpace();
         let full = full?;
@@ -305,10 +313,13 @@ impl Syncer {
             "{}: checkpoint final barrier: {full:?} (truncate {truncate})",
             self.shared.path.display()
         );
-        let Some(Some(full)) = full else {
+        let Some(Some((busy, full))) = full else {
             return Ok(());
         };
-        self.futile_passive = !full;
+        // Futile means a reader stopped the backfill short; another connection's
+        // checkpoint still running (busy) was backfilling for us, and says nothing of
+        // the next rounds.
+        self.futile_passive = !full && !busy;
         self.last_checkpoint = Instant::now();
         self.shared.publish(|st| st.checkpoint_count += 1);
         self.synced_since_checkpoint = false;
@@ -338,6 +349,27 @@ impl Syncer {
             );
         }
         Ok(())
+    }
+}
+
+/// How long a round waits for another connection's checkpoint to finish before its own.
+const ROUND_PATIENCE: Duration = Duration::from_secs(2);
+/// The same, under the write barrier (writers wait meanwhile).
+const BARRIER_PATIENCE: Duration = Duration::from_millis(50);
+
+/// A PASSIVE checkpoint on `conn` that waits up to `patience` for another connection's
+/// checkpoint to end. SQLite answers a checkpoint busy at once while another holds the
+/// checkpoint lock — typically the application's autocheckpoint backfilling what the last
+/// move of R allowed, which can take seconds on a large WAL. Giving up at once made every
+/// checkpoint of such a run end short, and the WAL grew without bound.
+fn passive(conn: &Conn, patience: Duration) -> Result<(bool, i32, i32)> {
+    let started = Instant::now();
+    loop {
+        let r = conn.checkpoint(CheckpointMode::Passive)?;
+        if !r.0 || started.elapsed() >= patience {
+            return Ok(r);
+        }
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
