@@ -44,7 +44,8 @@ type State = Arc<(Mutex<Want>, Condvar)>;
 pub(super) struct Pacer {
     state: State,
     release_ms: Arc<AtomicU64>,
-    thread: JoinHandle<Conn>,
+    /// `None` once stopped.
+    thread: Option<JoinHandle<Conn>>,
 }
 
 impl Pacer {
@@ -88,7 +89,7 @@ impl Pacer {
         Pacer {
             state,
             release_ms,
-            thread,
+            thread: Some(thread),
         }
     }
 
@@ -114,7 +115,7 @@ impl Pacer {
         loop {
             match *want {
                 Want::Held(ok) => return ok,
-                Want::Barrier if !self.thread.is_finished() => {
+                Want::Barrier if self.thread.as_ref().is_some_and(|t| !t.is_finished()) => {
                     want = cv
                         .wait_timeout(want, Duration::from_millis(5))
                         .map(|(g, _)| g)
@@ -132,15 +133,26 @@ impl Pacer {
 
     /// Stops the thread (ending a hold or barrier at once) and returns its connection,
     /// `None` if the thread panicked.
-    pub(super) fn stop(self) -> Option<Conn> {
+    pub(super) fn stop(mut self) -> Option<Conn> {
         self.set(Want::Stop);
-        self.thread.join().ok()
+        self.thread.take()?.join().ok()
     }
 
     fn set(&self, w: Want) {
         let (m, cv) = &*self.state;
         *lock(m) = w;
         cv.notify_all();
+    }
+}
+
+/// A pacer dropped without [`Pacer::stop`] (its database closed, or an error on the way)
+/// still stops: a thread left holding the application's writers would slow them forever.
+impl Drop for Pacer {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.set(Want::Stop);
+            let _ = t.join();
+        }
     }
 }
 

@@ -180,3 +180,33 @@ fn a_failed_sync_is_retried_without_a_new_write() {
     s.tick(false).unwrap();
     assert_eq!(s.txid(), before.next(), "the failed sync was not retried");
 }
+
+/// A syncer dropped while it paces writers (its database closed after a sync that failed
+/// half-way, say) stops its pacer: the application's writers are not held any more.
+#[test]
+fn a_dropped_syncer_stops_pacing() {
+    let dir = Scratch::new("pacer-drop");
+    let path = dir.0.join("app.db");
+    let app = app(&path);
+    app.exec(INSERT_ROWS).unwrap();
+    let shared = DbHandle::new(&path, default_meta_path(&path), DbOptions::default()).0;
+    let mut s = Syncer::open(shared).unwrap();
+    s.tick(true).unwrap();
+    s.pace(super::pacer::MIN_RELEASE).unwrap();
+    app.busy_timeout(0);
+    let refused = |n: u32| {
+        (0..n)
+            .filter(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                app.exec("INSERT INTO t (v) VALUES (x'00')").is_err()
+            })
+            .count()
+    };
+    assert!(refused(60) > 0, "the pacer never held the writer");
+    drop(s);
+    assert_eq!(
+        refused(60),
+        0,
+        "writes refused after the syncer was dropped"
+    );
+}

@@ -232,7 +232,10 @@ fn run(shared: Arc<Shared>, rx: Receiver<Cmd>, listener: Listener, wakes: Option
                 }
             }
         }
-        if syncer.is_some() {
+        if let Some(s) = syncer.as_mut() {
+            // A pacer never outlives the tick or command that started it (a sync that
+            // failed half-way, a snapshot, a forced sync with no checkpoint due).
+            s.unpace();
             let again = listener();
             // On a timer the next tick calls it anyway.
             call_back = again
