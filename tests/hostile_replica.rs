@@ -209,3 +209,67 @@ fn a_listing_that_lies_about_sizes_restores_right_or_fails_clearly() {
         }
     }
 }
+
+/// A restore whose database fails its integrity check fails with the output's name and
+/// leaves nothing behind: no output, no temporary file, no `-wal` or `-shm`. (The check
+/// runs on the restore's private file, before the output appears: once it is there an
+/// application may open it, and its `-wal` and `-shm` are no longer ours to remove.)
+#[test]
+fn a_restore_that_fails_its_integrity_check_leaves_the_output_path_alone() {
+    use litestream::restore::IntegrityCheck;
+    let dir = TempDir::new("integrity-fails");
+    let src = dir.join("src.db");
+    {
+        let c = rusqlite::Connection::open(&src).unwrap();
+        c.execute_batch("CREATE TABLE t(x TEXT); CREATE INDEX t_x ON t(x);")
+            .unwrap();
+        for i in 0..200 {
+            c.execute("INSERT INTO t VALUES (?1)", [format!("needle-{i:05}")])
+                .unwrap();
+        }
+    }
+    // One value changed in the table or the index alone: the file opens, the check fails.
+    let mut bytes = std::fs::read(&src).unwrap();
+    let at = bytes.windows(6).position(|w| w == b"needle").unwrap();
+    bytes[at..at + 6].copy_from_slice(b"noodle");
+    let ltx = dir.join("snapshot.ltx");
+    let h = Header {
+        flags: HEADER_FLAG_NO_CHECKSUM,
+        page_size: 4096,
+        commit: (bytes.len() / 4096) as u32,
+        min_txid: Txid(1),
+        max_txid: Txid(1),
+        timestamp: 1_700_000_000_000,
+        ..Header::default()
+    };
+    let mut e = Encoder::new(File::create(&ltx).unwrap(), &h, PageEncoding::Frame).unwrap();
+    for (i, page) in bytes.chunks(4096).enumerate() {
+        e.write_page(i as u32 + 1, page).unwrap();
+    }
+    e.finish().unwrap();
+    let m = MemoryClient::new();
+    m.write_ltx_file(0, Txid(1), Txid(1), &File::open(&ltx).unwrap())
+        .unwrap();
+    let out = dir.join("out.db");
+    let err = restore(
+        &m,
+        &RestoreOptions::new(&out).integrity_check(IntegrityCheck::Full),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("integrity check of") && err.contains("out.db"),
+        "{err}"
+    );
+    let mut left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["snapshot.ltx", "src.db"],
+        "files left by the failed restore"
+    );
+}

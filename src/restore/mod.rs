@@ -277,6 +277,9 @@ fn place(
     out.sync_all()
         .map_err(|e| Error::io(format!("fsync {}", tmp.display()), e))?;
     drop(out);
+    // Checked while still private: once linked, an application (or a replicator watching
+    // the directory) may open it, and its -wal and -shm are no longer ours to remove.
+    integrity_check(&tmp, opts.integrity_check, &opts.output)?;
     // Link rather than rename: linking fails if the output appeared meanwhile, so a
     // database is never overwritten.
     match fs::hard_link(&tmp, &opts.output) {
@@ -300,18 +303,6 @@ fn place(
     sync_dir(&dir)?;
     cleanup.keep();
 
-    if opts.integrity_check != IntegrityCheck::None {
-        if let Err(e) = integrity_check(&opts.output, opts.integrity_check) {
-            for p in [
-                opts.output.clone(),
-                sibling(&opts.output, "-wal"),
-                sibling(&opts.output, "-shm"),
-            ] {
-                let _ = fs::remove_file(p);
-            }
-            return Err(e);
-        }
-    }
     log::debug!(
         "restored {} to txid {} from {} files ({} pages of {} bytes)",
         opts.output.display(),
@@ -323,8 +314,9 @@ fn place(
     Ok(report)
 }
 
-/// Runs `PRAGMA quick_check` or `integrity_check` and requires `ok`.
-fn integrity_check(path: &Path, check: IntegrityCheck) -> Result<()> {
+/// Runs `PRAGMA quick_check` or `integrity_check` on `path` (the restore's private file,
+/// to become `output`) and requires `ok`; removes the -wal and -shm the check made.
+fn integrity_check(path: &Path, check: IntegrityCheck, output: &Path) -> Result<()> {
     let pragma = match check {
         IntegrityCheck::None => return Ok(()),
         IntegrityCheck::Quick => "PRAGMA quick_check",
@@ -342,7 +334,7 @@ fn integrity_check(path: &Path, check: IntegrityCheck) -> Result<()> {
     } else {
         Err(Error::State(format!(
             "post-restore integrity check of {} failed: {}",
-            path.display(),
+            output.display(),
             result.join("; ")
         )))
     }
