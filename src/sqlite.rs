@@ -15,7 +15,7 @@ pub(crate) struct Conn {
     path: String,
 }
 
-// SAFETY: the bundled SQLite is built with SQLITE_THREADSAFE=1 (serialized), so a connection
+// SAFETY: `Conn::open` refuses a SQLite built with SQLITE_THREADSAFE=0, so a connection
 // may be moved to and used from another thread; we never share one between threads.
 unsafe impl Send for Conn {}
 
@@ -77,6 +77,14 @@ impl Conn {
         let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
             Error::Invalid(format!("database path {display:?} contains a NUL byte"))
         })?;
+        // SAFETY: a pure query of how the library was compiled.
+        if unsafe { ffi::sqlite3_threadsafe() } == 0 {
+            // Our connections move between threads (the pacer's, the database's own).
+            return Err(Error::Invalid(format!(
+                "cannot open {display}: the linked SQLite was built with SQLITE_THREADSAFE=0; \
+                 link one built thread-safe (the default, and libsqlite3-sys's bundled build)"
+            )));
+        }
         let mut db: *mut ffi::sqlite3 = ptr::null_mut();
         // SAFETY: valid C string and out-pointer; flags include NOMUTEX-free defaults.
         let rc = unsafe {
@@ -284,12 +292,12 @@ impl Conn {
         }
     }
 
-    /// This connection's own handle on the main database file. Every access to the
-    /// database file goes through it: no other descriptor on the database is ever opened
-    /// or closed by us, since closing one would drop every POSIX lock the process holds on
-    /// the file (SQLite's shared lock among them, and with it the guarantee that another
+    /// This connection's own handle on the main database file. Every access the crate
+    /// makes to a live database file goes through one: no other descriptor on it is ever
+    /// opened or closed by us, since closing one drops every POSIX lock the process holds
+    /// on the file (SQLite's shared lock among them, and with it the guarantee that another
     /// process's last connection does not delete the WAL under ours).
-    fn main_file(&self) -> Result<*mut ffi::sqlite3_file> {
+    pub(crate) fn main_file(&self) -> Result<MainFile<'_>> {
         let mut file: *mut ffi::sqlite3_file = ptr::null_mut();
         // SAFETY: valid connection; FILE_POINTER writes a sqlite3_file* into the pointer.
         let rc = unsafe {
@@ -305,63 +313,19 @@ impl Conn {
         }
         // SAFETY: file is the main-database handle owned by this connection; its methods
         // table is set while it is open.
-        if unsafe { (*file).pMethods.is_null() } {
+        let methods = unsafe { (*file).pMethods };
+        if methods.is_null() {
             return Err(Error::State(format!(
                 "database file {} is not open",
                 self.path
             )));
         }
-        Ok(file)
-    }
-
-    /// Reads `buf.len()` bytes of the main database file at `offset` through this
-    /// connection's own file handle ([`Conn::main_file`]). Bytes past the end of the file
-    /// read as zeros. Returns false if the read was short.
-    pub(crate) fn read_db_file(&self, buf: &mut [u8], offset: u64) -> Result<bool> {
-        let file = self.main_file()?;
-        // SAFETY: main_file checked the handle is open and has a methods table.
-        let rc = unsafe {
-            match (*(*file).pMethods).xRead {
-                Some(read) => read(
-                    file,
-                    buf.as_mut_ptr() as *mut c_void,
-                    buf.len() as c_int,
-                    offset as i64,
-                ),
-                None => ffi::SQLITE_MISUSE,
-            }
-        };
-        match rc {
-            ffi::SQLITE_OK => Ok(true),
-            ffi::SQLITE_IOERR_SHORT_READ => Ok(false),
-            rc => Err(Error::Sqlite {
-                context: format!(
-                    "read {} bytes at offset {offset} of {}",
-                    buf.len(),
-                    self.path
-                ),
-                code: rc,
-                message: "database file read failed".into(),
-            }),
-        }
-    }
-
-    /// Writes the main database file's data out to disk through this connection's own
-    /// file handle ([`Conn::main_file`]), so that a later fsync (a checkpoint's, under the
-    /// write barrier) has little left to wait for.
-    pub(crate) fn sync_db_file(&self) -> Result<()> {
-        let file = self.main_file()?;
-        // SAFETY: main_file checked the handle is open and has a methods table.
-        let rc = unsafe {
-            match (*(*file).pMethods).xSync {
-                Some(sync) => sync(file, ffi::SQLITE_SYNC_NORMAL | ffi::SQLITE_SYNC_DATAONLY),
-                None => ffi::SQLITE_MISUSE,
-            }
-        };
-        if rc != ffi::SQLITE_OK {
-            return Err(self.error(rc, &format!("sync database file {}", self.path)));
-        }
-        Ok(())
+        Ok(MainFile {
+            conn: self,
+            file,
+            // SAFETY: checked non-null above; the table is static for the open file.
+            methods: unsafe { &*methods },
+        })
     }
 
     /// True if the connection has an open transaction.
@@ -378,5 +342,110 @@ impl Drop for Conn {
             // every statement is finalized before this point.
             unsafe { ffi::sqlite3_close(self.db) };
         }
+    }
+}
+
+/// A connection's main database file, read and written through SQLite's own handle (see
+/// [`Conn::main_file`]); borrowed from the connection, so it cannot outlive it.
+pub(crate) struct MainFile<'a> {
+    conn: &'a Conn,
+    file: *mut ffi::sqlite3_file,
+    methods: &'a ffi::sqlite3_io_methods,
+}
+
+impl MainFile<'_> {
+    fn check(&self, rc: c_int, what: &str) -> Result<()> {
+        if rc == ffi::SQLITE_OK {
+            return Ok(());
+        }
+        Err(Error::Sqlite {
+            context: format!("{what} {}", self.conn.path),
+            code: rc,
+            message: "database file I/O failed".into(),
+        })
+    }
+
+    /// Reads `buf.len()` bytes at `offset`. Bytes past the end of the file read as zeros;
+    /// returns false if the read was short.
+    pub(crate) fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<bool> {
+        let Some(read) = self.methods.xRead else {
+            return self.check(ffi::SQLITE_MISUSE, "read").map(|_| false);
+        };
+        // SAFETY: the handle is open (the connection is borrowed); buf is valid for its
+        // length.
+        let rc = unsafe {
+            read(
+                self.file,
+                buf.as_mut_ptr() as *mut c_void,
+                buf.len() as c_int,
+                offset as i64,
+            )
+        };
+        if rc == ffi::SQLITE_IOERR_SHORT_READ {
+            return Ok(false);
+        }
+        self.check(
+            rc,
+            &format!("read {} bytes at offset {offset} of", buf.len()),
+        )?;
+        Ok(true)
+    }
+
+    /// Writes all of `buf` at `offset`.
+    pub(crate) fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
+        let Some(write) = self.methods.xWrite else {
+            return self.check(ffi::SQLITE_MISUSE, "write");
+        };
+        // SAFETY: as in read_at; SQLite does not write through the pointer.
+        let rc = unsafe {
+            write(
+                self.file,
+                buf.as_ptr() as *const c_void,
+                buf.len() as c_int,
+                offset as i64,
+            )
+        };
+        self.check(
+            rc,
+            &format!("write {} bytes at offset {offset} of", buf.len()),
+        )
+    }
+
+    /// The file's size in bytes.
+    pub(crate) fn len(&self) -> Result<u64> {
+        let Some(size) = self.methods.xFileSize else {
+            return self.check(ffi::SQLITE_MISUSE, "size of").map(|_| 0);
+        };
+        let mut n: ffi::sqlite3_int64 = 0;
+        // SAFETY: as in read_at; n is a valid out-pointer.
+        let rc = unsafe { size(self.file, &mut n) };
+        self.check(rc, "size of")?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Cuts (or extends) the file to `len` bytes.
+    pub(crate) fn truncate(&self, len: u64) -> Result<()> {
+        let Some(truncate) = self.methods.xTruncate else {
+            return self.check(ffi::SQLITE_MISUSE, "truncate");
+        };
+        // SAFETY: as in read_at.
+        let rc = unsafe { truncate(self.file, len as i64) };
+        self.check(rc, "truncate")
+    }
+
+    /// fsync (`data_only`: fdatasync) of the file.
+    pub(crate) fn sync(&self, data_only: bool) -> Result<()> {
+        let Some(sync) = self.methods.xSync else {
+            return self.check(ffi::SQLITE_MISUSE, "fsync");
+        };
+        let flags = ffi::SQLITE_SYNC_NORMAL
+            | if data_only {
+                ffi::SQLITE_SYNC_DATAONLY
+            } else {
+                0
+            };
+        // SAFETY: as in read_at.
+        let rc = unsafe { sync(self.file, flags) };
+        self.check(rc, "fsync")
     }
 }

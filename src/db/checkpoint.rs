@@ -288,7 +288,7 @@ impl Syncer {
         flush(&self.wal_path);
         // The database file through SQLite's own handle: opening and closing one of ours
         // would drop the process's locks on it.
-        let _ = self.r.sync_db_file();
+        let _ = self.r.main_file().and_then(|f| f.sync(true));
         // 3. Copy and backfill what was written meanwhile, re-take R, release writers (and
         // stop pacing them).
         let full = self.with_barrier(|s| {

@@ -470,7 +470,7 @@ impl Syncer {
             (Some(&off), Some(f)) => wal::read_frame_page(f, off, &mut self.buf),
             _ => {
                 let off = (pgno as u64 - 1) * self.page_size as u64;
-                if !self.r.read_db_file(&mut self.buf, off)? {
+                if !self.r.main_file()?.read_at(&mut self.buf, off)? {
                     // Past the end of the file (a page the database grew into but never
                     // wrote): zeros, as SQLite would read it.
                     log::debug!("{}: page {pgno} reads short", self.shared.path.display());

@@ -7,13 +7,13 @@
 //! commits.
 
 use std::collections::BTreeSet;
-use std::fs::{self, File};
+use std::fs;
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::durable::{sibling, sync_dir};
 use crate::error::{Error, Result};
+use crate::sqlite::MainFile;
 
 const JOURNAL_MAGIC: [u8; 8] = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7];
 /// The sector size recorded in the journal header (the header is padded to it).
@@ -40,14 +40,14 @@ fn nonce() -> u32 {
     ((t ^ (t >> 32)) as u32) ^ std::process::id().rotate_left(16)
 }
 
-/// Commits `pages` (number → content, every page `page_size` bytes) to `db` (open
-/// read-write as `file`), leaving it `commit` pages long. Page 1 is always rewritten:
+/// Commits `pages` (number → content, every page `page_size` bytes) to `db` (written
+/// through its connection's own handle, `file`), leaving it `commit` pages long. Page 1 is always rewritten:
 /// rollback-journal mode (bytes 18/19 = 1), the size in pages, and a change counter one
 /// above the old one, so readers drop their caches. The caller must hold SQLite's
-/// EXCLUSIVE lock on `db` and keep `file` open for as long as its connection is.
+/// EXCLUSIVE lock on `db`.
 pub(crate) fn commit_pages(
     db: &Path,
-    file: &File,
+    file: &MainFile<'_>,
     page_size: u32,
     pages: &[(u32, Vec<u8>)],
     commit: u32,
@@ -59,20 +59,22 @@ pub(crate) fn commit_pages(
 /// writing `n` pages (tests).
 fn commit_or_crash(
     db: &Path,
-    file: &File,
+    file: &MainFile<'_>,
     page_size: u32,
     pages: &[(u32, Vec<u8>)],
     commit: u32,
     crash_after: Option<usize>,
 ) -> Result<()> {
     let ps = page_size as u64;
-    let io = |what: &str, e| Error::io(format!("{what} {}", db.display()), e);
-    let len = file.metadata().map_err(|e| io("stat", e))?.len();
-    let old_pages = (len / ps) as u32;
+    let old_pages = (file.len()? / ps) as u32;
     let read_page = |pgno: u32| -> Result<Vec<u8>> {
         let mut b = vec![0u8; page_size as usize];
-        file.read_exact_at(&mut b, (pgno as u64 - 1) * ps)
-            .map_err(|e| io(&format!("read page {pgno} of"), e))?;
+        if !file.read_at(&mut b, (pgno as u64 - 1) * ps)? {
+            return Err(Error::State(format!(
+                "page {pgno} of {} reads short",
+                db.display()
+            )));
+        }
         Ok(b)
     };
     let old_page1 = read_page(1)?;
@@ -95,7 +97,7 @@ fn commit_or_crash(
         &jpath, dir, &journaled, old_pages, page_size, &old_page1, read_page,
     )?;
     let limit = crash_after.unwrap_or(usize::MAX);
-    write_pages(db, file, page_size, pages, commit, old_page1, limit)?;
+    write_pages(file, page_size, pages, commit, old_page1, limit)?;
     if crash_after.is_some() {
         return Ok(());
     }
@@ -158,8 +160,7 @@ fn write_journal(
 /// Writes the new pages (at most `limit` of them: tests stop half-way to play a crash),
 /// page 1, the size, and fsyncs.
 fn write_pages(
-    db: &Path,
-    file: &File,
+    file: &MainFile<'_>,
     page_size: u32,
     pages: &[(u32, Vec<u8>)],
     commit: u32,
@@ -167,7 +168,6 @@ fn write_pages(
     limit: usize,
 ) -> Result<()> {
     let ps = page_size as u64;
-    let io = |what: &str, e| Error::io(format!("{what} {}", db.display()), e);
     let counter = u32::from_be_bytes([old_page1[24], old_page1[25], old_page1[26], old_page1[27]])
         .wrapping_add(1);
     let mut wrote_page1 = false;
@@ -175,12 +175,10 @@ fn write_pages(
         if *pgno == 1 {
             let mut p1 = data.clone();
             patch_page1(&mut p1, counter, commit);
-            file.write_all_at(&p1, 0)
-                .map_err(|e| io("write page 1 of", e))?;
+            file.write_at(&p1, 0)?;
             wrote_page1 = true;
         } else {
-            file.write_all_at(data, (*pgno as u64 - 1) * ps)
-                .map_err(|e| io(&format!("write page {pgno} of"), e))?;
+            file.write_at(data, (*pgno as u64 - 1) * ps)?;
         }
     }
     if limit < pages.len() {
@@ -189,12 +187,10 @@ fn write_pages(
     if !wrote_page1 {
         let mut p1 = old_page1;
         patch_page1(&mut p1, counter, commit);
-        file.write_all_at(&p1, 0)
-            .map_err(|e| io("write page 1 of", e))?;
+        file.write_at(&p1, 0)?;
     }
-    file.set_len(commit as u64 * ps)
-        .map_err(|e| io("truncate", e))?;
-    file.sync_all().map_err(|e| io("fsync", e))
+    file.truncate(commit as u64 * ps)?;
+    file.sync(false)
 }
 
 /// Rollback-journal mode, the size in pages, and the change counter (and the
@@ -212,7 +208,6 @@ mod tests {
     use super::*;
 
     use rusqlite::{Connection, OpenFlags};
-    use std::fs::OpenOptions;
 
     fn dump(c: &Connection) -> Vec<(i64, String)> {
         let mut s = c.prepare("SELECT id, v FROM t ORDER BY id").unwrap();
@@ -274,9 +269,10 @@ mod tests {
 
             // Killed half-way: the journal is hot; a read-only reader cannot use the file,
             // the next read-write connection rolls it back to the old state.
-            let f = OpenOptions::new().read(true).write(true).open(&db).unwrap();
+            let c = crate::sqlite::Conn::open(&db).unwrap();
+            let f = c.main_file().unwrap();
             commit_or_crash(&db, &f, 1024, &pages, commit, Some(pages.len() / 2)).unwrap();
-            drop(f);
+            drop(c);
             assert!(sibling(&db, "-journal").exists());
             let ro = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
             assert!(ro
@@ -294,9 +290,9 @@ mod tests {
             assert!(!sibling(&db, "-journal").exists());
 
             // Committed: a reader sees the new state.
-            let f = OpenOptions::new().read(true).write(true).open(&db).unwrap();
-            commit_pages(&db, &f, 1024, &pages, commit).unwrap();
-            drop(f);
+            let c = crate::sqlite::Conn::open(&db).unwrap();
+            commit_pages(&db, &c.main_file().unwrap(), 1024, &pages, commit).unwrap();
+            drop(c);
             let ro = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
             assert_eq!(dump(&ro), want_new, "grow={grow}");
             let ok: String = ro

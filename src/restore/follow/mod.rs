@@ -5,9 +5,9 @@
 //! Each file is applied under SQLite's EXCLUSIVE lock, taken with `BEGIN EXCLUSIVE` on a
 //! real connection (readers wait in SQLite's own locking), through a rollback journal in
 //! SQLite's format (`journal`), so a reader never sees half a transaction and a follower
-//! killed mid-file leaves a hot journal SQLite rolls back. The database file descriptor
-//! we write through stays open as long as the connection (closing any descriptor of the
-//! file would drop the process's POSIX locks). The applied TXID is kept where the
+//! killed mid-file leaves a hot journal SQLite rolls back. Pages are written through that
+//! connection's own file handle: closing a descriptor of ours would drop every POSIX lock
+//! the process holds on the file (an in-process reader's too). The applied TXID is kept where the
 //! official keeps it, in `<output>-txid` (16 hex digits and a newline), written after each
 //! commit; a restarted follower resumes from it (re-applying at most the one file whose
 //! commit it did not record, which is harmless: LTX files hold whole pages). A file's
@@ -215,13 +215,12 @@ fn f_write_mode(f: &File) -> std::io::Result<()> {
     f.write_all_at(&[1, 1], 18)
 }
 
-/// An output being followed: the connection that holds SQLite's locks and the descriptor
-/// pages are written through, both open for the follower's lifetime.
+/// An output being followed: the connection that holds SQLite's locks and whose file
+/// handle pages are written through, open for the follower's lifetime.
 struct Follower<'a> {
     client: &'a dyn ReplicaClient,
     path: PathBuf,
     conn: Conn,
-    file: File,
     page_size: u32,
     txid: Txid,
     /// Polls so far: with nothing new in L0, the higher levels are looked at on the
@@ -254,20 +253,18 @@ impl<'a> Follower<'a> {
         {
             conn.exec("PRAGMA journal_mode=DELETE")?;
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::io(format!("open {}", path.display()), e))?;
         let mut h = [0u8; 2];
-        std::os::unix::fs::FileExt::read_exact_at(&file, &mut h, 16)
-            .map_err(|e| Error::io(format!("read header of {}", path.display()), e))?;
+        if !conn.main_file()?.read_at(&mut h, 16)? {
+            return Err(Error::State(format!(
+                "{} is not a database: its header reads short",
+                path.display()
+            )));
+        }
         let ps = u16::from_be_bytes(h);
         Ok(Follower {
             client,
             path: path.to_path_buf(),
             conn,
-            file,
             page_size: if ps == 1 { 65536 } else { ps as u32 },
             txid,
             polls: 0,
@@ -345,10 +342,13 @@ impl<'a> Follower<'a> {
         dec.finish().map_err(|e| e.in_file(&name))?;
 
         self.lock(stop)?;
-        let r = journal::commit_pages(&self.path, &self.file, self.page_size, &pages, h.commit);
-        let end = self
+        let r = self
             .conn
-            .exec(if r.is_ok() { "COMMIT" } else { "ROLLBACK" });
+            .main_file()
+            .and_then(|f| journal::commit_pages(&self.path, &f, self.page_size, &pages, h.commit));
+        // Nothing was written through SQLite: ROLLBACK only releases the lock (a COMMIT
+        // could run an auto-vacuum step against the connection's stale page 1).
+        let end = self.conn.exec("ROLLBACK");
         r?;
         end?;
         self.txid = info.max_txid;
