@@ -352,3 +352,21 @@ fn a_listing_whose_next_page_is_itself_ends() {
         );
     }
 }
+
+/// S3: a truncated page with no continuation token goes on after its last key (servers
+/// with ListObjects v1 paging) and never stops at a partial listing; a server that keeps
+/// answering the same page is a clear error, not a short listing taken as whole.
+#[test]
+fn an_s3_listing_truncated_without_a_token_is_never_taken_as_whole() {
+    let page = concat!(
+        r#"<?xml version="1.0"?><ListBucketResult><IsTruncated>true</IsTruncated>"#,
+        r#"<Contents><Key>p/ltx/0/0000000000000001-0000000000000001.ltx</Key>"#,
+        r#"<Size>100</Size><LastModified>2026-12-01T00:00:00Z</LastModified></Contents>"#,
+        r#"</ListBucketResult>"#
+    );
+    let text = list_through("truncated, no token", Body::Fixed(page.as_bytes().to_vec()));
+    assert!(
+        text.contains("truncated") && !text.starts_with("ok"),
+        "{text}"
+    );
+}

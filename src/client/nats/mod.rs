@@ -367,7 +367,9 @@ impl ReplicaClient for NatsClient {
                     return Ok(());
                 };
                 if o.deleted {
-                    return Ok(());
+                    // Marked deleted by an earlier try whose answer was lost: its chunks
+                    // may still be there.
+                    return Inner::purge(conn, &i.stream(), &i.chunk_subject(&o.nuid));
                 }
                 let meta = format!(
                     "{{\"name\":{},\"bucket\":{},\"nuid\":{},\"size\":0,\"mtime\":\"0001-01-01T00:00:00Z\",\"chunks\":0,\"deleted\":true}}",

@@ -191,7 +191,7 @@ impl S3Client {
         src: &File,
         size: u64,
     ) -> Result<Vec<String>> {
-        let part = self.cfg.part_size.max(1);
+        let part = part_size_for(self.cfg.part_size, size);
         let n = size.div_ceil(part) as usize;
         parallel(n, self.cfg.concurrency, |i| {
             let off = i as u64 * part;
@@ -212,9 +212,28 @@ impl S3Client {
                 region: Some((src, off, len)),
                 ..Call::default()
             })?;
-            Ok(r.header("etag").unwrap_or("").to_string())
+            match r.header("etag") {
+                Some(etag) => Ok(etag.to_string()),
+                None => Err(Error::Backend {
+                    backend: self.kind_str(),
+                    op: "UploadPart",
+                    target: self.target_name(Some(key)),
+                    status: Some(r.status),
+                    code: String::new(),
+                    message: format!("part {} came back with no ETag", i + 1),
+                }),
+            }
         })
     }
+}
+
+/// S3 allows at most this many parts in one upload.
+const MAX_PARTS: u64 = 10_000;
+
+/// The configured part size, or larger when a file of `size` bytes would otherwise need
+/// more than [`MAX_PARTS`] parts (over 48.8 GiB at the default 5 MiB).
+fn part_size_for(configured: u64, size: u64) -> u64 {
+    configured.max(1).max(size.div_ceil(MAX_PARTS))
 }
 
 /// A ListMultipartUploads page: its uploads and, when truncated, the next key and upload
@@ -243,6 +262,18 @@ fn parse_uploads(text: &str) -> (Vec<MultipartUpload>, Option<(String, String)>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_never_exceed_ten_thousand() {
+        let mib = 1u64 << 20;
+        assert_eq!(part_size_for(5 * mib, 4 * mib), 5 * mib);
+        assert_eq!(part_size_for(5 * mib, 10_000 * 5 * mib), 5 * mib);
+        for size in [10_000 * 5 * mib + 1, 100 << 30, 5u64 << 40] {
+            let part = part_size_for(5 * mib, size);
+            assert!(size.div_ceil(part) <= MAX_PARTS, "{size}: {part}");
+        }
+        assert_eq!(part_size_for(0, 10), 1);
+    }
 
     /// A page as SeaweedFS answers it (captured from the test server), and AWS's
     /// documented truncated page.

@@ -92,9 +92,9 @@ impl S3Client {
     pub(super) fn list(
         &self,
         prefix: &str,
-        start_after: Option<String>,
+        mut start_after: Option<String>,
     ) -> Result<Vec<(String, u64, SystemTime)>> {
-        let mut out = Vec::new();
+        let mut out: Vec<(String, u64, SystemTime)> = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let mut query = vec![
@@ -130,8 +130,29 @@ impl S3Client {
             }
             let truncated = xml::text(&text, "IsTruncated").is_some_and(|t| t == "true");
             token = xml::text(&text, "NextContinuationToken");
-            if !truncated || token.is_none() {
+            if !truncated {
                 break;
+            }
+            if token.is_none() {
+                // A truncated page with no token (a server with ListObjects v1 paging):
+                // go on after the last key, never stop at a partial listing.
+                match out.last() {
+                    Some((k, _, _)) if start_after.as_ref() != Some(k) => {
+                        start_after = Some(k.clone())
+                    }
+                    _ => {
+                        return Err(Error::Backend {
+                            backend: self.kind_str(),
+                            op: "ListObjectsV2",
+                            target: self.target_name(None),
+                            status: Some(r.status),
+                            code: String::new(),
+                            message: "the listing is truncated but gives no way to continue \
+                                      (no NextContinuationToken, no new key)"
+                                .into(),
+                        })
+                    }
+                }
             }
         }
         Ok(out)

@@ -560,7 +560,9 @@ impl ReplicaClient for WebDavClient {
         }
         let p = format!("{}/", self.join(&["ltx"]));
         let answer = self.call("delete", "DELETE", &p, &[], Body::Bytes(&[]))?;
-        if answer.ok() || answer.status == 404 {
+        // 207 Multi-Status to a collection DELETE lists members that were not deleted
+        // (RFC 4918 9.6.1): a failure, not a 2xx success.
+        if (answer.ok() && answer.status != 207) || answer.status == 404 {
             Ok(())
         } else {
             Err(self.fail("delete", &p, &answer))
