@@ -627,3 +627,57 @@ fn snapshots_and_retention_keep_the_replica_small_and_restorable() {
         assert_eq!(dump(&out), want);
     }
 }
+
+/// Snapshot retention keeps every moment of its window restorable: the newest snapshot
+/// older than the cutoff stays (a restore to the start of the window starts from it),
+/// while the ones before it go.
+#[test]
+fn retention_keeps_the_whole_window_restorable() {
+    let dir = TempDir::new("retention-window");
+    let db = dir.join("app.db");
+    let replica = dir.join("replica");
+    let mut w = Writer::spawn(&db, 5000);
+    w.cmd("mixed 1 5");
+    let d = Db::new(&db).replica(Replica::from_url(&file_url(&replica)).unwrap());
+    let mut store = Store::new(vec![d], CompactionLevels::default())
+        .unwrap()
+        .snapshot_interval(Duration::from_secs(3600))
+        .snapshot_retention(Duration::from_secs(3600));
+    store.open().unwrap();
+    let handle = store.handle();
+    let snapshot = |seed: u32, w: &mut Writer| {
+        w.cmd(&format!("mixed {seed} 5"));
+        let t = store.sync(&db).unwrap();
+        store
+            .wait_replicated(&db, Some(t), Duration::from_secs(30))
+            .unwrap();
+        handle.force_snapshot().unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+    };
+    snapshot(2, &mut w); // S1, the oldest: expires
+    snapshot(3, &mut w); // S2: older than the cutoff, the window's base
+    let cutoff = SystemTime::now();
+    std::thread::sleep(Duration::from_millis(1100));
+    w.cmd("mixed 4 5");
+    let inside = record(&store, &db);
+    store
+        .wait_replicated(&db, Some(inside.txid), Duration::from_secs(30))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    snapshot(5, &mut w); // S3: inside the window
+    let retention = SystemTime::now().duration_since(cutoff).unwrap();
+    handle.enforce_retention(retention).unwrap();
+    let client = FileClient::new(&replica);
+    let l9 = client.ltx_files(9, Txid::ZERO, false).unwrap();
+    assert_eq!(l9.len(), 2, "S2 and S3 stay, S1 goes: {l9:?}");
+    let out = dir.join("inside.db");
+    restore(
+        &client,
+        &RestoreOptions::new(&out)
+            .timestamp(inside.at)
+            .integrity_check(IntegrityCheck::Full),
+    )
+    .unwrap_or_else(|e| panic!("restore to a time inside the retention window: {e}"));
+    assert_eq!(dump(&out), inside.dump);
+    assert!(store.close().unwrap().is_complete());
+}

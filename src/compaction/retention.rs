@@ -1,4 +1,5 @@
-//! Retention: snapshots older than the retention period (always keeping the newest),
+//! Retention: snapshots older than the retention period (always keeping the newest, and
+//! the newest one older than the period, which the start of the period restores from),
 //! files of levels 1.. wholly before the snapshot floor, and L0 files already compacted
 //! into L1.
 
@@ -11,9 +12,9 @@ use crate::error::Result;
 use crate::ltx::Txid;
 use crate::replica::ReplicaShared;
 
-/// Deletes snapshots older than `retention` (always keeping the newest), then every file
-/// of levels 1..=`max_level` wholly before the snapshot preceding the oldest one kept
-/// (never the last file of a level).
+/// Deletes snapshots older than `retention` but the newest of them (and always the newest
+/// of all), then every file of levels 1..=`max_level` wholly before the oldest snapshot
+/// kept (never the last file of a level).
 pub(super) fn enforce_snapshot_retention(
     db: &DbHandle,
     replica: &ReplicaShared,
@@ -40,11 +41,13 @@ pub(super) fn enforce_snapshot_retention(
         .position(|f| f.created_at >= cutoff)
         .unwrap_or(last)
         .min(last);
-    let delete: Vec<FileInfo> = snaps[..keep_from].to_vec();
+    // The newest snapshot older than the cutoff stays, with the files after it: a restore
+    // to any time inside the retention window starts from it (and an in-flight restore
+    // keeps its files). Deleting it too left the oldest part of the window unrestorable.
+    let delete: Vec<FileInfo> = snaps[..keep_from.saturating_sub(1)].to_vec();
     if keep_from < last {
         known.snapshots_due = Some(snaps[keep_from].created_at + retention);
     }
-    // One snapshot older than needed stays the floor, so in-flight restores keep their files.
     let floor = if keep_from == 0 {
         Txid::ZERO
     } else {
