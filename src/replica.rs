@@ -312,7 +312,16 @@ impl ReplicaShared {
         let l9 = self.client.ltx_files(SNAPSHOT_LEVEL, Txid::ZERO, false)?;
         let l0_max = l0.last().map(|f| f.max_txid).unwrap_or_default();
         let l9_max = l9.iter().map(|f| f.max_txid).max().unwrap_or_default();
-        let remote_max = l0_max.max(l9_max);
+        // Levels 1..8 can reach past both: a replica whose level 0 another tool trimmed
+        // (a lifecycle rule, another replicator's retention). A new lineage numbered below
+        // them would be shadowed by their files in every restore.
+        let mut remote_max = l0_max.max(l9_max);
+        for level in 1..SNAPSHOT_LEVEL {
+            let files = self.client.ltx_files(level, Txid::ZERO, false)?;
+            if let Some(max) = files.iter().map(|f| f.max_txid).max() {
+                remote_max = remote_max.max(max);
+            }
+        }
         if remote_max == Txid::ZERO {
             log::info!("{}: replica {} is empty", db.path().display(), self.index);
             return Ok(Txid::ZERO);

@@ -442,3 +442,48 @@ fn checkpoints_keep_the_process_locks_on_the_database() {
     assert!(store.close().unwrap().is_complete());
     restore_equals(&dir.join("replica"), &dir.join("restored.db"), &dump(&db));
 }
+
+/// A replica whose levels 0 and 9 another tool trimmed (a lifecycle rule), so that its
+/// level 1 reaches past both: a database that starts replicating there must number its
+/// lineage after every level, or the old level 1 file shadows it in every restore.
+#[test]
+fn a_new_lineage_starts_after_every_level_of_the_replica() {
+    let dir = TempDir::new("lineage-levels");
+    let replica = dir.join("replica");
+    let one_second = CompactionLevels::from_intervals(&[Duration::from_secs(1)]).unwrap();
+    let replicate = |db: &Path, steps: u64, seed: u64| {
+        let mut conn = make_db(db, seed, 3);
+        let d = Db::new(db)
+            .monitor_interval(Duration::from_millis(50))
+            .replica(Replica::new(Arc::new(FileClient::new(&replica))));
+        let mut s = Store::new(vec![d], one_second.clone()).unwrap();
+        s.open().unwrap();
+        let mut rng = Rng::new(seed + 1);
+        for i in 0..steps {
+            workload_step(&mut conn, &mut rng, i);
+            s.sync(db).unwrap();
+        }
+        s
+    };
+    // The first database, compacted into level 1.
+    let a = dir.join("a.db");
+    let s = replicate(&a, 30, 1);
+    let l1 = replica.join("ltx/1");
+    assert!(
+        wait_until(Duration::from_secs(20), || std::fs::read_dir(&l1)
+            .map(|d| d.count() > 0)
+            .unwrap_or(false)),
+        "no level 1 file"
+    );
+    sync_and_close(s, &a);
+    for level in ["ltx/0", "ltx/9"] {
+        for f in std::fs::read_dir(replica.join(level)).unwrap() {
+            std::fs::remove_file(f.unwrap().path()).unwrap();
+        }
+    }
+    // Another database takes the replica over, with fewer transactions than the first.
+    let b = dir.join("b.db");
+    let s = replicate(&b, 3, 7);
+    sync_and_close(s, &b);
+    restore_equals(&replica, &dir.join("restored.db"), &dump(&b));
+}
