@@ -67,9 +67,13 @@ impl Txid {
     /// The zero TXID (nothing replicated).
     pub const ZERO: Txid = Txid(0);
 
-    /// The next TXID.
+    /// The highest TXID a file may end at: one that has a next. Names and headers past it
+    /// are refused, so no arithmetic on TXIDs ever wraps.
+    pub const MAX: Txid = Txid(u64::MAX - 1);
+
+    /// The next TXID (saturating; TXIDs past [`Txid::MAX`] are refused where they enter).
     pub fn next(self) -> Txid {
-        Txid(self.0 + 1)
+        Txid(self.0.saturating_add(1))
     }
 }
 
@@ -121,7 +125,8 @@ pub fn parse_file_name(name: &str) -> Option<(Txid, Txid)> {
             None
         }
     };
-    Some((Txid(hex(&name[..16])?), Txid(hex(&name[17..33])?)))
+    let (min, max) = (Txid(hex(&name[..16])?), Txid(hex(&name[17..33])?));
+    (min <= max && max <= Txid::MAX).then_some((min, max))
 }
 
 /// The 100-byte LTX header.
@@ -225,6 +230,9 @@ impl Header {
         if self.max_txid.0 == 0 {
             return bad("max txid is zero".into());
         }
+        if self.max_txid > Txid::MAX {
+            return bad(format!("max txid {} has no successor", self.max_txid));
+        }
         if self.min_txid > self.max_txid {
             return bad(format!(
                 "min txid {} is greater than max txid {}",
@@ -314,6 +322,17 @@ mod tests {
             parse_file_name("0000000000000001-00000000000002a3.ltx.tmp"),
             None
         );
+        // A TXID with no successor, and a range that runs backwards: refused, so nothing
+        // downstream wraps or loops on them.
+        assert_eq!(
+            parse_file_name("0000000000000001-ffffffffffffffff.ltx"),
+            None
+        );
+        assert_eq!(
+            parse_file_name("0000000000000002-0000000000000001.ltx"),
+            None
+        );
+        assert_eq!(Txid(u64::MAX).next(), Txid(u64::MAX));
         assert_eq!(
             parse_file_name("000000000000001-00000000000002a3.ltx"),
             None
