@@ -451,11 +451,7 @@ impl ReplicaClient for WebDavClient {
         let hdr = super::read_header(src)?;
         let dir = self.level_dir(level);
         let key = self.key(level, min, max);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let tmp = format!("{key}.{}.{nanos}.tmp", std::process::id());
+        let tmp = temp_name(&key);
         let put = |client: &Self| -> Result<()> {
             let answer = client.call("put", "PUT", &tmp, &[], Body::File(src))?;
             if answer.ok() {
@@ -476,26 +472,7 @@ impl ReplicaClient for WebDavClient {
             discard_tmp();
             return Err(e);
         }
-        let dest = self.url(&key);
-        let moved = self.call(
-            "move",
-            "MOVE",
-            &tmp,
-            &[("destination", dest), ("overwrite", "T".into())],
-            Body::Bytes(&[]),
-        );
-        let moved = match moved {
-            Ok(a) if a.ok() => Ok(()),
-            // A MOVE retried after its answer was lost finds the temporary name gone: the
-            // first one did the work if the file is in place now.
-            Ok(a) if a.status == 404 && self.exists(&key)? => Ok(()),
-            Ok(a) => Err(self.fail("move", &key, &a)),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = moved {
-            discard_tmp();
-            return Err(e);
-        }
+        self.move_into_place(&tmp, &key)?;
         let size = src
             .metadata()
             .map(|m| m.len())
@@ -513,26 +490,39 @@ impl ReplicaClient for WebDavClient {
         let from = self.key(src.level, src.min_txid, src.max_txid);
         let to = self.key(level, src.min_txid, src.max_txid);
         let dir = self.level_dir(level);
-        // COPY is idempotent: a retry after a lost answer copies the same bytes again.
-        // A missing collection is a 409.
+        // Copied under a temporary name, then moved into place as an upload is: servers
+        // write a COPY straight into its destination, so a copy cut short would otherwise
+        // leave a truncated file under a valid LTX name. COPY is idempotent: a retry after a
+        // lost answer copies the same bytes again. A missing collection is a 409.
+        let tmp = temp_name(&to);
         let answer = self.in_collection(&dir, || {
             let a = self.call(
                 "copy",
                 "COPY",
                 &from,
-                &[("destination", self.url(&to)), ("overwrite", "T".into())],
+                &[("destination", self.url(&tmp)), ("overwrite", "T".into())],
                 Body::Bytes(&[]),
             )?;
             if a.status == 409 {
                 return Err(self.fail("copy", &to, &a));
             }
             Ok(a)
-        })?;
+        });
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = self.call("delete", "DELETE", &tmp, &[], Body::Bytes(&[]));
+                return Err(e);
+            }
+        };
         match answer.status {
-            200..=299 => Ok(Some(FileInfo {
-                level,
-                ..src.clone()
-            })),
+            200..=299 => {
+                self.move_into_place(&tmp, &to)?;
+                Ok(Some(FileInfo {
+                    level,
+                    ..src.clone()
+                }))
+            }
             404 => Err(Error::NotFound {
                 backend: "webdav",
                 target: self.url(&from),
@@ -568,6 +558,42 @@ impl ReplicaClient for WebDavClient {
             Err(self.fail("delete", &p, &answer))
         }
     }
+}
+
+impl WebDavClient {
+    /// Moves the temporary `tmp` to `key` (overwriting), and deletes `tmp` if that fails.
+    fn move_into_place(&self, tmp: &str, key: &str) -> Result<()> {
+        let moved = self.call(
+            "move",
+            "MOVE",
+            tmp,
+            &[("destination", self.url(key)), ("overwrite", "T".into())],
+            Body::Bytes(&[]),
+        );
+        let moved = match moved {
+            Ok(a) if a.ok() => Ok(()),
+            // A MOVE retried after its answer was lost finds the temporary name gone: the
+            // first one did the work if the file is in place now.
+            Ok(a) if a.status == 404 && self.exists(key)? => Ok(()),
+            Ok(a) => Err(self.fail("move", key, &a)),
+            Err(e) => Err(e),
+        };
+        if moved.is_err() {
+            // Best effort: a temporary name is never listed as an LTX file either way.
+            let _ = self.call("delete", "DELETE", tmp, &[], Body::Bytes(&[]));
+        }
+        moved
+    }
+}
+
+/// A temporary name beside `key`, unique to this process and moment (never parsed as an
+/// LTX file name).
+fn temp_name(key: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{key}.{}.{nanos}.tmp", std::process::id())
 }
 
 #[cfg(test)]
