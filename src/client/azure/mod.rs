@@ -20,6 +20,7 @@ use std::io::Read;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 mod config;
+mod copy;
 mod entra;
 mod shared_key;
 
@@ -533,35 +534,7 @@ impl ReplicaClient for AbsClient {
     }
 
     fn copy_ltx_file(&self, src: &FileInfo, level: u8) -> Result<Option<FileInfo>> {
-        let from = self.key(src.level, src.min_txid, src.max_txid);
-        let to = self.key(level, src.min_txid, src.max_txid);
-        let (scheme, authority, path) = self.place(Some(&from));
-        let mut source = format!("{scheme}://{authority}{path}");
-        if let Cred::Sas(sas) = &self.cred {
-            source = format!("{source}?{sas}");
-        }
-        // Copy Blob within the account (metadata, so the timestamp, goes along). A copy
-        // still pending after its answer is left to finish; the caller uploads instead.
-        let status = retry::run("abs", "CopyBlob", |_| {
-            let resp = self.send(
-                "CopyBlob",
-                "PUT",
-                Some(&to),
-                &[],
-                &[("x-ms-copy-source", source.clone())],
-                Body::Bytes(&[]),
-            )?;
-            let a = Answer::read(resp, "abs", "CopyBlob", &self.target(Some(&to)))?;
-            Ok(a.header("x-ms-copy-status").unwrap_or("").to_string())
-        })?;
-        if status != "success" {
-            log::debug!("abs: copy of {from} to {to} is {status:?}; uploading instead");
-            return Ok(None);
-        }
-        Ok(Some(FileInfo {
-            level,
-            ..src.clone()
-        }))
+        copy::copy_blob(self, src, level)
     }
 
     fn delete_ltx_files(&self, files: &[FileInfo]) -> Result<()> {
