@@ -37,8 +37,9 @@ impl Syncer {
         }
         // The barrier must find the gaps between a saturating writer's transactions.
         w.eager_busy_handler(shared.opts.busy_timeout.max(Duration::from_secs(1)) * 5);
-        // When our own write restarts the WAL (emergency truncation), shrink the file.
-        w.exec("PRAGMA journal_size_limit = 0")?;
+        // No journal_size_limit: a restart by our own write does not shrink the WAL file in
+        // one go inside its commit (freeing hundreds of megabytes holds writers for
+        // 100-250 ms); the checkpoint shrinks it in steps (`Syncer::shrink_wal`).
         let mode = w.query_column("PRAGMA journal_mode = wal")?;
         if mode.first().map(|s| s.as_str()) != Some("wal") {
             return Err(Error::State(format!(
