@@ -53,6 +53,19 @@ fn app(path: &Path) -> Conn {
     c
 }
 
+/// A scratch database with rows, its application connection, and a syncer that has
+/// copied them.
+fn synced(name: &str) -> (Scratch, Conn, Syncer) {
+    let dir = Scratch::new(name);
+    let path = dir.0.join("app.db");
+    let app = app(&path);
+    app.exec(INSERT_ROWS).unwrap();
+    let shared = DbHandle::new(&path, default_meta_path(&path), DbOptions::default()).0;
+    let mut s = Syncer::open(shared).unwrap();
+    s.tick(true).unwrap();
+    (dir, app, s)
+}
+
 /// Applies an LTX snapshot to a fresh database file and returns (integrity, row count).
 fn check_snapshot(ltx: &Path, out: &Path) -> (String, i64) {
     use std::os::unix::fs::FileExt;
@@ -159,13 +172,7 @@ fn snapshot_l0_survives_a_wal_restart_in_the_middle() {
 /// waited for the application's next write (a watched database's replica stalled on it).
 #[test]
 fn a_failed_sync_is_retried_without_a_new_write() {
-    let dir = Scratch::new("retry-sync");
-    let path = dir.0.join("app.db");
-    let app = app(&path);
-    app.exec(INSERT_ROWS).unwrap();
-    let shared = DbHandle::new(&path, default_meta_path(&path), DbOptions::default()).0;
-    let mut s = Syncer::open(shared).unwrap();
-    s.tick(true).unwrap();
+    let (dir, app, mut s) = synced("retry-sync");
     // A tick that finds nothing new: the next one trusts an unchanged stat.
     assert!(!s.tick(false).unwrap());
     let before = s.txid();
@@ -185,13 +192,7 @@ fn a_failed_sync_is_retried_without_a_new_write() {
 /// half-way, say) stops its pacer: the application's writers are not held any more.
 #[test]
 fn a_dropped_syncer_stops_pacing() {
-    let dir = Scratch::new("pacer-drop");
-    let path = dir.0.join("app.db");
-    let app = app(&path);
-    app.exec(INSERT_ROWS).unwrap();
-    let shared = DbHandle::new(&path, default_meta_path(&path), DbOptions::default()).0;
-    let mut s = Syncer::open(shared).unwrap();
-    s.tick(true).unwrap();
+    let (_dir, app, mut s) = synced("pacer-drop");
     s.pace(super::pacer::MIN_RELEASE).unwrap();
     app.busy_timeout(0);
     let refused = |n: u32| {
