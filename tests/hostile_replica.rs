@@ -273,3 +273,45 @@ fn a_restore_that_fails_its_integrity_check_leaves_the_output_path_alone() {
         "files left by the failed restore"
     );
 }
+
+/// A database that shrank and grew again must get every page of its new end from the
+/// files after the shrink: a replica missing one is damaged, and the restore says so
+/// instead of keeping the bytes the page had before the shrink.
+#[test]
+fn a_page_lost_after_a_shrink_is_not_filled_from_before_it() {
+    let dir = TempDir::new("hostile-shrink");
+    let m = MemoryClient::new();
+    m.put(0, Txid(1), Txid(1), ltx_file(&dir, 4096, 4, 4, 1, 1));
+    m.put(0, Txid(2), Txid(2), ltx_file(&dir, 4096, 2, 2, 2, 2));
+    // Grows back to 4 pages but holds only pages 1..3.
+    m.put(0, Txid(3), Txid(3), ltx_file(&dir, 4096, 4, 3, 3, 3));
+    let msg = refused(&m, &dir, "page lost after a shrink");
+    assert!(
+        msg.contains("incomplete") && msg.contains("page 4"),
+        "{msg}"
+    );
+}
+
+/// A restore to a time whose files the chain cannot reach (a level 0 file removed, the
+/// level 1 file that replaces it made after that time) is an error, never the older
+/// state the chain stops at.
+#[test]
+fn a_timestamp_restore_never_stops_short_silently() {
+    use litestream::restore::plan_files;
+    use std::time::{Duration, UNIX_EPOCH};
+    let t = |s: u64| UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s);
+    let files = vec![
+        FileInfo::new(9, Txid(1), Txid(10), 100, t(10)),
+        FileInfo::new(0, Txid(12), Txid(12), 10, t(12)),
+        FileInfo::new(0, Txid(13), Txid(13), 10, t(13)),
+        FileInfo::new(1, Txid(11), Txid(20), 10, t(20)),
+    ];
+    let err = plan_files(&files, None, Some(t(14))).unwrap_err();
+    assert!(
+        matches!(err, litestream::Error::NonContiguous { .. }),
+        "{err}"
+    );
+    // Times the chain does reach still restore: the snapshot alone, and the latest state.
+    assert_eq!(plan_files(&files, None, Some(t(11))).unwrap().len(), 1);
+    assert_eq!(plan_files(&files, None, None).unwrap().len(), 2);
+}

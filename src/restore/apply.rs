@@ -97,6 +97,12 @@ pub(super) fn apply(
                     }
                 }
                 prev_max = h.max_txid;
+                if h.commit < commit {
+                    // The database shrank: pages past its new end are gone, and a file
+                    // that grows it again must bring them (else the replica is damaged,
+                    // and the check below says so instead of keeping the old bytes).
+                    forget_above(&mut have, h.commit);
+                }
                 commit = h.commit;
                 let mut pages = 0u64;
                 while let Some(pgno) = dec
@@ -169,5 +175,16 @@ impl<R: std::io::Read> std::io::Read for Counted<R> {
         self.n
             .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(n)
+    }
+}
+
+/// Clears the bits of pages after `commit` in a page bitmap.
+fn forget_above(have: &mut Vec<u64>, commit: u32) {
+    let keep = commit as usize;
+    have.truncate(keep.div_ceil(64));
+    if keep % 64 != 0 {
+        if let Some(w) = have.last_mut() {
+            *w &= (1u64 << (keep % 64)) - 1;
+        }
     }
 }

@@ -99,9 +99,13 @@ pub fn plan_files(
         }
     }
 
-    if !plan.is_empty() && txid.is_none() && timestamp.is_none() {
+    // A file the target allows that the chain cannot reach is a gap: stopping short would
+    // restore an older state than asked, silently (with a TXID target, the check after
+    // this one says so).
+    if !plan.is_empty() && txid.is_none() {
         for level in 0..SNAPSHOT_LEVEL as usize {
-            if let Some(next) = levels[level].get(pos[level]) {
+            let rest = levels[level].get(pos[level]..).unwrap_or_default();
+            if let Some(next) = rest.iter().find(|f| eligible(f)) {
                 if next.min_txid.0 > cur.0 + 1 {
                     return Err(Error::NonContiguous {
                         have: cur,
