@@ -308,20 +308,17 @@ impl ReplicaShared {
     /// Finds where the replica stands and proves it continues this database's lineage.
     /// Returns the TXID to upload after.
     fn establish(&self, db: &DbHandle) -> Result<Txid> {
-        let l0 = self.client.ltx_files(0, Txid::ZERO, false)?;
-        let l9 = self.client.ltx_files(SNAPSHOT_LEVEL, Txid::ZERO, false)?;
-        let l0_max = l0.last().map(|f| f.max_txid).unwrap_or_default();
-        let l9_max = l9.iter().map(|f| f.max_txid).max().unwrap_or_default();
-        // Levels 1..8 can reach past both: a replica whose level 0 another tool trimmed
-        // (a lifecycle rule, another replicator's retention). A new lineage numbered below
-        // them would be shadowed by their files in every restore.
-        let mut remote_max = l0_max.max(l9_max);
-        for level in 1..SNAPSHOT_LEVEL {
-            let files = self.client.ltx_files(level, Txid::ZERO, false)?;
-            if let Some(max) = files.iter().map(|f| f.max_txid).max() {
-                remote_max = remote_max.max(max);
-            }
-        }
+        // Every level counts: levels 1..8 can reach past 0 and 9 on a replica whose level
+        // 0 another tool trimmed (a lifecycle rule, another replicator's retention), and a
+        // new lineage numbered below them would be shadowed by their files in every restore.
+        let all = crate::client::list_all(&*self.client, false, &|| ())?;
+        let remote_max = all.iter().map(|f| f.max_txid).max().unwrap_or_default();
+        let l0_max = all
+            .iter()
+            .filter(|f| f.level == 0)
+            .map(|f| f.max_txid)
+            .max()
+            .unwrap_or_default();
         if remote_max == Txid::ZERO {
             log::info!("{}: replica {} is empty", db.path().display(), self.index);
             return Ok(Txid::ZERO);

@@ -354,22 +354,26 @@ pub(crate) struct MainFile<'a> {
 }
 
 impl MainFile<'_> {
-    fn check(&self, rc: c_int, what: &str) -> Result<()> {
-        if rc == ffi::SQLITE_OK {
-            return Ok(());
-        }
-        Err(Error::Sqlite {
+    fn error(&self, rc: c_int, what: &str) -> Error {
+        Error::Sqlite {
             context: format!("{what} {}", self.conn.path),
             code: rc,
             message: "database file I/O failed".into(),
-        })
+        }
+    }
+
+    fn check(&self, rc: c_int, what: &str) -> Result<()> {
+        match rc {
+            ffi::SQLITE_OK => Ok(()),
+            rc => Err(self.error(rc, what)),
+        }
     }
 
     /// Reads `buf.len()` bytes at `offset`. Bytes past the end of the file read as zeros;
     /// returns false if the read was short.
     pub(crate) fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<bool> {
         let Some(read) = self.methods.xRead else {
-            return self.check(ffi::SQLITE_MISUSE, "read").map(|_| false);
+            return Err(self.error(ffi::SQLITE_MISUSE, "read"));
         };
         // SAFETY: the handle is open (the connection is borrowed); buf is valid for its
         // length.
@@ -394,7 +398,7 @@ impl MainFile<'_> {
     /// Writes all of `buf` at `offset`.
     pub(crate) fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
         let Some(write) = self.methods.xWrite else {
-            return self.check(ffi::SQLITE_MISUSE, "write");
+            return Err(self.error(ffi::SQLITE_MISUSE, "write"));
         };
         // SAFETY: as in read_at; SQLite does not write through the pointer.
         let rc = unsafe {
@@ -414,7 +418,7 @@ impl MainFile<'_> {
     /// The file's size in bytes.
     pub(crate) fn len(&self) -> Result<u64> {
         let Some(size) = self.methods.xFileSize else {
-            return self.check(ffi::SQLITE_MISUSE, "size of").map(|_| 0);
+            return Err(self.error(ffi::SQLITE_MISUSE, "size of"));
         };
         let mut n: ffi::sqlite3_int64 = 0;
         // SAFETY: as in read_at; n is a valid out-pointer.
@@ -426,7 +430,7 @@ impl MainFile<'_> {
     /// Cuts (or extends) the file to `len` bytes.
     pub(crate) fn truncate(&self, len: u64) -> Result<()> {
         let Some(truncate) = self.methods.xTruncate else {
-            return self.check(ffi::SQLITE_MISUSE, "truncate");
+            return Err(self.error(ffi::SQLITE_MISUSE, "truncate"));
         };
         // SAFETY: as in read_at.
         let rc = unsafe { truncate(self.file, len as i64) };
@@ -436,7 +440,7 @@ impl MainFile<'_> {
     /// fsync (`data_only`: fdatasync) of the file.
     pub(crate) fn sync(&self, data_only: bool) -> Result<()> {
         let Some(sync) = self.methods.xSync else {
-            return self.check(ffi::SQLITE_MISUSE, "fsync");
+            return Err(self.error(ffi::SQLITE_MISUSE, "fsync"));
         };
         let flags = ffi::SQLITE_SYNC_NORMAL
             | if data_only {

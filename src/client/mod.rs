@@ -210,6 +210,26 @@ pub trait ReplicaClient: Send + Sync + fmt::Debug {
     }
 }
 
+/// Lists every level of the replica: in one recursive listing where the backend can
+/// ([`ReplicaClient::all_ltx_files`]), else level by level. `on_list` is called once per
+/// listing request made.
+pub(crate) fn list_all(
+    client: &dyn ReplicaClient,
+    accurate: bool,
+    on_list: &dyn Fn(),
+) -> Result<Vec<FileInfo>> {
+    on_list();
+    if let Some(all) = client.all_ltx_files(accurate)? {
+        return Ok(all);
+    }
+    let mut all = client.ltx_files(0, Txid::ZERO, accurate)?;
+    for level in 1..=SNAPSHOT_LEVEL {
+        on_list();
+        all.extend(client.ltx_files(level, Txid::ZERO, accurate)?);
+    }
+    Ok(all)
+}
+
 /// Reads the 100-byte LTX header at the start of `f`.
 pub(crate) fn read_header(f: &File) -> Result<crate::ltx::Header> {
     use std::os::unix::fs::FileExt;

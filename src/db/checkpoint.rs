@@ -323,34 +323,32 @@ impl Syncer {
         self.last_checkpoint = Instant::now();
         self.shared.publish(|st| st.checkpoint_count += 1);
         self.synced_since_checkpoint = false;
-        if full && (truncate || self.wal_file_size() > PACE_WAL_BYTES) {
-            // 4. Everything is copied and backfilled and R reads the database file only, so
-            // the next write restarts the WAL; for a truncation or a large WAL file make it
-            // ours (a bump of _litestream_seq, as Litestream does), right away, and shrink
-            // the file below (if an application write gets in first it restarts the WAL
-            // instead: nothing lost, R allows one restart).
-            let bumped = Instant::now();
-            self.w.exec("BEGIN IMMEDIATE")?;
-            let bump = self.w.exec(
-                "INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET seq = seq + 1",
-            );
-            match bump {
-                Ok(()) => self.w.exec("COMMIT")?,
-                Err(e) => {
-                    let _ = self.w.exec("ROLLBACK");
-                    return Err(e);
-                }
+        if !(full && (truncate || self.wal_file_size() > PACE_WAL_BYTES)) {
+            return Ok(());
+        }
+        // 4. Everything is copied and backfilled and R reads the database file only, so
+        // the next write restarts the WAL; for a truncation or a large WAL file make it
+        // ours (a bump of _litestream_seq, as Litestream does), right away, and shrink
+        // the file below (if an application write gets in first it restarts the WAL
+        // instead: nothing lost, R allows one restart).
+        let bumped = Instant::now();
+        self.w.exec("BEGIN IMMEDIATE")?;
+        let bump = self.w.exec(
+            "INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET seq = seq + 1",
+        );
+        match bump {
+            Ok(()) => self.w.exec("COMMIT")?,
+            Err(e) => {
+                let _ = self.w.exec("ROLLBACK");
+                return Err(e);
             }
-            log::debug!(
-                "{}: WAL restarted by us in {} ms",
-                self.shared.path.display(),
-                bumped.elapsed().as_millis()
-            );
         }
-        if full && (truncate || self.wal_file_size() > PACE_WAL_BYTES) {
-            self.shrink_wal()?;
-        }
-        Ok(())
+        log::debug!(
+            "{}: WAL restarted by us in {} ms",
+            self.shared.path.display(),
+            bumped.elapsed().as_millis()
+        );
+        self.shrink_wal()
     }
 
     /// Cuts the WAL file down to its live frames (what follows them is left from before

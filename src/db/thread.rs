@@ -89,10 +89,8 @@ impl Syncer {
         let wrote = self.txid() != before;
         // A write may land with the same mtime as the stat above: look once more.
         self.recheck = changed || wrote;
-        let policy = self.checkpoint_policy();
-        // A pacer started by the sync stops here if no checkpoint ran to stop it.
-        self.unpace();
-        policy?;
+        // A pacer the sync started and no checkpoint stopped ends after this tick, in `run`.
+        self.checkpoint_policy()?;
         Ok(wrote)
     }
 }

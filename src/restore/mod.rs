@@ -29,7 +29,6 @@ pub use follow::{
 };
 
 pub use fetch::DEFAULT_PARALLELISM;
-pub(crate) use plan::list_all;
 pub use plan::{plan, plan_files};
 
 use crate::client::{FileInfo, ReplicaClient};

@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use crate::client::{FileInfo, ReplicaClient, SNAPSHOT_LEVEL};
+use crate::client::{list_all, FileInfo, ReplicaClient, SNAPSHOT_LEVEL};
 use crate::error::{Error, Result};
 use crate::ltx::Txid;
 
@@ -141,26 +141,6 @@ pub fn plan_files(
         }
     }
     Ok(plan)
-}
-
-/// Lists every level of the replica: in one recursive listing where the backend can
-/// ([`ReplicaClient::all_ltx_files`]), else level by level. `on_list` is called once per
-/// listing request made.
-pub(crate) fn list_all(
-    client: &dyn ReplicaClient,
-    accurate: bool,
-    on_list: &dyn Fn(),
-) -> Result<Vec<FileInfo>> {
-    on_list();
-    if let Some(all) = client.all_ltx_files(accurate)? {
-        return Ok(all);
-    }
-    let mut all = client.ltx_files(0, Txid::ZERO, accurate)?;
-    for level in 1..=SNAPSHOT_LEVEL {
-        on_list();
-        all.extend(client.ltx_files(level, Txid::ZERO, accurate)?);
-    }
-    Ok(all)
 }
 
 /// Chooses the files to restore to `txid` / `timestamp` (both `None`: the latest state).

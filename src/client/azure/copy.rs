@@ -23,7 +23,7 @@ pub(super) fn copy_blob(c: &AbsClient, src: &FileInfo, level: u8) -> Result<Opti
     }
     // Copy Blob within the account (metadata, so the timestamp, goes along).
     let (mut status, id) = retry::run("abs", "CopyBlob", |_| {
-        let a = head_or_put(
+        let a = answer_of(
             c,
             "CopyBlob",
             "PUT",
@@ -42,7 +42,7 @@ pub(super) fn copy_blob(c: &AbsClient, src: &FileInfo, level: u8) -> Result<Opti
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_secs(2));
         status = retry::run("abs", "GetBlobProperties", |_| {
-            head_or_put(c, "GetBlobProperties", "HEAD", &to, &[]).map(|a| copy_status(&a))
+            answer_of(c, "GetBlobProperties", "HEAD", &to, &[]).map(|a| copy_status(&a))
         })?;
     }
     if status == "success" {
@@ -72,7 +72,7 @@ pub(super) fn copy_blob(c: &AbsClient, src: &FileInfo, level: u8) -> Result<Opti
 }
 
 /// One request on blob `to` whose answer's headers matter.
-fn head_or_put(
+fn answer_of(
     c: &AbsClient,
     op: &'static str,
     method: &'static str,

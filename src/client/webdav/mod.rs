@@ -459,17 +459,12 @@ impl ReplicaClient for WebDavClient {
             }
             Err(client.fail("put", &tmp, &answer))
         };
-        // Whatever a failed PUT or MOVE left under the temporary name goes (best effort; a
-        // temporary name is never listed as an LTX file either way).
-        let discard_tmp = || {
-            let _ = self.call("delete", "DELETE", &tmp, &[], Body::Bytes(&[]));
-        };
         // A PUT into a missing collection is refused (409, often before the body is read,
         // which breaks the connection): make the collections first, once per level, and
         // again if they vanished.
         let uploaded = self.in_collection(&dir, || put(self));
         if let Err(e) = uploaded {
-            discard_tmp();
+            self.discard(&tmp);
             return Err(e);
         }
         self.move_into_place(&tmp, &key)?;
@@ -511,7 +506,7 @@ impl ReplicaClient for WebDavClient {
         let answer = match answer {
             Ok(a) => a,
             Err(e) => {
-                let _ = self.call("delete", "DELETE", &tmp, &[], Body::Bytes(&[]));
+                self.discard(&tmp);
                 return Err(e);
             }
         };
@@ -579,10 +574,15 @@ impl WebDavClient {
             Err(e) => Err(e),
         };
         if moved.is_err() {
-            // Best effort: a temporary name is never listed as an LTX file either way.
-            let _ = self.call("delete", "DELETE", tmp, &[], Body::Bytes(&[]));
+            self.discard(tmp);
         }
         moved
+    }
+
+    /// Deletes whatever a failed PUT, COPY or MOVE left under the temporary name `tmp`
+    /// (best effort: a temporary name is never listed as an LTX file either way).
+    fn discard(&self, tmp: &str) {
+        let _ = self.call("delete", "DELETE", tmp, &[], Body::Bytes(&[]));
     }
 }
 

@@ -35,7 +35,7 @@ impl ReplicaReader {
     /// header timestamp (what `restore -timestamp` plans with), as
     /// [`ReplicaClient::ltx_files`](crate::client::ReplicaClient::ltx_files) gives it.
     pub(super) fn list_replica(&self, accurate_timestamps: bool) -> Result<Vec<FileInfo>> {
-        crate::restore::list_all(&*self.client, accurate_timestamps, &|| {
+        crate::client::list_all(&*self.client, accurate_timestamps, &|| {
             self.counters.lists.fetch_add(1, Ordering::Relaxed);
         })
     }
