@@ -147,7 +147,7 @@ fn list_with(what: &str, backend: Backend, body: Body) -> String {
     let r = c.ltx_files(0, Txid::ZERO, false);
     // Other tests of this process (and their servers) share the memory: what counts is
     // how far this listing raised the peak.
-    let peak = peak_rss_kib() - base;
+    let peak = peak_rss_growth_kib(base);
     assert!(peak < 64 * 1024, "{what}: peak memory grew by {peak} KiB");
     let text = match &r {
         Ok(files) => format!("ok: {files:?}"),
@@ -321,7 +321,7 @@ fn other_backends_a_listing_that_lies_about_sizes_is_a_clear_error() {
         assert_eq!(files.len(), 1, "{b:?}: {files:?}");
         let e = restore(c.as_ref(), &RestoreOptions::new(dir.join("out.db")))
             .expect_err("restore of a lying listing succeeded");
-        let peak = peak_rss_kib() - base;
+        let peak = peak_rss_growth_kib(base);
         assert!(peak < 64 * 1024, "{b:?}: peak memory grew by {peak} KiB");
         // The server answers every range with the listing itself: either the bytes are
         // not an LTX file, or the next range finds the server ignoring ranges.

@@ -603,6 +603,13 @@ pub fn peak_rss_kib() -> u64 {
     status_kib("VmHWM:")
 }
 
+/// How far the peak resident memory rose above `base` KiB. The kernel folds each
+/// thread's resident-page counts into `VmHWM` lazily, so a `VmRSS` read just after
+/// [`reset_peak_rss`] can exceed `VmHWM` for a moment: that counts as no growth.
+pub fn peak_rss_growth_kib(base: u64) -> u64 {
+    peak_rss_kib().saturating_sub(base)
+}
+
 /// A `kB` line of `/proc/self/status`.
 fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
