@@ -487,3 +487,45 @@ fn a_new_lineage_starts_after_every_level_of_the_replica() {
     sync_and_close(s, &b);
     restore_equals(&replica, &dir.join("restored.db"), &dump(&b));
 }
+
+/// A configured database that never appeared holds nothing to replicate: closing the
+/// store, or stopping or removing it at runtime, returns at once and counts as complete
+/// instead of waiting out the whole shutdown timeout and reporting a failure.
+#[test]
+fn a_database_that_never_appeared_does_not_hold_up_shutdown() {
+    let dir = TempDir::new("never-appeared");
+    let missing = dir.join("missing.db");
+    let other = dir.join("other.db");
+    let replica = |name: &str| {
+        Replica::new(Arc::new(FileClient::new(dir.join(name))))
+            .sync_interval(Duration::from_millis(50))
+    };
+    let mut store = Store::new(
+        vec![
+            Db::new(&missing).replica(replica("r1")),
+            Db::new(&other).replica(replica("r2")),
+        ],
+        CompactionLevels::default(),
+    )
+    .unwrap()
+    .shutdown_timeout(Duration::from_secs(60));
+    store.open().unwrap();
+    let h = store.handle();
+    let started = Instant::now();
+    h.stop(&missing, Duration::from_secs(60)).unwrap();
+    assert!(h.start(&missing).unwrap());
+    h.remove(&missing, Duration::from_secs(60)).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "stop and remove waited {:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    let report = store.close().unwrap();
+    assert!(report.is_complete(), "{:?}", report.missing());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "close waited {:?}",
+        started.elapsed()
+    );
+}

@@ -159,9 +159,13 @@ fn restart_compactor(r: &mut Running, dbs: &[Entry]) -> Result<()> {
 }
 
 /// Syncs `e` once more and waits until every replica has its TXID or `deadline` passes,
-/// kicking uploads every 500 ms.
+/// kicking uploads every 500 ms. A database that holds nothing yet (it never appeared)
+/// has nothing to wait for.
 fn drain(e: &Entry, pool: &Pool, target: Txid, deadline: Instant) {
     let target = target.max(e.db.state().lineage_start);
+    if target == Txid::ZERO {
+        return;
+    }
     loop {
         let mut done = true;
         for r in &e.replicas {

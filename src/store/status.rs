@@ -122,14 +122,18 @@ pub struct CloseReport {
     pub dbs: Vec<DbStatus>,
 }
 
+/// Whether replica `r` holds everything its database `d` has: a database that holds
+/// nothing (it never appeared) is wholly replicated.
+fn holds_all(d: &DbStatus, r: &ReplicaStatus) -> bool {
+    d.local_txid == Txid::ZERO || r.remote_txid.is_some_and(|t| t >= d.local_txid)
+}
+
 impl CloseReport {
     /// True if every replica holds its database's final TXID.
     pub fn is_complete(&self) -> bool {
-        self.dbs.iter().all(|d| {
-            d.replicas
-                .iter()
-                .all(|r| r.remote_txid.is_some_and(|t| t >= d.local_txid))
-        })
+        self.dbs
+            .iter()
+            .all(|d| d.replicas.iter().all(|r| holds_all(d, r)))
     }
 
     /// One line per replica that did not get everything.
@@ -137,7 +141,7 @@ impl CloseReport {
         let mut out = Vec::new();
         for d in &self.dbs {
             for (i, r) in d.replicas.iter().enumerate() {
-                if r.remote_txid.is_none_or(|t| t < d.local_txid) {
+                if !holds_all(d, r) {
                     out.push(format!(
                         "{}: replica {i} ({}) has {} of {}{}",
                         d.path.display(),
