@@ -12,6 +12,10 @@ use crate::ltx::{self, Txid};
 use crate::sqlite::Conn;
 use crate::wal::WAL_HEADER_SIZE;
 
+/// One small write of our own, which makes a WAL (and its header) when there is none.
+pub(super) const BUMP_SEQ: &str = "INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) \
+     ON CONFLICT (id) DO UPDATE SET seq = seq + 1";
+
 impl Syncer {
     /// Opens connections, puts the database in WAL mode and loads the local position.
     /// The database file must exist.
@@ -68,7 +72,7 @@ impl Syncer {
             .map(|m| m.len() >= WAL_HEADER_SIZE)
             .unwrap_or(false);
         if !wal_ok {
-            w.exec("INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET seq = seq + 1")?;
+            w.exec(BUMP_SEQ)?;
         }
         let mut s = Syncer {
             wal_path,

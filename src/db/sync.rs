@@ -34,6 +34,9 @@ impl Syncer {
             );
             self.begin_read()?;
         }
+        if allow_snapshot {
+            self.ensure_wal()?;
+        }
         // Enough chunks to cover the WAL as it is now (its file size bounds its frames).
         let chunk = self.shared.opts.max_sync_wal_bytes;
         let budget = match (allow_snapshot, chunk) {
@@ -44,6 +47,29 @@ impl Syncer {
             _ => None,
         };
         self.redo_if_raced(|s| s.sync_chunks(allow_snapshot, budget))
+    }
+
+    /// Makes a WAL when there is none with a header (the application truncated a fully
+    /// backfilled one while R read the database file alone, which SQLite allows): one
+    /// write of `_litestream_seq`, as Litestream does before each sync, and R taken again
+    /// so that it reads that WAL and keeps it. Without it every tick would find no WAL
+    /// header, prove nothing, and copy the whole database again.
+    fn ensure_wal(&mut self) -> Result<()> {
+        let has_header = fs::metadata(&self.wal_path)
+            .map(|m| m.len() >= WAL_HEADER_SIZE)
+            .unwrap_or(false);
+        if has_header {
+            return Ok(());
+        }
+        log::debug!(
+            "{}: no WAL header; writing one transaction to make one",
+            self.shared.path.display()
+        );
+        self.w.exec(super::open::BUMP_SEQ)?;
+        // R taken again outside the barrier vouches for no restart: the application may
+        // have written through the WAL it emptied, so the next copy is a snapshot.
+        self.end_read()?;
+        self.begin_read()
     }
 
     /// Runs `copy`, and once more if a WAL restart raced it (possible only while R reads
@@ -147,12 +173,9 @@ impl Syncer {
         match (&pos, &hdr) {
             (None, _) => why_snapshot = Some("first sync"),
             _ if self.renumber_after.is_some() => why_snapshot = Some("new lineage"),
-            (Some(_), None) => {
-                if self.restart_ok {
-                    return Ok((SyncOutcome::Done, false));
-                }
-                why_snapshot = Some("WAL was reset while it was not watched");
-            }
+            // Our checkpoints never empty the WAL file; the application did (a TRUNCATE
+            // checkpoint), and may have written through it first, restart or not.
+            (Some(_), None) => why_snapshot = Some("WAL was emptied by another process"),
             (Some(p), Some(h)) if h.salts() == p.salts && p.end >= WAL_HEADER_SIZE => {
                 if p.end > wal_size {
                     why_snapshot = Some("WAL truncated by another process");

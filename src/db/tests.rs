@@ -211,3 +211,51 @@ fn a_dropped_syncer_stops_pacing() {
         "writes refused after the syncer was dropped"
     );
 }
+
+/// An application that truncates a fully backfilled WAL while the syncer's read
+/// transaction reads the database file alone (read mark 0, which SQLite lets a TRUNCATE
+/// checkpoint pass) costs one snapshot, not one per tick: the syncer makes a WAL again,
+/// as Litestream does, and its read transaction then keeps it.
+#[test]
+fn a_wal_truncated_by_the_application_costs_one_snapshot() {
+    let dir = Scratch::new("app-truncates");
+    let path = dir.0.join("app.db");
+    let app = app(&path);
+    app.exec(INSERT_ROWS).unwrap();
+    // The syncer's tables exist and everything is backfilled before it opens, so it
+    // writes nothing and its read transaction reads the database file alone.
+    app.exec(
+        "CREATE TABLE _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER);
+         CREATE TABLE _litestream_lock (id INTEGER);",
+    )
+    .unwrap();
+    app.exec("PRAGMA wal_checkpoint(PASSIVE)").unwrap();
+    let shared = DbHandle::new(&path, default_meta_path(&path), DbOptions::default()).0;
+    let mut s = Syncer::open(shared).unwrap();
+    s.tick(true).unwrap();
+    app.exec("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    let wal = crate::durable::sibling(&path, "-wal");
+    assert_eq!(
+        fs::metadata(&wal).unwrap().len(),
+        0,
+        "the WAL was not truncated"
+    );
+    let before = s.txid();
+    for _ in 0..3 {
+        s.tick(false).unwrap();
+    }
+    assert!(
+        s.txid() <= before.next(),
+        "{} snapshots of an unchanged database",
+        s.txid().0 - before.0
+    );
+    // And its read transaction now keeps the WAL: the application's TRUNCATE cannot
+    // empty it behind the syncer again.
+    app.exec(INSERT_ROWS).unwrap();
+    let _ = app.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    s.tick(false).unwrap();
+    assert!(
+        fs::metadata(&wal).unwrap().len() >= wal::WAL_HEADER_SIZE,
+        "the WAL was emptied behind the read transaction"
+    );
+}
