@@ -89,7 +89,7 @@ pub fn parse_page_index(area: &[u8], start: u64, h: &Header) -> Result<Vec<Index
         if offset < last_end
             || size <= PAGE_HEADER_SIZE as u64
             || size > max_size
-            || offset + size > pages_end
+            || offset.checked_add(size).is_none_or(|end| end > pages_end)
         {
             return bad(format!(
                 "page {pgno} at offset {offset} size {size} is outside the page area \
@@ -224,6 +224,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// An entry whose offset plus size passes 2^64 is corrupt, not a panic (debug) or an
+    /// entry wrapped into the page area (release).
+    #[test]
+    fn an_entry_past_the_end_of_the_offsets_is_corrupt() {
+        let (h, _) = file(PageEncoding::Frame);
+        let mut area = Vec::new();
+        for v in [1u64, u64::MAX - 6, 7, 0] {
+            let mut v = v;
+            while v >= 0x80 {
+                area.push(v as u8 | 0x80);
+                v >>= 7;
+            }
+            area.push(v as u8);
+        }
+        assert!(parse_page_index(&area, 4096, &h).is_err());
     }
 
     #[test]

@@ -113,7 +113,9 @@ pub fn file_name(min: Txid, max: Txid) -> String {
 /// Parses `%016x-%016x.ltx` (lowercase hex, exactly 16 digits each).
 pub fn parse_file_name(name: &str) -> Option<(Txid, Txid)> {
     let b = name.as_bytes();
-    if b.len() != 37 || &name[16..17] != "-" || &name[33..] != ".ltx" {
+    // Checked as bytes first: a listing's name may hold any character, and slicing a
+    // `str` inside one panics.
+    if b.len() != 37 || !name.is_ascii() || &b[16..17] != b"-" || &b[33..] != b".ltx" {
         return None;
     }
     let hex = |s: &str| {
@@ -333,6 +335,15 @@ mod tests {
             None
         );
         assert_eq!(Txid(u64::MAX).next(), Txid(u64::MAX));
+        // A listing's name with a multi-byte character across the dash: no panic.
+        assert_eq!(
+            parse_file_name("000000000000000\u{e9}0000000000000001.ltx"),
+            None
+        );
+        assert_eq!(
+            parse_file_name("0000000000000001-000000000000000\u{e9}.lt"),
+            None
+        );
         assert_eq!(
             parse_file_name("000000000000001-00000000000002a3.ltx"),
             None
