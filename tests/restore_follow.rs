@@ -340,3 +340,37 @@ fn an_idle_follower_finds_files_compacted_past_level_0() {
     let r = th.join().unwrap().unwrap();
     assert_eq!(r.txid.0, 8);
 }
+
+/// A `-journal` left beside the output by an earlier database (a follower killed while
+/// applying a file, whose database and `-txid` the user then deleted as told) would be
+/// rolled back into the freshly restored database on its first read: SQLite never checks
+/// which database a hot journal belongs to. Restore and follow refuse it, as they refuse
+/// a stale `-wal`, and write nothing.
+#[test]
+fn a_stale_journal_beside_the_output_is_refused() {
+    use litestream::restore::{restore, RestoreOptions};
+    let dir = TempDir::new("follow-journal");
+    let src = dir.join("src.db");
+    let conn = Connection::open(&src).unwrap();
+    conn.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let client = FileClient::new(dir.join("replica"));
+    put_state(&client, &src, 1, 1, 5);
+    let out = dir.join("copy.db");
+    let journal = dir.join("copy.db-journal");
+    std::fs::write(&journal, b"a journal of an earlier database").unwrap();
+    let e = restore(&client, &RestoreOptions::new(&out)).unwrap_err();
+    assert!(e.to_string().contains("-journal"), "{e}");
+    let stop = AtomicBool::new(false);
+    let e = follow(&client, &FollowOptions::new(&out), &stop).unwrap_err();
+    assert!(e.to_string().contains("-journal"), "{e}");
+    assert!(!out.exists(), "a database was placed beside the journal");
+    assert_eq!(read_txid(&out).unwrap(), None);
+    assert_eq!(
+        std::fs::read(&journal).unwrap(),
+        b"a journal of an earlier database"
+    );
+    std::fs::remove_file(&journal).unwrap();
+    restore(&client, &RestoreOptions::new(&out)).unwrap();
+    assert_eq!(dump(&out), dump(&src));
+}

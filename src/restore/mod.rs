@@ -230,8 +230,8 @@ fn restore_ltx(client: &dyn ReplicaClient, opts: &RestoreOptions) -> Result<Rest
     })
 }
 
-/// Refuses an output path that is empty or taken, or that has a stale `-wal`/`-shm`
-/// beside it.
+/// Refuses an output path that is empty or taken, or that has a stale `-wal`, `-shm` or
+/// `-journal` beside it.
 fn check_output(opts: &RestoreOptions) -> Result<()> {
     if opts.output.as_os_str().is_empty() {
         return Err(Error::Invalid("restore: output path required".into()));
@@ -239,17 +239,55 @@ fn check_output(opts: &RestoreOptions) -> Result<()> {
     if opts.output.symlink_metadata().is_ok() {
         return Err(Error::OutputExists(opts.output.clone()));
     }
-    for suffix in ["-wal", "-shm"] {
-        let p = sibling(&opts.output, suffix);
+    refuse_stale_sidecars(&opts.output)
+}
+
+/// Refuses to restore to `output` while a `-wal`, `-shm` or `-journal` of an earlier
+/// database lies beside it: SQLite never checks which database such a file belongs to,
+/// and would apply it to the restored one (a hot journal is rolled back into it on the
+/// first read, whatever the restored database's journal mode).
+pub(crate) fn refuse_stale_sidecars(output: &Path) -> Result<()> {
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let p = sibling(output, suffix);
         if p.symlink_metadata().is_ok() {
             return Err(Error::State(format!(
                 "cannot restore to {}: a stale {} exists beside it and SQLite would apply it to the restored database; remove it first",
-                opts.output.display(),
+                output.display(),
                 p.display()
             )));
         }
     }
     Ok(())
+}
+
+/// Moves the finished private file `tmp` to `output`, never over an existing file (the
+/// output may have appeared meanwhile: [`Error::OutputExists`]), and makes the move
+/// durable.
+pub(crate) fn link_into_place(tmp: &Path, output: &Path) -> Result<()> {
+    // Link rather than rename: linking fails if the output exists.
+    match fs::hard_link(tmp, output) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::OutputExists(output.to_path_buf()))
+        }
+        Err(_) => {
+            if output.symlink_metadata().is_ok() {
+                return Err(Error::OutputExists(output.to_path_buf()));
+            }
+            fs::rename(tmp, output).map_err(|e| {
+                Error::io(
+                    format!("rename {} to {}", tmp.display(), output.display()),
+                    e,
+                )
+            })?;
+        }
+    }
+    let _ = fs::remove_file(tmp);
+    let dir = match output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    sync_dir(dir)
 }
 
 /// Runs `fill` on a fresh temp file beside the output, then fsyncs it, links it into
@@ -279,27 +317,7 @@ fn place(
     // Checked while still private: once linked, an application (or a replicator watching
     // the directory) may open it, and its -wal and -shm are no longer ours to remove.
     integrity_check(&tmp, opts.integrity_check, &opts.output)?;
-    // Link rather than rename: linking fails if the output appeared meanwhile, so a
-    // database is never overwritten.
-    match fs::hard_link(&tmp, &opts.output) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(Error::OutputExists(opts.output.clone()))
-        }
-        Err(_) => {
-            if opts.output.symlink_metadata().is_ok() {
-                return Err(Error::OutputExists(opts.output.clone()));
-            }
-            fs::rename(&tmp, &opts.output).map_err(|e| {
-                Error::io(
-                    format!("rename {} to {}", tmp.display(), opts.output.display()),
-                    e,
-                )
-            })?;
-        }
-    }
-    let _ = fs::remove_file(&tmp);
-    sync_dir(&dir)?;
+    link_into_place(&tmp, &opts.output)?;
     cleanup.keep();
 
     log::debug!(

@@ -179,8 +179,14 @@ pub fn follow(
 /// rollback-journal mode, records its TXID, then moves it into place.
 fn first_restore(client: &dyn ReplicaClient, opts: &FollowOptions) -> Result<Txid> {
     let out = &opts.output;
+    super::refuse_stale_sidecars(out)?;
     let tmp = sibling(out, ".follow-tmp");
-    for p in [tmp.clone(), sibling(&tmp, "-wal"), sibling(&tmp, "-shm")] {
+    for p in [
+        tmp.clone(),
+        sibling(&tmp, "-wal"),
+        sibling(&tmp, "-shm"),
+        sibling(&tmp, "-journal"),
+    ] {
         let _ = fs::remove_file(p); // a leftover of a follower killed here
     }
     let ro = RestoreOptions::new(&tmp)
@@ -198,14 +204,16 @@ fn first_restore(client: &dyn ReplicaClient, opts: &FollowOptions) -> Result<Txi
             e,
         )
     })?;
-    write_txid(out, report.txid, crate::durable::mode_like(&tmp, opts.mode))?;
-    if out.symlink_metadata().is_ok() {
+    let mode = crate::durable::mode_like(&tmp, opts.mode);
+    // The sidecar only once the database is ours: written first, it would overwrite the
+    // TXID of a database that appeared meanwhile. A crash between the two leaves a
+    // database without one, which resuming reports.
+    let placed = super::link_into_place(&tmp, out);
+    if placed.is_err() {
         let _ = fs::remove_file(&tmp);
-        return Err(Error::OutputExists(out.clone()));
     }
-    fs::rename(&tmp, out)
-        .map_err(|e| Error::io(format!("rename {} to {}", tmp.display(), out.display()), e))?;
-    sync_dir(parent(out))?;
+    placed?;
+    write_txid(out, report.txid, mode)?;
     Ok(report.txid)
 }
 
