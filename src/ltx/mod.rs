@@ -226,6 +226,12 @@ impl Header {
         if !is_valid_page_size(self.page_size) {
             return bad(format!("invalid page size {}", self.page_size));
         }
+        // Legal in the format only for an empty database, which neither Litestream nor we
+        // ever write: a damaged or hostile file claiming it would empty the database a
+        // restore or a follower builds.
+        if self.commit == 0 {
+            return bad("commit (database size in pages) is zero".into());
+        }
         if self.min_txid.0 == 0 {
             return bad("min txid is zero".into());
         }
@@ -423,6 +429,16 @@ mod codec_tests {
             e.write_page(*p, d).unwrap();
         }
         e.finish().unwrap().0
+    }
+
+    /// A header claiming an empty database (commit 0) is refused by every reader.
+    #[test]
+    fn a_header_with_commit_zero_is_corrupt() {
+        let mut h = golden_header();
+        assert!(Header::from_bytes(&h.to_bytes()).is_ok());
+        h.commit = 0;
+        let e = Header::from_bytes(&h.to_bytes()).unwrap_err();
+        assert!(e.to_string().contains("commit"), "{e}");
     }
 
     #[test]
