@@ -272,6 +272,11 @@ fn library_follow_applies_new_files_until_stopped() {
 /// Writes every page of the database file `db` as one LTX file `(level, min, max)` into the
 /// replica.
 fn put_state(client: &FileClient, db: &Path, level: u8, min: u64, max: u64) {
+    put_named(client, db, level, (min, max), (min, max));
+}
+
+/// [`put_state`] with a header covering `(min, max)` stored under the name of `named`.
+fn put_named(client: &FileClient, db: &Path, level: u8, (min, max): (u64, u64), named: (u64, u64)) {
     use litestream::ltx::{Encoder, Header, PageEncoding};
     let bytes = std::fs::read(db).unwrap();
     let ps = 4096;
@@ -300,7 +305,12 @@ fn put_state(client: &FileClient, db: &Path, level: u8, min: u64, max: u64) {
     e.finish().unwrap();
     let f = std::fs::File::open(&tmp).unwrap();
     client
-        .write_ltx_file(level, litestream::Txid(min), litestream::Txid(max), &f)
+        .write_ltx_file(
+            level,
+            litestream::Txid(named.0),
+            litestream::Txid(named.1),
+            &f,
+        )
         .unwrap();
 }
 
@@ -373,4 +383,41 @@ fn a_stale_journal_beside_the_output_is_refused() {
     std::fs::remove_file(&journal).unwrap();
     restore(&client, &RestoreOptions::new(&out)).unwrap();
     assert_eq!(dump(&out), dump(&src));
+}
+
+/// A file whose header covers other TXIDs than its name says is refused by the follower,
+/// as restore refuses it: applied, it would record a TXID the copy does not hold.
+#[test]
+fn a_follower_refuses_a_file_whose_header_disagrees_with_its_name() {
+    let dir = TempDir::new("follow-misnamed");
+    let src = dir.join("src.db");
+    let conn = Connection::open(&src).unwrap();
+    conn.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let client = FileClient::new(dir.join("replica"));
+    put_state(&client, &src, 1, 1, 5);
+    let want = dump(&src);
+    let out = dir.join("copy.db");
+    let stop = Arc::new(AtomicBool::new(false));
+    let th = {
+        let (stop, out, root) = (stop.clone(), out.clone(), dir.join("replica"));
+        std::thread::spawn(move || {
+            let mut o = FollowOptions::new(out);
+            o.interval = Duration::from_millis(10);
+            follow(&FileClient::new(root), &o, &stop)
+        })
+    };
+    assert!(wait_until(Duration::from_secs(20), || read_txid(&out)
+        .ok()
+        .flatten()
+        .is_some_and(|t| t.0 == 5)));
+    conn.execute_batch("INSERT INTO t VALUES (2);").unwrap();
+    put_named(&client, &src, 0, (6, 8), (6, 6));
+    // Dozens of polls.
+    std::thread::sleep(Duration::from_millis(1000));
+    stop.store(true, Ordering::SeqCst);
+    let r = th.join().unwrap().unwrap();
+    assert_eq!(r.txid.0, 5, "a misnamed file was applied");
+    assert_eq!(read_txid(&out).unwrap().map(|t| t.0), Some(5));
+    assert!(copy_equals(&out, &want));
 }

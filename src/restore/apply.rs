@@ -64,18 +64,7 @@ pub(super) fn apply(
                 );
                 let mut dec = Decoder::new(reader).map_err(|e| e.in_file(&name))?;
                 let h = dec.header().clone();
-                if (h.min_txid, h.max_txid) != (info.min_txid, info.max_txid) {
-                    return Err(Error::corrupt(
-                        16,
-                        format!(
-                            "header covers {}-{} but the file is named {}",
-                            h.min_txid,
-                            h.max_txid,
-                            info.name()
-                        ),
-                    )
-                    .in_file(&name));
-                }
+                header_matches_name(&h, info)?;
                 if i == 0 {
                     if !h.is_snapshot() {
                         return Err(Error::NoSnapshots);
@@ -187,4 +176,22 @@ fn forget_above(have: &mut Vec<u64>, commit: u32) {
             *w &= (1u64 << (keep % 64)) - 1;
         }
     }
+}
+
+/// Refuses a file whose header covers other TXIDs than its name says (a damaged or
+/// misnamed file): applied, it would record a TXID the database does not hold.
+pub(crate) fn header_matches_name(h: &crate::ltx::Header, info: &FileInfo) -> Result<()> {
+    if (h.min_txid, h.max_txid) == (info.min_txid, info.max_txid) {
+        return Ok(());
+    }
+    Err(Error::corrupt(
+        16,
+        format!(
+            "header covers {}-{} but the file is named {}",
+            h.min_txid,
+            h.max_txid,
+            info.name()
+        ),
+    )
+    .in_file(&info.to_string()))
 }

@@ -79,14 +79,7 @@ fn commit_or_crash(
     };
     let old_page1 = read_page(1)?;
 
-    // Every existing page that changes or is cut off.
-    let mut journaled: BTreeSet<u32> = pages
-        .iter()
-        .map(|(p, _)| *p)
-        .filter(|p| *p <= old_pages)
-        .collect();
-    journaled.insert(1);
-    journaled.extend(commit.saturating_add(1)..=old_pages);
+    let journaled = journaled_pages(pages, old_pages, commit, page_size);
 
     let jpath = sibling(db, "-journal");
     let dir = db
@@ -105,6 +98,27 @@ fn commit_or_crash(
     // The commit point.
     fs::remove_file(&jpath).map_err(|e| Error::io(format!("delete {}", jpath.display()), e))?;
     sync_dir(dir)
+}
+
+/// The pages whose current content the journal must hold: every existing page that
+/// changes or is cut off, and page 1 — never the lock page, which SQLite does not journal
+/// and at whose record its rollback stops (every record after it, the pages past 1 GiB of
+/// a database that shrank below it, would be left unrestored).
+fn journaled_pages(
+    pages: &[(u32, Vec<u8>)],
+    old_pages: u32,
+    commit: u32,
+    page_size: u32,
+) -> BTreeSet<u32> {
+    let mut journaled: BTreeSet<u32> = pages
+        .iter()
+        .map(|(p, _)| *p)
+        .filter(|p| *p <= old_pages)
+        .collect();
+    journaled.insert(1);
+    journaled.extend(commit.saturating_add(1)..=old_pages);
+    journaled.remove(&crate::ltx::lock_pgno(page_size));
+    journaled
 }
 
 /// Writes and fsyncs the journal of the `journaled` pages' current content.
@@ -301,6 +315,18 @@ mod tests {
             assert_eq!(ok, "ok");
             let _ = std::fs::remove_dir_all(&dir);
         }
+    }
+
+    /// A database past 1 GiB that shrinks below it: the pages cut off are journaled, the
+    /// lock page among them never.
+    #[test]
+    fn the_lock_page_is_never_journaled() {
+        let lock = crate::ltx::lock_pgno(65536);
+        let changed = vec![(2u32, vec![0u8; 65536])];
+        let j = journaled_pages(&changed, lock + 5, 3, 65536);
+        assert!(!j.contains(&lock));
+        assert!(j.contains(&1) && j.contains(&2) && !j.contains(&3));
+        assert!((4..lock).chain(lock + 1..=lock + 5).all(|p| j.contains(&p)));
     }
 
     #[test]

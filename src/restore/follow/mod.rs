@@ -334,6 +334,7 @@ impl<'a> Follower<'a> {
         ))
         .map_err(|e| e.in_file(&name))?;
         let h = dec.header().clone();
+        super::apply::header_matches_name(&h, info)?;
         if h.page_size != self.page_size {
             return Err(Error::State(format!(
                 "{name} has {}-byte pages but {} has {}; delete it and its -txid file to re-restore",
