@@ -95,6 +95,28 @@ pub(super) fn remove_temp_files(dir: &Path) {
     }
 }
 
+/// Removes the snapshot and compaction temp files a killed process left in the meta
+/// directory (`snapshot-*.ltx.tmp`, `compact-*.ltx.tmp`: each as large as the database).
+/// Only before this process makes any of its own for the database.
+pub(super) fn remove_leftover_work_files(meta: &Path) {
+    let Ok(rd) = fs::read_dir(meta) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if (name.starts_with("snapshot-") || name.starts_with("compact-"))
+            && name.ends_with(".ltx.tmp")
+        {
+            log::debug!(
+                "removing {}, left by an earlier process",
+                e.path().display()
+            );
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Highest TXID of the L0 files in `dir`.
 pub(super) fn max_local_txid(dir: &Path) -> Result<Txid> {
     let rd = match fs::read_dir(dir) {

@@ -67,6 +67,11 @@ impl Syncer {
             .map_err(|e| Error::io(format!("create {}", l0_dir.display()), e))?;
         local::restrict_to_db(&shared.meta_path, &path)?;
         local::remove_temp_files(&l0_dir);
+        if !shared.state().initialized {
+            // Nothing of this process asks for a snapshot or compacts before the first
+            // open publishes `initialized`.
+            local::remove_leftover_work_files(&shared.meta_path);
+        }
         let wal_path = crate::durable::sibling(&path, "-wal");
         let wal_ok = fs::metadata(&wal_path)
             .map(|m| m.len() >= WAL_HEADER_SIZE)

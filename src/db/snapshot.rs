@@ -59,17 +59,17 @@ impl Syncer {
         };
         // Removed on any error (and by the caller once uploaded).
         let snap = SnapshotFile {
-            file: TempFile::new(
-                self.shared
-                    .meta_path
-                    .join(format!("snapshot-{}.ltx.tmp", pos.txid)),
-            ),
+            file: TempFile::new(self.shared.meta_path.join(format!(
+                "snapshot-{}-{}.ltx.tmp",
+                pos.txid,
+                next_snapshot_id()
+            ))),
             header,
         };
         let (path, header) = (snap.file.path(), &snap.header);
         let name = path.display().to_string();
         {
-            let f = crate::durable::create_file(path, self.file_mode, false)
+            let f = crate::durable::create_file(path, self.file_mode, true)
                 .map_err(|e| Error::io(format!("create {}", path.display()), e))?;
             let mut enc = Encoder::new(
                 BufWriter::with_capacity(1 << 20, f),
@@ -105,6 +105,15 @@ impl Syncer {
         }
         Ok(snap)
     }
+}
+
+/// A number for each snapshot file this process makes. Two snapshots of one TXID (a
+/// replica starting a lineage while compaction takes its L9 snapshot, or two replicas
+/// starting theirs) once shared a name: the second truncated and rewrote the file the
+/// first was uploading, and the first's removal took the second's.
+fn next_snapshot_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Progress lines for long snapshots: one every few seconds with pages, bytes, rate and

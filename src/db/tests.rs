@@ -2,7 +2,7 @@
 //! the middle of a full copy must be noticed and the copy redone.
 
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -258,4 +258,56 @@ fn a_wal_truncated_by_the_application_costs_one_snapshot() {
         fs::metadata(&wal).unwrap().len() >= wal::WAL_HEADER_SIZE,
         "the WAL was emptied behind the read transaction"
     );
+}
+
+/// Two snapshots of one TXID (a replica starting a lineage while compaction takes its L9
+/// snapshot) are two files: the second once truncated and rewrote the file the first was
+/// uploading from.
+#[test]
+fn two_snapshots_of_one_txid_are_two_files() {
+    let (_dir, _app, mut s) = synced("two-snapshots");
+    let a = s.snapshot_file().unwrap();
+    let mut first = Vec::new();
+    a.open().unwrap().read_to_end(&mut first).unwrap();
+    let b = s.snapshot_file().unwrap();
+    assert_eq!(a.header().max_txid, b.header().max_txid);
+    let mut again = Vec::new();
+    a.open().unwrap().read_to_end(&mut again).unwrap();
+    assert!(
+        first == again,
+        "the second snapshot rewrote the first's file"
+    );
+    drop(a);
+    assert!(
+        b.open().is_ok(),
+        "dropping the first removed the second's file"
+    );
+}
+
+/// Snapshot and compaction temp files a killed process left in the meta directory (each
+/// as large as the database) are removed when the database is first opened.
+#[test]
+fn leftover_work_files_are_removed_at_open() {
+    let dir = Scratch::new("leftovers");
+    let path = dir.0.join("app.db");
+    let app = app(&path);
+    app.exec(INSERT_ROWS).unwrap();
+    let meta = default_meta_path(&path);
+    fs::create_dir_all(&meta).unwrap();
+    let left = [
+        meta.join("snapshot-5.ltx.tmp"),
+        meta.join("snapshot-5-1.ltx.tmp"),
+        meta.join("compact-1-2-3.ltx.tmp"),
+    ];
+    for p in &left {
+        fs::write(p, b"left by a killed process").unwrap();
+    }
+    let keep = meta.join("notes.txt");
+    fs::write(&keep, b"not ours to remove").unwrap();
+    let shared = DbHandle::new(&path, meta.clone(), DbOptions::default()).0;
+    let _s = Syncer::open(shared).unwrap();
+    for p in &left {
+        assert!(!p.exists(), "{} was left", p.display());
+    }
+    assert!(keep.exists());
 }
