@@ -421,3 +421,54 @@ fn a_follower_refuses_a_file_whose_header_disagrees_with_its_name() {
     assert_eq!(read_txid(&out).unwrap().map(|t| t.0), Some(5));
     assert!(copy_equals(&out, &want));
 }
+
+/// A follower resumed after a long pause bridges the gap with a big compacted file: its
+/// pages go through a spool file beside the output, not memory (a 64 MiB file once
+/// cost 64 MiB and more).
+#[test]
+fn a_big_bridging_file_is_applied_in_bounded_memory() {
+    let dir = TempDir::new("follow-big");
+    let src = dir.join("src.db");
+    let conn = Connection::open(&src).unwrap();
+    conn.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let client = FileClient::new(dir.join("replica"));
+    put_state(&client, &src, 1, 1, 5);
+    let out = dir.join("copy.db");
+    let run = |stop_at: u64| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let th = {
+            let (stop, out, root) = (stop.clone(), out.clone(), dir.join("replica"));
+            std::thread::spawn(move || {
+                let mut o = FollowOptions::new(out);
+                o.interval = Duration::from_millis(10);
+                follow(&FileClient::new(root), &o, &stop)
+            })
+        };
+        let reached = wait_until(Duration::from_secs(60), || {
+            read_txid(&out)
+                .ok()
+                .flatten()
+                .is_some_and(|t| t.0 == stop_at)
+        });
+        stop.store(true, Ordering::SeqCst);
+        th.join().unwrap().unwrap();
+        assert!(reached, "the follower never reached {stop_at}");
+    };
+    run(5);
+    conn.execute_batch(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 16384)
+         INSERT INTO t SELECT randomblob(4000) FROM n;",
+    )
+    .unwrap();
+    put_state(&client, &src, 2, 6, 8);
+    let want = dump(&src);
+    reset_peak_rss();
+    let base = rss_kib();
+    run(8);
+    let grew = peak_rss_growth_kib(base);
+    eprintln!("FIGURE follow: a 64 MiB bridging file raised peak memory by {grew} KiB");
+    assert!(grew < 32 * 1024, "peak memory grew by {grew} KiB");
+    assert!(copy_equals(&out, &want));
+    assert!(!dir.join("copy.db.follow-pages.tmp").exists());
+}

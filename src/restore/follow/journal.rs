@@ -11,6 +11,7 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
+use super::spool::Spool;
 use crate::durable::{sibling, sync_dir};
 use crate::error::{Error, Result};
 use crate::sqlite::MainFile;
@@ -40,7 +41,7 @@ fn nonce() -> u32 {
     ((t ^ (t >> 32)) as u32) ^ std::process::id().rotate_left(16)
 }
 
-/// Commits `pages` (number → content, every page `page_size` bytes) to `db` (written
+/// Commits `pages` (every page `page_size` bytes) to `db` (written
 /// through its connection's own handle, `file`), leaving it `commit` pages long. Page 1 is always rewritten:
 /// rollback-journal mode (bytes 18/19 = 1), the size in pages, and a change counter one
 /// above the old one, so readers drop their caches. The caller must hold SQLite's
@@ -49,7 +50,7 @@ pub(crate) fn commit_pages(
     db: &Path,
     file: &MainFile<'_>,
     page_size: u32,
-    pages: &[(u32, Vec<u8>)],
+    pages: &Spool,
     commit: u32,
 ) -> Result<()> {
     commit_or_crash(db, file, page_size, pages, commit, None)
@@ -61,7 +62,7 @@ fn commit_or_crash(
     db: &Path,
     file: &MainFile<'_>,
     page_size: u32,
-    pages: &[(u32, Vec<u8>)],
+    pages: &Spool,
     commit: u32,
     crash_after: Option<usize>,
 ) -> Result<()> {
@@ -79,7 +80,7 @@ fn commit_or_crash(
     };
     let old_page1 = read_page(1)?;
 
-    let journaled = journaled_pages(pages, old_pages, commit, page_size);
+    let journaled = journaled_pages(pages.pgnos(), old_pages, commit, page_size);
 
     let jpath = sibling(db, "-journal");
     let dir = db
@@ -104,17 +105,8 @@ fn commit_or_crash(
 /// changes or is cut off, and page 1 — never the lock page, which SQLite does not journal
 /// and at whose record its rollback stops (every record after it, the pages past 1 GiB of
 /// a database that shrank below it, would be left unrestored).
-fn journaled_pages(
-    pages: &[(u32, Vec<u8>)],
-    old_pages: u32,
-    commit: u32,
-    page_size: u32,
-) -> BTreeSet<u32> {
-    let mut journaled: BTreeSet<u32> = pages
-        .iter()
-        .map(|(p, _)| *p)
-        .filter(|p| *p <= old_pages)
-        .collect();
+fn journaled_pages(pgnos: &[u32], old_pages: u32, commit: u32, page_size: u32) -> BTreeSet<u32> {
+    let mut journaled: BTreeSet<u32> = pgnos.iter().copied().filter(|p| *p <= old_pages).collect();
     journaled.insert(1);
     journaled.extend(commit.saturating_add(1)..=old_pages);
     journaled.remove(&crate::ltx::lock_pgno(page_size));
@@ -176,7 +168,7 @@ fn write_journal(
 fn write_pages(
     file: &MainFile<'_>,
     page_size: u32,
-    pages: &[(u32, Vec<u8>)],
+    pages: &Spool,
     commit: u32,
     old_page1: Vec<u8>,
     limit: usize,
@@ -185,14 +177,15 @@ fn write_pages(
     let counter = u32::from_be_bytes([old_page1[24], old_page1[25], old_page1[26], old_page1[27]])
         .wrapping_add(1);
     let mut wrote_page1 = false;
-    for (pgno, data) in pages.iter().take(limit) {
-        if *pgno == 1 {
-            let mut p1 = data.clone();
-            patch_page1(&mut p1, counter, commit);
-            file.write_at(&p1, 0)?;
+    let mut data = vec![0u8; page_size as usize];
+    for (i, &pgno) in pages.pgnos().iter().enumerate().take(limit) {
+        pages.read(i, &mut data)?;
+        if pgno == 1 {
+            patch_page1(&mut data, counter, commit);
+            file.write_at(&data, 0)?;
             wrote_page1 = true;
         } else {
-            file.write_at(data, (*pgno as u64 - 1) * ps)?;
+            file.write_at(&data, (pgno as u64 - 1) * ps)?;
         }
     }
     if limit < pages.len() {
@@ -230,17 +223,18 @@ mod tests {
     }
 
     /// Pages of the database file at `path`.
-    fn pages_of(path: &Path, ps: usize) -> Vec<(u32, Vec<u8>)> {
+    fn pages_of(path: &Path, ps: usize) -> Spool {
         let b = std::fs::read(path).unwrap();
-        b.chunks(ps)
-            .enumerate()
-            .map(|(i, c)| (i as u32 + 1, c.to_vec()))
-            .collect()
+        let mut s = Spool::new(ps as u32, path.with_extension("spool"));
+        for (i, c) in b.chunks(ps).enumerate() {
+            s.push(i as u32 + 1, c).unwrap();
+        }
+        s
     }
 
     /// A database in two states: `old` (rollback mode) and the pages of `new`, which is
     /// bigger or smaller.
-    fn two_states(dir: &Path, grow: bool) -> (std::path::PathBuf, Vec<(u32, Vec<u8>)>, u32) {
+    fn two_states(dir: &Path, grow: bool) -> (std::path::PathBuf, Spool, u32) {
         let old = dir.join("old.db");
         let new = dir.join("new.db");
         let c = Connection::open(&old).unwrap();
@@ -322,8 +316,7 @@ mod tests {
     #[test]
     fn the_lock_page_is_never_journaled() {
         let lock = crate::ltx::lock_pgno(65536);
-        let changed = vec![(2u32, vec![0u8; 65536])];
-        let j = journaled_pages(&changed, lock + 5, 3, 65536);
+        let j = journaled_pages(&[2], lock + 5, 3, 65536);
         assert!(!j.contains(&lock));
         assert!(j.contains(&1) && j.contains(&2) && !j.contains(&3));
         assert!((4..lock).chain(lock + 1..=lock + 5).all(|p| j.contains(&p)));

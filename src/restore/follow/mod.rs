@@ -11,10 +11,11 @@
 //! official keeps it, in `<output>-txid` (16 hex digits and a newline), written after each
 //! commit; a restarted follower resumes from it (re-applying at most the one file whose
 //! commit it did not record, which is harmless: LTX files hold whole pages). A file's
-//! pages are held in memory while it is applied (L0 files are small; a big compacted file
-//! bridging a gap costs its size).
+//! pages are decoded before the lock is taken into a `spool`: memory for an L0 file, a
+//! temp file beside the output for a big compacted file bridging a gap.
 
 mod journal;
+mod spool;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Write};
@@ -120,6 +121,7 @@ pub fn follow(
     stop: &AtomicBool,
 ) -> Result<FollowReport> {
     let out = &opts.output;
+    let _ = fs::remove_file(spool::spill_path(out)); // a leftover of a killed follower
     let resumed = out.symlink_metadata().is_ok();
     let txid = if resumed {
         let Some(t) = read_txid(out)? else {
@@ -343,10 +345,10 @@ impl<'a> Follower<'a> {
                 self.page_size
             )));
         }
-        let mut pages = Vec::new();
+        let mut pages = spool::Spool::new(self.page_size, spool::spill_path(&self.path));
         let mut buf = vec![0u8; self.page_size as usize];
         while let Some(pgno) = dec.next_page(&mut buf).map_err(|e| e.in_file(&name))? {
-            pages.push((pgno, buf.clone()));
+            pages.push(pgno, &buf)?;
         }
         dec.finish().map_err(|e| e.in_file(&name))?;
 
