@@ -38,7 +38,7 @@ pub(super) fn apply(
     };
     let mut page_size = 0u32;
     let mut commit = 0u32;
-    let mut have: Vec<u64> = Vec::new(); // bitmap of pages written
+    let mut have = PageBits::default(); // the pages written
     let mut prev_max = Txid::ZERO;
     let mut bytes_read = 0u64;
     // Pages are written by a second thread of this scope while the next ones decode.
@@ -90,7 +90,7 @@ pub(super) fn apply(
                     // The database shrank: pages past its new end are gone, and a file
                     // that grows it again must bring them (else the replica is damaged,
                     // and the check below says so instead of keeping the old bytes).
-                    forget_above(&mut have, h.commit);
+                    have.forget_above(h.commit);
                 }
                 commit = h.commit;
                 let mut pages = 0u64;
@@ -103,11 +103,7 @@ pub(super) fn apply(
                         report(i);
                     }
                     writer.place((pgno as u64 - 1) * page_size as u64)?;
-                    let idx = (pgno - 1) as usize;
-                    if have.len() <= idx / 64 {
-                        have.resize(idx / 64 + 1, 0);
-                    }
-                    have[idx / 64] |= 1 << (idx % 64);
+                    have.insert(pgno);
                 }
                 writer.flush()?;
                 dec.finish().map_err(|e| e.in_file(&name))?;
@@ -123,11 +119,7 @@ pub(super) fn apply(
         if pgno == lock {
             continue;
         }
-        let idx = (pgno - 1) as usize;
-        if have
-            .get(idx / 64)
-            .is_none_or(|w| w & (1 << (idx % 64)) == 0)
-        {
+        if !have.contains(pgno) {
             return Err(Error::State(format!(
                 "restore is incomplete: page {pgno} of {commit} is in none of the files up to {prev_max}; the replica is damaged"
             )));
@@ -167,13 +159,51 @@ impl<R: std::io::Read> std::io::Read for Counted<R> {
     }
 }
 
-/// Clears the bits of pages after `commit` in a page bitmap.
-fn forget_above(have: &mut Vec<u64>, commit: u32) {
-    let keep = commit as usize;
-    have.truncate(keep.div_ceil(64));
-    if keep % 64 != 0 {
-        if let Some(w) = have.last_mut() {
-            *w &= (1u64 << (keep % 64)) - 1;
+/// Pages per chunk of a [`PageBits`] (4 KiB of bits).
+const CHUNK_PAGES: usize = 1 << 15;
+
+/// A set of page numbers: a bitmap made in chunks as pages arrive, so that a file whose
+/// header claims billions of pages and holds one near the end costs one chunk, not a
+/// bitmap of every page before it (512 MiB for 2^32 pages).
+#[derive(Default)]
+struct PageBits {
+    chunks: Vec<Option<Box<[u64]>>>,
+}
+
+impl PageBits {
+    fn insert(&mut self, pgno: u32) {
+        let idx = (pgno - 1) as usize;
+        let c = idx / CHUNK_PAGES;
+        if self.chunks.len() <= c {
+            self.chunks.resize_with(c + 1, || None);
+        }
+        let chunk = self.chunks[c].get_or_insert_with(|| vec![0u64; CHUNK_PAGES / 64].into());
+        let bit = idx % CHUNK_PAGES;
+        chunk[bit / 64] |= 1 << (bit % 64);
+    }
+
+    fn contains(&self, pgno: u32) -> bool {
+        let idx = (pgno - 1) as usize;
+        let bit = idx % CHUNK_PAGES;
+        self.chunks
+            .get(idx / CHUNK_PAGES)
+            .and_then(|c| c.as_ref())
+            .is_some_and(|c| c[bit / 64] & (1 << (bit % 64)) != 0)
+    }
+
+    /// Forgets the pages after `commit`.
+    fn forget_above(&mut self, commit: u32) {
+        let keep = commit as usize;
+        self.chunks.truncate(keep.div_ceil(CHUNK_PAGES));
+        let in_last = keep % CHUNK_PAGES;
+        if in_last == 0 {
+            return;
+        }
+        if let Some(Some(c)) = self.chunks.last_mut() {
+            c[in_last.div_ceil(64)..].fill(0);
+            if in_last % 64 != 0 {
+                c[in_last / 64] &= (1u64 << (in_last % 64)) - 1;
+            }
         }
     }
 }
@@ -194,4 +224,33 @@ pub(crate) fn header_matches_name(h: &crate::ltx::Header, info: &FileInfo) -> Re
         ),
     )
     .in_file(&info.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_bits_hold_what_was_inserted_and_forget_above() {
+        let mut b = PageBits::default();
+        let pages = [1u32, 2, 63, 64, 65, 32_768, 32_769, 100_000, u32::MAX - 1];
+        for &p in &pages {
+            b.insert(p);
+        }
+        for &p in &pages {
+            assert!(b.contains(p), "{p}");
+        }
+        assert!(!b.contains(3) && !b.contains(32_770) && !b.contains(u32::MAX));
+        // One page near 2^32 costs one chunk.
+        assert_eq!(b.chunks.iter().flatten().count(), 4);
+        b.forget_above(64);
+        assert!(b.contains(1) && b.contains(63) && b.contains(64));
+        assert!(!b.contains(65) && !b.contains(32_768) && !b.contains(u32::MAX - 1));
+        b.insert(65);
+        assert!(b.contains(65));
+        b.forget_above(32_768);
+        assert!(b.contains(65));
+        b.forget_above(63);
+        assert!(b.contains(63) && !b.contains(64) && !b.contains(65));
+    }
 }
