@@ -163,7 +163,14 @@ fn replicate_to_s3_and_restore_both_ways() {
     store
         .wait_replicated(&db, None, Duration::from_secs(60))
         .unwrap();
-    std::thread::sleep(Duration::from_secs(2)); // an L1 compaction
+    // An L1 compaction (every second).
+    assert!(
+        wait_until(Duration::from_secs(60), || !client
+            .ltx_files(1, Txid::ZERO, false)
+            .unwrap()
+            .is_empty()),
+        "no L1 compaction"
+    );
     let want = dump(&db);
     assert!(store.close().unwrap().is_complete());
     drop(w);
