@@ -394,7 +394,15 @@ fn second_signal_aborts_a_shutdown_that_cannot_finish() {
     std::fs::write(&blocker, b"x").unwrap();
     let log = dir.join("log");
     let mut child = spawn_replicate(&db, &file_url(&blocker.join("replica")), &log);
-    std::thread::sleep(Duration::from_millis(1500));
+    // Up, with its signal handlers (installed before the store opens): a SIGTERM before
+    // that would end it at once, as "exited before the second signal".
+    assert!(
+        wait_until(Duration::from_secs(30), || std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("replicating ")),
+        "replicate never started: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     let pid = child.id().to_string();
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
     std::thread::sleep(Duration::from_millis(500));
