@@ -368,13 +368,23 @@ ENV
   log "nats: nats-server -js on 127.0.0.1:24222 (pid $(cat "$RUN/nats.pid"))"
 }
 
+# Whether process $1 is running. A server killed by a test stays a zombie until whoever
+# inherited it reaps it (maybe never, under a container's init), and `kill -0` succeeds on
+# a zombie: one counts as gone (it holds no ports and no files).
+alive() {
+  local stat
+  stat=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  stat=${stat//[[:space:]]/}
+  [ -n "$stat" ] && [ "${stat:0:1}" != Z ]
+}
+
 stop_one() {
   local name=$1 pidfile=$RUN/$1.pid
   [ -e "$pidfile" ] || return 0
   local pid; pid=$(cat "$pidfile")
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$pid"; then
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    for _ in $(seq 1 100); do alive "$pid" || break; sleep 0.2; done
     kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -f "$pidfile"

@@ -8,7 +8,7 @@ mod common;
 
 use std::fs::File;
 use std::io::Read;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use common::*;
 use litestream::ltx::{Encoder, Header, PageEncoding, HEADER_FLAG_NO_CHECKSUM, HEADER_SIZE};
@@ -16,22 +16,28 @@ use litestream::restore::{restore, RestoreOptions};
 use litestream::testing::MemoryClient;
 use litestream::{FileInfo, ReplicaClient, Result, Txid};
 
-/// The tests here one at a time, so each measures its own peak memory.
-static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// The tests here one at a time, so that what one measures of the process's memory is
+/// its own use: every test holds it from its start, building its inputs included.
+static ONE: Mutex<()> = Mutex::new(());
 
-/// Runs `f` alone and returns its result with this process's peak resident memory while
-/// it ran (KiB), which must stay within 64 MiB.
-fn bounded<T>(what: &str, f: impl FnOnce() -> T) -> T {
-    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-    // "5" resets the peak (VmHWM) to the current resident size.
+/// Takes [`ONE`] (whichever test panicked holding it before).
+fn one() -> MutexGuard<'static, ()> {
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `f` and returns its result, checking this process's peak resident memory rose by
+/// less than 64 MiB while it ran. The caller holds [`ONE`], so no other test of the
+/// process allocates meanwhile; the memory earlier tests left does not count.
+fn bounded<T>(_one: &MutexGuard<'static, ()>, what: &str, f: impl FnOnce() -> T) -> T {
     reset_peak_rss();
+    let base = rss_kib();
     let t = f();
-    let peak = peak_rss_kib();
+    let peak = peak_rss_growth_kib(base);
     assert!(
         peak < 64 * 1024,
-        "{what}: peak memory {peak} KiB, over 64 MiB"
+        "{what}: peak memory grew by {peak} KiB, over 64 MiB"
     );
-    eprintln!("{what}: peak memory {peak} KiB");
+    eprintln!("{what}: peak memory grew by {peak} KiB");
     t
 }
 
@@ -73,13 +79,18 @@ fn ltx_file(dir: &TempDir, page_size: u32, commit: u32, pages: u32, min: u64, ma
 
 /// Restores `client` into `dir/out.db` expecting an error; checks nothing was left behind
 /// and memory stayed bounded; returns the error text.
-fn refused(client: &dyn ReplicaClient, dir: &TempDir, what: &str) -> String {
+fn refused(
+    one: &MutexGuard<'static, ()>,
+    client: &dyn ReplicaClient,
+    dir: &TempDir,
+    what: &str,
+) -> String {
     let before: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
     let out = dir.join("out.db");
-    let err = bounded(what, || {
+    let err = bounded(one, what, || {
         restore(client, &RestoreOptions::new(&out)).map(|r| r.txid)
     })
     .expect_err(&format!("{what}: restore succeeded"));
@@ -95,6 +106,7 @@ fn refused(client: &dyn ReplicaClient, dir: &TempDir, what: &str) -> String {
 
 #[test]
 fn a_header_claiming_two_to_the_31_pages_is_refused() {
+    let one = one();
     let dir = TempDir::new("hostile-huge");
     // A good snapshot, then a file whose database is 2^31 pages (8 TiB at 4 KiB) and that
     // holds page 1 (checksums and all: only its claim is hostile).
@@ -102,19 +114,20 @@ fn a_header_claiming_two_to_the_31_pages_is_refused() {
     m.put(9, Txid(1), Txid(1), ltx_bytes(&dir, 4096, 2, 1));
     m.put(0, Txid(2), Txid(2), ltx_file(&dir, 4096, 1 << 31, 1, 2, 2));
     let _ = std::fs::remove_file(dir.join("file.ltx"));
-    let msg = refused(&m, &dir, "2^31 pages");
+    let msg = refused(&one, &m, &dir, "2^31 pages");
     assert!(msg.contains("page") || msg.contains("commit"), "{msg}");
 }
 
 #[test]
 fn a_page_size_that_is_not_a_power_of_two_is_refused() {
+    let one = one();
     let dir = TempDir::new("hostile-pgsz");
     let mut bytes = ltx_bytes(&dir, 4096, 2, 1);
     bytes[8..12].copy_from_slice(&3000u32.to_be_bytes());
     let _ = std::fs::remove_file(dir.join("file.ltx"));
     let m = MemoryClient::new();
     m.put(9, Txid(1), Txid(1), bytes);
-    let msg = refused(&m, &dir, "page size 3000");
+    let msg = refused(&one, &m, &dir, "page size 3000");
     assert!(msg.contains("page size 3000"), "{msg}");
 }
 
@@ -165,6 +178,7 @@ impl ReplicaClient for Liar {
 
 #[test]
 fn an_endless_body_is_refused_with_bounded_memory() {
+    let one = one();
     let dir = TempDir::new("hostile-endless");
     let m = Arc::new(MemoryClient::new());
     let mut bytes = ltx_bytes(&dir, 4096, 3, 1);
@@ -177,11 +191,12 @@ fn an_endless_body_is_refused_with_bounded_memory() {
         endless: true,
         size: 1 << 40,
     };
-    refused(&liar, &dir, "endless body");
+    refused(&one, &liar, &dir, "endless body");
 }
 
 #[test]
 fn a_listing_that_lies_about_sizes_restores_right_or_fails_clearly() {
+    let one = one();
     let dir = TempDir::new("hostile-sizes");
     let m = Arc::new(MemoryClient::new());
     let bytes = ltx_bytes(&dir, 4096, 3, 1);
@@ -194,7 +209,9 @@ fn a_listing_that_lies_about_sizes_restores_right_or_fails_clearly() {
             size,
         };
         let out = dir.join(format!("out-{size}.db"));
-        match bounded("lying sizes", || restore(&liar, &RestoreOptions::new(&out))) {
+        match bounded(&one, "lying sizes", || {
+            restore(&liar, &RestoreOptions::new(&out))
+        }) {
             Ok(r) => {
                 assert_eq!(r.txid, Txid(1));
                 assert_eq!(std::fs::metadata(&out).unwrap().len(), 3 * 4096);
@@ -217,6 +234,7 @@ fn a_listing_that_lies_about_sizes_restores_right_or_fails_clearly() {
 #[test]
 fn a_restore_that_fails_its_integrity_check_leaves_the_output_path_alone() {
     use litestream::restore::IntegrityCheck;
+    let _one = one();
     let dir = TempDir::new("integrity-fails");
     let src = dir.join("src.db");
     {
@@ -279,13 +297,14 @@ fn a_restore_that_fails_its_integrity_check_leaves_the_output_path_alone() {
 /// instead of keeping the bytes the page had before the shrink.
 #[test]
 fn a_page_lost_after_a_shrink_is_not_filled_from_before_it() {
+    let one = one();
     let dir = TempDir::new("hostile-shrink");
     let m = MemoryClient::new();
     m.put(0, Txid(1), Txid(1), ltx_file(&dir, 4096, 4, 4, 1, 1));
     m.put(0, Txid(2), Txid(2), ltx_file(&dir, 4096, 2, 2, 2, 2));
     // Grows back to 4 pages but holds only pages 1..3.
     m.put(0, Txid(3), Txid(3), ltx_file(&dir, 4096, 4, 3, 3, 3));
-    let msg = refused(&m, &dir, "page lost after a shrink");
+    let msg = refused(&one, &m, &dir, "page lost after a shrink");
     assert!(
         msg.contains("incomplete") && msg.contains("page 4"),
         "{msg}"
@@ -299,6 +318,7 @@ fn a_page_lost_after_a_shrink_is_not_filled_from_before_it() {
 fn a_timestamp_restore_never_stops_short_silently() {
     use litestream::restore::plan_files;
     use std::time::{Duration, UNIX_EPOCH};
+    let _one = one();
     let t = |s: u64| UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s);
     let files = vec![
         FileInfo::new(9, Txid(1), Txid(10), 100, t(10)),

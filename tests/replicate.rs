@@ -109,7 +109,13 @@ fn external_writer_checkpoints_compaction_and_point_in_time() {
         .wait_replicated(&db, None, Duration::from_secs(30))
         .unwrap();
     // Let L1/L2 compactions and a snapshot run.
-    std::thread::sleep(Duration::from_secs(5));
+    let peek = FileClient::new(&replica);
+    assert!(
+        wait_until(Duration::from_secs(60), || [1u8, 2, 9]
+            .into_iter()
+            .all(|l| !peek.ltx_files(l, Txid::ZERO, false).unwrap().is_empty())),
+        "no files in levels 1, 2 and 9"
+    );
     let final_dump = dump(&db);
     let report = store.close().unwrap();
     assert!(report.is_complete(), "{:?}", report.missing());
@@ -581,12 +587,28 @@ fn snapshots_and_retention_keep_the_replica_small_and_restorable() {
     store
         .wait_replicated(&db, None, Duration::from_secs(30))
         .unwrap();
-    std::thread::sleep(Duration::from_secs(3));
+    let client = FileClient::new(&replica);
+    // Retention catches up with the last writes (checked below, once the store is closed).
+    let trimmed = || {
+        let l0 = client.ltx_files(0, Txid::ZERO, false).unwrap();
+        let l9 = client.ltx_files(9, Txid::ZERO, false).unwrap();
+        let local = std::fs::read_dir(dir.join(".app.db-litestream/ltx/0"))
+            .unwrap()
+            .count() as u64;
+        let last = l0.last().map_or(0, |f| f.max_txid.0);
+        l9.len() <= 3
+            && l9.last().is_some_and(|f| f.max_txid.0 > 10)
+            && (l0.len() as u64) < last / 2
+            && local < last / 2
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), trimmed),
+        "retention did not catch up"
+    );
     let want = dump(&db);
     assert!(store.close().unwrap().is_complete());
     drop(w);
 
-    let client = FileClient::new(&replica);
     let l0 = client.ltx_files(0, Txid::ZERO, false).unwrap();
     let l9 = client.ltx_files(9, Txid::ZERO, false).unwrap();
     let local = std::fs::read_dir(dir.join(".app.db-litestream/ltx/0"))

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use litestream::client::FileClient;
+use litestream::client::{FileClient, SNAPSHOT_LEVEL};
 use litestream::restore::{restore, IntegrityCheck, RestoreOptions};
 use litestream::{CompactionLevels, Db, FileInfo, Replica, ReplicaClient, Result, Store, Txid};
 
@@ -198,15 +198,58 @@ fn idle_store_makes_no_files_and_no_requests() {
         .monitor_interval(Duration::from_millis(100))
         .checkpoint_interval(Duration::from_secs(2))
         .replica(Replica::new(client.clone()));
-    let mut store = Store::new(vec![d], CompactionLevels::default()).unwrap();
+    // Short levels and snapshot interval: every scheduled job comes due many times in the
+    // idle window below (and none is left to come due in it for the first time, as an L1
+    // compaction every 30 s on the wall clock's :00 and :30 would).
+    let levels = [1, 2, 3].map(Duration::from_secs);
+    let mut store = Store::new(vec![d], CompactionLevels::from_intervals(&levels).unwrap())
+        .unwrap()
+        .snapshot_interval(Duration::from_secs(3));
     store.open().unwrap();
     w.cmd("mixed 2 20");
     store.sync(&db).unwrap();
     store
         .wait_replicated(&db, None, Duration::from_secs(10))
         .unwrap();
-    // Settle: start-up compactions, the snapshot, retention and the time-based checkpoint.
-    std::thread::sleep(Duration::from_secs(4));
+    // Settle: every level and the snapshot hold the database's TXID (looked at through a
+    // client that is not counted), and for 5 s (past a time-based checkpoint's interval
+    // and every level's) no client call, sync or checkpoint happened.
+    let peek = FileClient::new(&replica);
+    let newest = |level| {
+        peek.ltx_files(level, Txid::ZERO, false)
+            .unwrap()
+            .last()
+            .map(|f| f.max_txid)
+    };
+    let quiet = Duration::from_secs(5);
+    let mut last: Option<(_, Instant)> = None;
+    let settled = wait_until(Duration::from_secs(60), || {
+        let st = &store.status()[0];
+        let t = st.local_txid;
+        let caught_up = st.replicas[0].remote_txid == Some(t)
+            && [0, 1, 2, 3, SNAPSHOT_LEVEL]
+                .into_iter()
+                .all(|l| newest(l) == Some(t));
+        let now = (
+            t,
+            client.calls.load(Ordering::SeqCst),
+            st.sync_count,
+            st.checkpoint_count,
+        );
+        match last {
+            Some((prev, since)) if caught_up && prev == now => since.elapsed() >= quiet,
+            _ => {
+                last = caught_up.then(|| (now, Instant::now()));
+                false
+            }
+        }
+    });
+    assert!(
+        settled,
+        "did not settle: {:?}, levels {:?}",
+        store.status()[0],
+        [0, 1, 2, 3, SNAPSHOT_LEVEL].map(newest)
+    );
     let calls = client.calls.load(Ordering::SeqCst);
     let files = (
         all_files(&replica),
@@ -351,7 +394,15 @@ fn second_signal_aborts_a_shutdown_that_cannot_finish() {
     std::fs::write(&blocker, b"x").unwrap();
     let log = dir.join("log");
     let mut child = spawn_replicate(&db, &file_url(&blocker.join("replica")), &log);
-    std::thread::sleep(Duration::from_millis(1500));
+    // Up, with its signal handlers (installed before the store opens): a SIGTERM before
+    // that would end it at once, as "exited before the second signal".
+    assert!(
+        wait_until(Duration::from_secs(30), || std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("replicating ")),
+        "replicate never started: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     let pid = child.id().to_string();
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
     std::thread::sleep(Duration::from_millis(500));

@@ -203,9 +203,10 @@ fn cli_follower_survives_kill_9_and_readers_see_whole_transactions() {
         .status();
     let status = follower.wait().unwrap();
     assert!(status.success(), "SIGINT: {status:?}");
+    let read = wait_until(Duration::from_secs(30), || reads.load(Ordering::SeqCst) > 0);
     done.store(true, Ordering::SeqCst);
     rd.join().expect("the reader failed");
-    assert!(reads.load(Ordering::SeqCst) > 0, "the reader never read");
+    assert!(read, "the reader never read");
     assert!(kills >= 3);
     assert_eq!(read_txid(&out).unwrap(), Some(before));
     assert_eq!(integrity(&out), "ok");
@@ -255,9 +256,11 @@ fn library_follow_applies_new_files_until_stopped() {
             && copy_equals(&out, &want)),
         "the library follower never caught up"
     );
+    // The reader looks for the file every 20 ms: give it the time to read once.
+    let read = wait_until(Duration::from_secs(30), || reads.load(Ordering::SeqCst) > 0);
     done.store(true, Ordering::SeqCst);
     rd.join().expect("the in-process reader failed");
-    assert!(reads.load(Ordering::SeqCst) > 0, "the reader never read");
+    assert!(read, "the reader never read");
     stop.store(true, Ordering::SeqCst);
     let r = th.join().unwrap().expect("follow");
     assert!(!r.resumed);

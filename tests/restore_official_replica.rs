@@ -4,13 +4,58 @@
 
 mod common;
 
+use std::io::Read;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::*;
 use litestream::client::FileClient;
+use litestream::ltx::{Header, HEADER_SIZE};
 use litestream::restore::{restore, IntegrityCheck, RestoreOptions};
 use litestream::{ReplicaClient, Txid};
+
+/// The WAL's salts and the end of its last committed frame (of the frames carrying its
+/// header's salts, in a row from the start).
+fn wal_commit_end(wal: &Path) -> Option<(u32, u32, u64)> {
+    let b = std::fs::read(wal).ok()?;
+    let be32 = |o: usize| u32::from_be_bytes(b[o..o + 4].try_into().unwrap());
+    if b.len() < 32 {
+        return None;
+    }
+    let page_size = match be32(8) {
+        1 => 65536,
+        n => n as usize,
+    };
+    let (salt1, salt2) = (be32(16), be32(20));
+    let (mut at, mut end) = (32, 32);
+    while at + 24 + page_size <= b.len() && be32(at + 8) == salt1 && be32(at + 12) == salt2 {
+        let commit = be32(at + 4) != 0;
+        at += 24 + page_size;
+        if commit {
+            end = at;
+        }
+    }
+    Some((salt1, salt2, end as u64))
+}
+
+/// The header of the local L0 file with the highest TXID.
+fn newest_l0_header(l0: &Path) -> Option<Header> {
+    let newest = std::fs::read_dir(l0)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let (_, max) = litestream::ltx::parse_file_name(e.file_name().to_str()?)?;
+            Some((max, e.path()))
+        })
+        .max()?;
+    let mut b = [0u8; HEADER_SIZE];
+    std::fs::File::open(newest.1)
+        .ok()?
+        .read_exact(&mut b)
+        .ok()?;
+    Header::from_bytes(&b).ok()
+}
 
 struct Point {
     txid: u64,
@@ -82,8 +127,23 @@ snapshot:
             wait_until(Duration::from_secs(10), || max_txid_in(&l0) > before),
             "no new L0 file after step {step}"
         );
-        // Quiet period: any sync that raced the commit is followed by one that includes it.
-        std::thread::sleep(Duration::from_millis(400));
+        // A sync that raced the commit made a file without it: wait for one that covers the
+        // WAL up to the commit (or for the WAL to have been restarted since, which the
+        // official binary does only after syncing it all).
+        let wal = dir.join("app.db-wal");
+        let (salt1, salt2, end) = wal_commit_end(&wal).expect("a WAL after a commit");
+        assert!(
+            wait_until(Duration::from_secs(30), || newest_l0_header(&l0)
+                .is_some_and(|h| {
+                    let later = h.wal_salt1.wrapping_sub(salt1) as i32;
+                    later > 0
+                        || (later == 0
+                            && h.wal_salt2 == salt2
+                            && (h.wal_offset + h.wal_size) as u64 >= end)
+                })),
+            "step {step}: no L0 file covers the WAL up to the commit (end {end}): {:?}",
+            newest_l0_header(&l0)
+        );
         let txid = max_txid_in(&l0);
         std::thread::sleep(Duration::from_millis(20));
         points.push(Point {

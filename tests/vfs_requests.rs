@@ -27,7 +27,7 @@ fn replicate(dir: &TempDir, client: Arc<dyn ReplicaClient>) -> (Connection, Syst
     let mut rng = Rng::new(7);
     let d = Db::new(&db)
         .monitor_interval(Duration::from_millis(100))
-        .replica(Replica::new(client).sync_interval(Duration::from_millis(100)));
+        .replica(Replica::new(client.clone()).sync_interval(Duration::from_millis(100)));
     let levels = CompactionLevels::from_intervals(&[Duration::from_millis(300)]).unwrap();
     let mut store = Store::new(vec![d], levels).unwrap();
     store.open().unwrap();
@@ -41,10 +41,25 @@ fn replicate(dir: &TempDir, client: Arc<dyn ReplicaClient>) -> (Connection, Syst
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-    store
+    let last = store
         .wait_replicated(&db, None, Duration::from_secs(30))
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    // Done changing: level 1 (the top level) compacted up to the last TXID, and the
+    // snapshot taken (the listings compared below would differ if either came between them).
+    let newest = |level| {
+        client
+            .ltx_files(level, Txid::ZERO, false)
+            .unwrap()
+            .last()
+            .map(|f| f.max_txid)
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || newest(1) == Some(last)
+            && newest(SNAPSHOT_LEVEL).is_some()),
+        "the replica did not settle: L1 at {:?}, L9 at {:?}, want {last}",
+        newest(1),
+        newest(SNAPSHOT_LEVEL)
+    );
     (src, t, store)
 }
 
