@@ -335,3 +335,30 @@ fn a_timestamp_restore_never_stops_short_silently() {
     assert_eq!(plan_files(&files, None, Some(t(11))).unwrap().len(), 1);
     assert_eq!(plan_files(&files, None, None).unwrap().len(), 2);
 }
+
+/// A file claiming 2^31 pages that holds one page near the end (checksums and all) costs
+/// the restore one chunk of its page bitmap, not a bitmap of every page before it
+/// (256 MiB), and is refused as incomplete.
+#[test]
+fn one_page_near_two_to_the_31_costs_bounded_memory() {
+    let one = one();
+    let dir = TempDir::new("hostile-far-page");
+    let m = MemoryClient::new();
+    m.put(9, Txid(1), Txid(1), ltx_bytes(&dir, 512, 2, 1));
+    let far = (1u32 << 31) + 7;
+    let h = Header {
+        flags: HEADER_FLAG_NO_CHECKSUM,
+        page_size: 512,
+        commit: far,
+        min_txid: Txid(2),
+        max_txid: Txid(2),
+        timestamp: 1_700_000_000_000,
+        ..Header::default()
+    };
+    let mut e = Encoder::new(Vec::new(), &h, PageEncoding::Frame).unwrap();
+    e.write_page(far, &[7u8; 512]).unwrap();
+    m.put(0, Txid(2), Txid(2), e.finish().unwrap().0);
+    let _ = std::fs::remove_file(dir.join("file.ltx"));
+    let msg = refused(&one, &m, &dir, "one page near 2^31");
+    assert!(msg.contains("incomplete"), "{msg}");
+}
