@@ -79,7 +79,7 @@ pub(crate) fn watch(entry: DbConfig, initial: Vec<PathBuf>, store: StoreHandle) 
         .spawn(move || {
             log::info!("watching {} for databases", dir.display());
             while !s.load(Ordering::SeqCst) {
-                if !ino.wait(Duration::from_millis(500), |_, _| {}) {
+                if !ino.wait(Duration::from_millis(500), |_, _, _| {}) {
                     continue;
                 }
                 for d in dirs(&dir, entry.recursive) {

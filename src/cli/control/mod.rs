@@ -96,10 +96,7 @@ pub(crate) fn serve(cfg: &SocketConfig, store: StoreHandle) -> Result<Server> {
             ))
         }
     }
-    let listener = UnixListener::bind(&path)
-        .map_err(|e| Error::io(format!("listen on unix socket {}", path.display()), e))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(cfg.permissions))
-        .map_err(|e| Error::io(format!("chmod socket {}", path.display()), e))?;
+    let listener = bind_with_mode(&path, cfg.permissions)?;
     let stop = Arc::new(AtomicBool::new(false));
     let ctx = Arc::new(Ctx {
         store,
@@ -125,6 +122,32 @@ pub(crate) fn serve(cfg: &SocketConfig, store: StoreHandle) -> Result<Server> {
         .map_err(|e| Error::io("start control socket thread", e))?;
     log::info!("control socket listening on {}", path.display());
     Ok(Server { path, stop })
+}
+
+/// Binds a listening socket at `path` that appears there with `mode` already set: it is
+/// bound under a temporary name in the same directory, given its mode, then renamed into
+/// place, so no client ever connects through the umask's mode.
+fn bind_with_mode(path: &Path, mode: u32) -> Result<UnixListener> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    // A temporary name left by a killed daemon of this pid (pids are reused).
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp)
+        .map_err(|e| Error::io(format!("listen on unix socket {}", path.display()), e))?;
+    let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io(format!("chmod socket {}", tmp.display()), e))
+        .and_then(|()| {
+            std::fs::rename(&tmp, path)
+                .map_err(|e| Error::io(format!("place socket {}", path.display()), e))
+        });
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(listener)
 }
 
 /// Serves one connection: one request, one answer.
@@ -171,13 +194,17 @@ fn expand(p: &str, ctx: &Ctx) -> std::result::Result<PathBuf, Response> {
         .map_err(|e| error(400, "invalid path", Some(&e.to_string())))
 }
 
-/// A request's `timeout` in seconds, or `default`.
+/// Longest wait a request may ask for: a day.
+const MAX_TIMEOUT: u64 = 24 * 3600;
+
+/// A request's `timeout` in seconds (at most [`MAX_TIMEOUT`]), or `default`.
 fn timeout(v: &Value, default: u64) -> Duration {
     Duration::from_secs(
         v.get("timeout")
             .and_then(Value::as_u64)
             .filter(|t| *t > 0)
-            .unwrap_or(default),
+            .unwrap_or(default)
+            .min(MAX_TIMEOUT),
     )
 }
 
