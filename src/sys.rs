@@ -145,6 +145,8 @@ impl Inotify {
     pub(crate) const DELETE: u32 = 0x200;
     /// The watched directory itself was deleted.
     pub(crate) const DELETE_SELF: u32 = 0x400;
+    /// The watch is gone (its directory deleted, or unwatched); always reported.
+    pub(crate) const IGNORED: u32 = 0x8000;
 
     /// A new, non-blocking instance.
     pub(crate) fn new() -> crate::error::Result<Inotify> {
