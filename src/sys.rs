@@ -132,6 +132,9 @@ mod inotify_ffi {
 impl Inotify {
     /// A file in a watched directory was written.
     pub(crate) const MODIFY: u32 = 0x2;
+    /// An entry's metadata (its mode, say) changed.
+    #[cfg(test)]
+    pub(crate) const ATTRIB: u32 = 0x4;
     /// An entry was moved out of a watched directory.
     pub(crate) const MOVED_FROM: u32 = 0x40;
     /// An entry was moved into a watched directory.
@@ -142,6 +145,8 @@ impl Inotify {
     pub(crate) const DELETE: u32 = 0x200;
     /// The watched directory itself was deleted.
     pub(crate) const DELETE_SELF: u32 = 0x400;
+    /// The watch is gone (its directory deleted, or unwatched); always reported.
+    pub(crate) const IGNORED: u32 = 0x8000;
 
     /// A new, non-blocking instance.
     pub(crate) fn new() -> crate::error::Result<Inotify> {
@@ -184,13 +189,13 @@ impl Inotify {
     }
 
     /// Waits up to `timeout` (at most a minute) for events and drains them, calling
-    /// `seen` with the mask and the name of each (the name is empty for the directory
-    /// itself, or when the kernel's queue overflowed and names were lost); true if there
-    /// were any.
+    /// `seen` with the watch descriptor, the mask and the name of each (the name is empty
+    /// for the directory itself, or when the kernel's queue overflowed and names were
+    /// lost); true if there were any.
     pub(crate) fn wait(
         &self,
         timeout: std::time::Duration,
-        mut seen: impl FnMut(u32, &[u8]),
+        mut seen: impl FnMut(i32, u32, &[u8]),
     ) -> bool {
         if !wait_readable(self.0, timeout.as_millis().min(60_000) as i32) {
             return false;
@@ -214,11 +219,11 @@ impl Inotify {
                 let word = |i: usize| {
                     u32::from_ne_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]])
                 };
-                let (mask, len) = (word(at + 4), word(at + 12) as usize);
+                let (wd, mask, len) = (word(at) as i32, word(at + 4), word(at + 12) as usize);
                 let name = bytes.get(at + 16..(at + 16 + len).min(end)).unwrap_or(&[]);
                 // The name is NUL-padded.
                 let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
-                seen(mask, name);
+                seen(wd, mask, name);
                 at += 16 + len;
             }
         }

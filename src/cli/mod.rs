@@ -12,6 +12,7 @@ mod control;
 mod flags;
 mod logger;
 mod metrics;
+mod paths;
 #[allow(unsafe_code)] // signal(2), kill(2), isatty(3)
 mod sys;
 mod watch;
@@ -158,11 +159,14 @@ fn parse_or_usage(
     Ok(Some(p))
 }
 
+/// The config file: `-config`, else `$LITESTREAM_CONFIG`, else the default; `~` expanded.
 fn config_path(p: &Parsed) -> PathBuf {
-    p.get("config")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("LITESTREAM_CONFIG").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG))
+    let given = p
+        .get("config")
+        .map(String::from)
+        .or_else(|| std::env::var("LITESTREAM_CONFIG").ok())
+        .unwrap_or_else(|| DEFAULT_CONFIG.to_string());
+    paths::expand(&given).unwrap_or_else(|_| PathBuf::from(given))
 }
 
 /// Loads the config file and applies its logging settings.
@@ -187,8 +191,9 @@ fn load_config(p: &Parsed) -> Result<Config> {
     Ok(cfg)
 }
 
+/// Whether `a` and `b` name the same file once absolute and clean ([`paths::clean`]).
 fn same_path(a: &Path, b: &Path) -> bool {
-    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let abs = |p: &Path| paths::clean(&std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
     abs(a) == abs(b)
 }
 

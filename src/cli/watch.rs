@@ -3,7 +3,7 @@
 //! running store and removed ones are stopped and dropped. The rescan, not the event,
 //! decides, so a missed or coalesced event costs nothing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,8 +16,8 @@ use crate::error::{Error, Result};
 use crate::sys::Inotify;
 use crate::StoreHandle;
 
-/// What a watched directory reports: entries coming and going, and writes (a database
-/// being created).
+/// What a watched directory reports: entries coming and going, writes (a database being
+/// created), and the directory itself going away.
 const MASK: u32 = Inotify::CREATE
     | Inotify::DELETE
     | Inotify::MOVED_FROM
@@ -59,35 +59,84 @@ fn dirs(dir: &Path, recursive: bool) -> Vec<PathBuf> {
     out
 }
 
-/// Watches the directory of `entry`, whose databases `initial` the store already has.
+/// The inotify watches of one entry's directories, by watch descriptor.
+struct Watches {
+    ino: Inotify,
+    by_wd: HashMap<i32, PathBuf>,
+}
+
+impl Watches {
+    /// Watches every directory of the entry not watched yet (a directory deleted and made
+    /// again, too); true if any watch was added.
+    fn add_missing(&mut self, dir: &Path, recursive: bool) -> bool {
+        let mut added = false;
+        for d in dirs(dir, recursive) {
+            if self.by_wd.values().any(|w| *w == d) {
+                continue;
+            }
+            if let Ok(wd) = self.ino.watch(&d, MASK) {
+                self.by_wd.insert(wd, d);
+                added = true;
+            }
+        }
+        added
+    }
+
+    /// Whether the entry's own directory is watched.
+    fn has(&self, dir: &Path) -> bool {
+        self.by_wd.values().any(|w| w == dir)
+    }
+
+    /// Waits for events; forgets the watches the kernel dropped (their directory deleted).
+    /// True if there were any events.
+    fn wait(&mut self, timeout: Duration) -> bool {
+        let mut dropped = Vec::new();
+        let any = self.ino.wait(timeout, |wd, mask, _| {
+            if mask & (Inotify::IGNORED | Inotify::DELETE_SELF) != 0 {
+                dropped.push(wd);
+            }
+        });
+        for wd in dropped {
+            self.by_wd.remove(&wd);
+        }
+        any
+    }
+}
+
+/// Watches the directory of `entry`, whose databases `initial` the store was built with;
+/// one rescan at start takes those that came or went since.
 pub(crate) fn watch(entry: DbConfig, initial: Vec<PathBuf>, store: StoreHandle) -> Result<Watcher> {
     let dir = entry
         .dir
         .clone()
         .ok_or_else(|| Error::Invalid("watch: true needs a dir: entry".into()))?;
-    let ino = Inotify::new()?;
-    let mut watched = HashSet::new();
+    let mut w = Watches {
+        ino: Inotify::new()?,
+        by_wd: HashMap::new(),
+    };
     for d in dirs(&dir, entry.recursive) {
-        ino.watch(&d, MASK)?;
-        watched.insert(d);
+        let wd = w.ino.watch(&d, MASK)?;
+        w.by_wd.insert(wd, d);
     }
+    let mut known: HashSet<PathBuf> = initial.into_iter().collect();
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
-    let mut known: HashSet<PathBuf> = initial.into_iter().collect();
     let thread = std::thread::Builder::new()
         .name("litestream-watch".into())
         .spawn(move || {
             log::info!("watching {} for databases", dir.display());
+            rescan(&entry, &dir, &mut known, &store);
             while !s.load(Ordering::SeqCst) {
-                if !ino.wait(Duration::from_millis(500), |_, _| {}) {
+                let woke = w.wait(Duration::from_millis(500));
+                // Idle with the directory watched: nothing to do. Without it (deleted),
+                // look every wait for it to be back.
+                if !woke && w.has(&dir) {
                     continue;
                 }
-                for d in dirs(&dir, entry.recursive) {
-                    if !watched.contains(&d) && ino.watch(&d, MASK).is_ok() {
-                        watched.insert(d);
-                    }
+                let added = w.add_missing(&dir, entry.recursive);
+                if woke || added {
+                    rescan(&entry, &dir, &mut known, &store);
                 }
-                rescan(&entry, &mut known, &store);
             }
         })
         .map_err(|e| Error::io("start directory watcher", e))?;
@@ -97,20 +146,19 @@ pub(crate) fn watch(entry: DbConfig, initial: Vec<PathBuf>, store: StoreHandle) 
     })
 }
 
-/// Adds the databases that appeared, removes the ones that are gone.
-fn rescan(entry: &DbConfig, known: &mut HashSet<PathBuf>, store: &StoreHandle) {
-    let found = match resolve_entry(entry) {
-        Ok(f) => f
-            .into_iter()
-            .map(|mut r| {
-                r.path = std::path::absolute(&r.path).unwrap_or(r.path);
-                r
-            })
-            .collect::<Vec<_>>(),
-        Err(e) => {
-            log::warn!("watch: {e}");
-            return;
+/// Adds the databases that appeared, removes the ones that are gone (all of them when the
+/// directory itself is).
+fn rescan(entry: &DbConfig, dir: &Path, known: &mut HashSet<PathBuf>, store: &StoreHandle) {
+    let found = if dir.is_dir() {
+        match resolve_entry(entry) {
+            Ok(f) => f,
+            Err(e) => {
+                log::warn!("watch: {e}");
+                return;
+            }
         }
+    } else {
+        Vec::new()
     };
     let now: HashSet<PathBuf> = found.iter().map(|r| r.path.clone()).collect();
     for r in &found {
@@ -138,5 +186,126 @@ fn rescan(entry: &DbConfig, known: &mut HashSet<PathBuf>, store: &StoreHandle) {
             ),
             Err(e) => log::warn!("{}: stop: {e}", p.display()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Instant, SystemTime};
+
+    use super::*;
+    use crate::{CompactionLevels, Store};
+
+    /// A scratch directory (removed on drop) holding `data/`, the watched directory.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let nanos = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default();
+            let p = std::env::temp_dir()
+                .join(format!("lsrs-watch-{name}-{}-{nanos}", std::process::id()));
+            std::fs::create_dir_all(p.join("data")).unwrap();
+            Scratch(p)
+        }
+
+        fn data(&self) -> PathBuf {
+            self.0.join("data")
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A running, empty store and the watched entry of `s`'s `data/`.
+    fn setup(s: &Scratch) -> (Store, DbConfig) {
+        let cfg = crate::cli::config::parse(&format!(
+            "dbs:\n  - dir: {}\n    pattern: \"*.db\"\n    watch: true\n    replica:\n      path: {}\n",
+            s.data().display(),
+            s.0.join("rep").display()
+        ))
+        .unwrap();
+        let mut store = Store::new(Vec::new(), CompactionLevels::default()).unwrap();
+        store.open().unwrap();
+        (store, cfg.dbs[0].clone())
+    }
+
+    fn make_db(path: &Path) {
+        let c = rusqlite::Connection::open(path).unwrap();
+        c.execute_batch("CREATE TABLE t (v); INSERT INTO t VALUES (1);")
+            .unwrap();
+    }
+
+    /// Whether `path` is in the store within ten seconds.
+    fn appears(store: &StoreHandle, path: &Path) -> bool {
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if store.contains(path) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Fails without the fix: the watcher took what it found at its own start as already
+    /// replicated, so a database made after the store was built (here: before the watcher
+    /// started, with no event after) was never added.
+    #[test]
+    fn a_database_made_before_the_watcher_started_is_taken() {
+        let s = Scratch::new("start");
+        let (mut store, entry) = setup(&s);
+        let db = s.data().join("a.db");
+        make_db(&db);
+        let w = watch(entry, Vec::new(), store.handle()).unwrap();
+        assert!(appears(&store.handle(), &db));
+        drop(w);
+        store.close().unwrap();
+    }
+
+    /// Fails without the fix: the deleted directory stayed in the watched set, so once made
+    /// again it was never watched and its new database never taken.
+    #[test]
+    fn a_directory_deleted_and_made_again_is_watched_again() {
+        let s = Scratch::new("recreate");
+        let (mut store, entry) = setup(&s);
+        let w = watch(entry, Vec::new(), store.handle()).unwrap();
+        std::fs::remove_dir(s.data()).unwrap();
+        // Long enough for the watcher to see the deletion.
+        std::thread::sleep(Duration::from_millis(1200));
+        std::fs::create_dir(s.data()).unwrap();
+        std::thread::sleep(Duration::from_millis(1200));
+        let db = s.data().join("b.db");
+        make_db(&db);
+        assert!(appears(&store.handle(), &db));
+        drop(w);
+        store.close().unwrap();
+    }
+
+    /// Fails without the fix: an empty file was taken (and set up) as a database at once.
+    /// Now it is taken when its first write makes it one.
+    #[test]
+    fn an_empty_file_is_taken_once_it_is_a_database() {
+        let s = Scratch::new("empty");
+        let (mut store, entry) = setup(&s);
+        let w = watch(entry, Vec::new(), store.handle()).unwrap();
+        let (empty, real) = (s.data().join("e.db"), s.data().join("r.db"));
+        std::fs::write(&empty, b"").unwrap();
+        std::fs::write(s.data().join("r.db-journal"), b"SQLite format 3\0").unwrap();
+        make_db(&real);
+        assert!(appears(&store.handle(), &real));
+        std::thread::sleep(Duration::from_millis(700));
+        let h = store.handle();
+        assert!(!h.contains(&empty), "{:?}", h.paths());
+        assert!(!h.contains(&s.data().join("r.db-journal")));
+        make_db(&empty);
+        assert!(appears(&h, &empty));
+        drop(w);
+        store.close().unwrap();
     }
 }

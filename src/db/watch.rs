@@ -80,7 +80,7 @@ pub(super) fn spawn(path: &Path, tx: Sender<Cmd>) -> Result<Arc<Wakes>> {
             // Idle, it sleeps: nothing wakes it but an event (a minute at most).
             loop {
                 let mut hit = false;
-                ino.wait(Duration::from_secs(60), |mask, name| {
+                ino.wait(Duration::from_secs(60), |_, mask, name| {
                     // The WAL, whatever happened to it; the database file coming or going
                     // (not our own checkpoints writing into it); a lost queue.
                     hit |= name == wal.as_slice()

@@ -2,9 +2,10 @@
 //! optionally restores missing databases first, runs it until a signal or the `-exec` child
 //! ends, and closes it.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::config::databases::{build_db, build_store, resolve_dbs, resolve_entry};
+use crate::cli::config::databases::{build_db, build_store, resolve_entry};
 use crate::cli::config::DbConfig;
 use crate::cli::flags::Flag;
 use crate::cli::{
@@ -43,15 +44,39 @@ pub(crate) fn run(args: &[String]) -> CliResult {
     if once.on && p.get("exec").is_some() {
         return Err(Usage("cannot specify -once flag with -exec".into()).into());
     }
+    // The watched entries, each with the databases the store starts with from it.
+    let mut watched: Vec<(DbConfig, Vec<PathBuf>)> = Vec::new();
     let (dbs, cfg) = if p.positional.is_empty() {
         let cfg = load_config(&p)?;
-        let resolved = resolve_dbs(&cfg)?;
+        let mut resolved = Vec::new();
+        for d in &cfg.dbs {
+            let found = resolve_entry(d)?;
+            if let (Some(dir), Some(pattern), false) = (&d.dir, &d.pattern, d.watch) {
+                // As Litestream: nothing would ever replicate this entry.
+                if found.is_empty() {
+                    return Err(Error::Invalid(format!(
+                        "no SQLite databases found in directory {} with pattern {pattern}",
+                        dir.display()
+                    ))
+                    .into());
+                }
+            }
+            if d.watch {
+                watched.push((d.clone(), found.iter().map(|r| r.path.clone()).collect()));
+            }
+            resolved.extend(found);
+        }
         if resolved.is_empty() {
-            return Err(Error::Invalid(format!(
-                "{}: no databases configured",
-                config_path(&p).display()
-            ))
-            .into());
+            // Litestream logs this and runs on; a watched directory or the control socket
+            // may add databases later, but with neither nothing ever could.
+            if !cfg.socket.enabled && !cfg.dbs.iter().any(|d| d.watch) {
+                return Err(Error::Invalid(format!(
+                    "{}: no databases configured (and no watched directory or control socket to add any)",
+                    config_path(&p).display()
+                ))
+                .into());
+            }
+            log::error!("no databases specified in configuration");
         }
         let mut dbs = Vec::new();
         for r in &resolved {
@@ -91,10 +116,6 @@ pub(crate) fn run(args: &[String]) -> CliResult {
         .or_else(|| cfg.as_ref().and_then(|c| c.exec.clone()));
     let addr = cfg.as_ref().and_then(|c| c.addr.clone());
     let socket = cfg.as_ref().map(|c| c.socket.clone()).filter(|s| s.enabled);
-    let watched: Vec<DbConfig> = cfg
-        .as_ref()
-        .map(|c| c.dbs.iter().filter(|d| d.watch).cloned().collect())
-        .unwrap_or_default();
     run_store(
         store,
         exec.as_deref(),
@@ -191,7 +212,7 @@ fn run_store(
     exec: Option<&str>,
     addr: Option<&str>,
     socket: Option<control::SocketConfig>,
-    watched: Vec<DbConfig>,
+    watched: Vec<(DbConfig, Vec<PathBuf>)>,
     once: Once,
 ) -> CliResult {
     sys::install();
@@ -212,11 +233,7 @@ fn run_store(
     };
     let mut watchers = Vec::new();
     if !once.on {
-        for d in watched {
-            let initial = resolve_entry(&d)?
-                .into_iter()
-                .map(|r| std::path::absolute(&r.path).unwrap_or(r.path))
-                .collect();
+        for (d, initial) in watched {
             watchers.push(watch::watch(d, initial, store.handle())?);
         }
     }

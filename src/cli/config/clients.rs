@@ -88,7 +88,8 @@ fn overlay(c: &mut ClientConfig, r: &ReplicaConfig, join: &dyn Fn(&str) -> Strin
     match c {
         // The place came from the url, else from `path`: only a sub-path is left to add.
         ClientConfig::File(p) => {
-            *p = PathBuf::from(join(&p.to_string_lossy()));
+            let joined = join(&p.to_string_lossy());
+            *p = crate::cli::paths::expand(&joined).map_err(|e| err(r.line, e))?;
             Ok(())
         }
         #[cfg(feature = "s3")]

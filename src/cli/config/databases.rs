@@ -136,6 +136,28 @@ pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
     pi == p.len()
 }
 
+/// Whether the file `name` could be a database of a `dir` entry with `pattern`: it matches,
+/// is not hidden, and is no WAL, shared-memory or rollback-journal file (Litestream's
+/// `shouldSkipPath`).
+fn candidate(pattern: &str, name: &str) -> bool {
+    !name.starts_with('.')
+        && glob_match(pattern, name)
+        && !["-wal", "-shm", "-journal"]
+            .iter()
+            .any(|s| name.ends_with(s))
+}
+
+/// Whether the file at `path` starts with SQLite's header, "SQLite format 3\0": an empty
+/// file an application has just created is not a database yet (Litestream's
+/// `IsSQLiteDatabase`).
+pub(crate) fn is_sqlite_db(path: &Path) -> bool {
+    use std::io::Read;
+    let mut header = [0u8; 16];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut header))
+        .is_ok_and(|()| &header == b"SQLite format 3\0")
+}
+
 /// The databases a `dir` entry matches, relative to the dir.
 fn discover(dir: &Path, pattern: &str, recursive: bool) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
@@ -157,10 +179,7 @@ fn discover(dir: &Path, pattern: &str, recursive: bool) -> Result<Vec<PathBuf>> 
                 if recursive {
                     stack.push(p);
                 }
-            } else if glob_match(pattern, &name)
-                && !name.ends_with("-wal")
-                && !name.ends_with("-shm")
-            {
+            } else if candidate(pattern, &name) && is_sqlite_db(&p) {
                 if let Ok(rel) = p.strip_prefix(dir) {
                     out.push(rel.to_path_buf());
                 }
@@ -215,19 +234,39 @@ pub(crate) fn resolve_entry(d: &DbConfig) -> Result<Vec<Resolved>> {
     let (Some(dir), Some(pattern)) = (&d.dir, &d.pattern) else {
         return Ok(out);
     };
+    if d.meta_path.is_some() && d.meta_dir.is_some() {
+        return Err(Error::Invalid(format!(
+            "{}: cannot specify both 'meta-path' and 'meta-dir'",
+            dir.display()
+        )));
+    }
     for rel in discover(dir, pattern, d.recursive)? {
         let rel_s = rel.to_string_lossy().into_owned();
+        let meta_path = match (&d.meta_dir, &d.meta_path) {
+            (Some(m), _) => Some(m.join(format!("{rel_s}-litestream"))),
+            (None, Some(m)) => Some(entry_meta_path(m, &rel)),
+            (None, None) => None,
+        };
         out.push(Resolved {
             path: dir.join(&rel),
             cfg: d.clone(),
-            meta_path: d
-                .meta_dir
-                .as_ref()
-                .map(|m| m.join(format!("{rel_s}-litestream"))),
+            meta_path,
             sub_path: Some(rel_s),
         });
     }
     Ok(out)
+}
+
+/// The meta path of the database at `rel` under a `dir` entry whose `meta-path` is `base`:
+/// `base/<rel's dir>/.<file>-litestream`, one per database (Litestream's
+/// `deriveMetaPathForDirectoryEntry`).
+fn entry_meta_path(base: &Path, rel: &Path) -> PathBuf {
+    match (rel.parent(), rel.file_name()) {
+        (Some(dir), Some(file)) => base
+            .join(dir)
+            .join(format!(".{}-litestream", file.to_string_lossy())),
+        _ => base.join(rel),
+    }
 }
 
 /// Builds a `Db` for a resolved database.
@@ -318,7 +357,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("lsrs-cfg-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("many/sub")).unwrap();
         for f in ["many/a.db", "many/sub/b.db", "many/skip.txt"] {
-            std::fs::write(dir.join(f), b"").unwrap();
+            std::fs::write(dir.join(f), b"SQLite format 3\0").unwrap();
         }
         let doc = format!(
             "levels:\n  - interval: 10s\n  - interval: 2m\nsnapshot:\n  interval: 6h\n  retention: 12h\nl0-retention: 2m\nl0-retention-check-interval: 20s\nretention:\n  enabled: false\nshutdown-sync-timeout: 5s\nregion: eu-west-1\naccess-key-id: AK\nsecret-access-key: SK\ndbs:\n  - path: {d}/one.db\n    meta-path: {d}/meta-one\n    monitor-interval: 250ms\n    checkpoint-interval: 30s\n    busy-timeout: 3s\n    min-checkpoint-page-count: 500\n    truncate-page-n: 5000\n    max-sync-wal-bytes: 8MiB\n    replicas:\n      - url: file://{d}/rep-one\n        sync-interval: 3s\n      - type: s3\n        bucket: bkt\n        path: one\n        endpoint: 127.0.0.1:9000\n        force-path-style: false\n        sign-payload: false\n        require-content-md5: false\n        skip-verify: true\n        storage-class: STANDARD_IA\n        part-size: 8MiB\n        concurrency: 2\n        sse-kms-key-id: key-1\n  - path: {d}/two.db\n    truncate-page-n: -1\n    replica:\n      path: {d}/rep-two\n  - dir: {d}/many\n    pattern: \"*.db\"\n    recursive: true\n    meta-dir: {d}/meta-many\n    replica:\n      type: file\n      path: {d}/rep-many\n",
@@ -387,6 +426,79 @@ mod tests {
         );
         assert!(!sc.retention);
         assert_eq!(store.config.shutdown_timeout, Duration::from_secs(5));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A scratch directory with the files `files` (name, contents).
+    fn scratch(name: &str, files: &[(&str, &[u8])]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("lsrs-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (f, body) in files {
+            let p = dir.join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, body).unwrap();
+        }
+        dir
+    }
+
+    /// Fails without the fix: the empty file and the journal were taken as databases.
+    #[test]
+    fn only_sqlite_files_are_discovered() {
+        let db: &[u8] = b"SQLite format 3\0 and pages";
+        let dir = scratch(
+            "discover",
+            &[
+                ("real.db", db),
+                ("empty.db", b""),
+                ("short.db", b"SQLite"),
+                ("text.db", b"not a database at all"),
+                ("real.db-journal", db),
+                ("real.db-wal", db),
+            ],
+        );
+        let cfg = parse(&format!(
+            "dbs:\n  - dir: {}\n    pattern: \"*\"\n    replica:\n      path: /r\n",
+            dir.display()
+        ))
+        .unwrap();
+        let found: Vec<_> = resolve_dbs(&cfg)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.path)
+            .collect();
+        assert_eq!(found, vec![dir.join("real.db")]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Fails without the fix: `meta-path` on a `dir:` entry was ignored (every database
+    /// kept its state beside itself).
+    #[test]
+    fn meta_path_on_a_directory_is_one_per_database() {
+        let db: &[u8] = b"SQLite format 3\0";
+        let dir = scratch("metapath", &[("a.db", db), ("sub/b.db", db)]);
+        let cfg = parse(&format!(
+            "dbs:\n  - dir: {d}\n    pattern: \"*.db\"\n    recursive: true\n    meta-path: {d}/meta\n    replica:\n      path: /r\n",
+            d = dir.display()
+        ))
+        .unwrap();
+        let metas: Vec<_> = resolve_dbs(&cfg)
+            .unwrap()
+            .iter()
+            .map(|r| build_db(r).unwrap().resolved_meta_path())
+            .collect();
+        assert_eq!(
+            metas,
+            vec![
+                dir.join("meta/.a.db-litestream"),
+                dir.join("meta/sub/.b.db-litestream")
+            ]
+        );
+        let both = parse(&format!(
+            "dbs:\n  - dir: {d}\n    pattern: \"*.db\"\n    meta-path: /m\n    meta-dir: /n\n    replica:\n      path: /r\n",
+            d = dir.display()
+        ))
+        .unwrap();
+        assert!(resolve_dbs(&both).is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

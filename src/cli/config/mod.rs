@@ -279,12 +279,21 @@ pub(crate) fn parse(doc: &str) -> Result<Config> {
     Ok(cfg)
 }
 
+/// A variable of the config file: `$PID` is this process's id (as Litestream since 0.5.10,
+/// whatever the environment says), the others come from the environment.
+fn env_var(k: &str) -> Option<String> {
+    if k == "PID" {
+        return Some(std::process::id().to_string());
+    }
+    std::env::var(k).ok()
+}
+
 /// Reads, expands and parses a config file.
 pub(crate) fn load(path: &Path, expand: bool) -> Result<Config> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::io(format!("read config {}", path.display()), e))?;
     let text = if expand {
-        yaml::expand_env(&text, &|k| std::env::var(k).ok())
+        yaml::expand_env(&text, &env_var)
     } else {
         text
     };
@@ -298,6 +307,56 @@ pub(crate) fn load(path: &Path, expand: bool) -> Result<Config> {
 mod tests {
     use super::*;
     use crate::CompactionLevels;
+
+    /// Fails without the fix: `$PID` expanded from the environment (to nothing).
+    #[test]
+    fn pid_in_the_config_is_the_process_id() {
+        let dir = std::env::temp_dir().join(format!("lsrs-pid-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("litestream.yml");
+        std::fs::write(
+            &file,
+            "dbs:\n  - path: /data/app-$PID.db\n    replica:\n      path: /backups/${PID}\n",
+        )
+        .unwrap();
+        let pid = std::process::id();
+        let cfg = load(&file, true).unwrap();
+        assert_eq!(
+            cfg.dbs[0].path,
+            Some(PathBuf::from(format!("/data/app-{pid}.db")))
+        );
+        assert_eq!(
+            cfg.dbs[0].replicas[0].path.as_deref(),
+            Some(format!("/backups/{pid}").as_str())
+        );
+        let raw = load(&file, false).unwrap();
+        assert_eq!(raw.dbs[0].path, Some(PathBuf::from("/data/app-$PID.db")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Fails without the fix: `~` was kept as a directory name.
+    #[test]
+    fn tilde_in_config_paths_is_the_home_directory() {
+        let Some(home) = crate::cli::paths::home().map(PathBuf::from) else {
+            return;
+        };
+        let cfg = parse(
+            "dbs:\n  - path: ~/a.db\n    meta-path: ~/meta\n    replica:\n      path: ~/backups\n  - dir: sqlite://~/many/../d\n    pattern: \"*.db\"\n    meta-dir: \"~\"\n    replica:\n      url: file:///r\n",
+        )
+        .unwrap();
+        let a = &cfg.dbs[0];
+        assert_eq!(a.path, Some(home.join("a.db")));
+        assert_eq!(a.meta_path, Some(home.join("meta")));
+        assert_eq!(
+            format!(
+                "{:?}",
+                crate::cli::config::clients::build_client(&a.replicas[0], None).unwrap()
+            ),
+            format!("{:?}", crate::client::FileClient::new(home.join("backups")))
+        );
+        assert_eq!(cfg.dbs[1].dir, Some(home.join("d")));
+        assert_eq!(cfg.dbs[1].meta_dir, Some(home.clone()));
+    }
 
     #[test]
     fn a_litestream_config() {

@@ -66,15 +66,15 @@ impl<'a> Obj<'a> {
         }
     }
 
+    /// A path, expanded as Litestream's `expand()` ([`crate::cli::paths::expand`]).
     pub(super) fn path(&mut self, key: &'static str) -> Result<Option<PathBuf>> {
-        Ok(self.str(key)?.map(|s| {
-            let s = s
-                .strip_prefix("sqlite3://")
-                .or_else(|| s.strip_prefix("sqlite://"))
-                .unwrap_or(&s)
-                .to_string();
-            PathBuf::from(s)
-        }))
+        let line = self.entry(key).map_or(self.line, |n| n.line);
+        match self.str(key)? {
+            None => Ok(None),
+            Some(s) => crate::cli::paths::expand(&s)
+                .map(Some)
+                .map_err(|e| err(line, format!("{key}: {e}"))),
+        }
     }
 
     /// A single value read through `parse`; when that fails, the error names the key's line,

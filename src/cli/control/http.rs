@@ -33,14 +33,19 @@ pub(crate) struct Response {
     pub body: String,
 }
 
+/// `%XX` escapes decoded, on bytes (a `%` not followed by two hex digits stays as it is).
 fn percent_decode(s: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16);
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
+        if b[i] == b'%' {
+            if let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            ) {
+                out.push((h * 16 + l) as u8);
                 i += 3;
                 continue;
             }
@@ -216,5 +221,17 @@ mod tests {
         .unwrap();
         let mut body = BufReader::new(&b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"[..]);
         assert_eq!(read_body(&mut body, &headers, true).unwrap(), "abcde");
+    }
+
+    /// Fails without the fix: `%a` before a multi-byte character sliced the &str inside it
+    /// and panicked the connection's thread.
+    #[test]
+    fn a_percent_before_a_multibyte_character_is_kept() {
+        let raw = "GET /txid?path=/x%a\u{e9}%%2%41%e2%82%ac HTTP/1.1\r\n\r\n";
+        let r = read_request(&mut raw.as_bytes()).unwrap();
+        assert_eq!(r.query("path").as_deref(), Some("/x%a\u{e9}%%2A\u{20ac}"));
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("\u{e9}%"), "\u{e9}%");
     }
 }

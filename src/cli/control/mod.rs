@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use http::{Request, Response};
 
+use crate::cli::paths;
 use crate::error::{Error, Result};
 use crate::time::format_rfc3339;
 use crate::wire::json::{self, quote, Value};
@@ -62,6 +63,8 @@ struct Ctx {
     store: StoreHandle,
     started: SystemTime,
     pid: u32,
+    /// What `~` in a request's path stands for.
+    home: Option<PathBuf>,
 }
 
 /// Binds the socket (replacing a stale one left by a killed daemon), sets its
@@ -93,15 +96,13 @@ pub(crate) fn serve(cfg: &SocketConfig, store: StoreHandle) -> Result<Server> {
             ))
         }
     }
-    let listener = UnixListener::bind(&path)
-        .map_err(|e| Error::io(format!("listen on unix socket {}", path.display()), e))?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(cfg.permissions))
-        .map_err(|e| Error::io(format!("chmod socket {}", path.display()), e))?;
+    let listener = bind_with_mode(&path, cfg.permissions)?;
     let stop = Arc::new(AtomicBool::new(false));
     let ctx = Arc::new(Ctx {
         store,
         started: SystemTime::now(),
         pid: std::process::id(),
+        home: paths::home().map(PathBuf::from),
     });
     let s = stop.clone();
     std::thread::Builder::new()
@@ -123,6 +124,33 @@ pub(crate) fn serve(cfg: &SocketConfig, store: StoreHandle) -> Result<Server> {
     Ok(Server { path, stop })
 }
 
+/// Binds a listening socket at `path` that appears there with `mode` already set: it is
+/// bound under a temporary name in the same directory, given its mode, then renamed into
+/// place, so no client ever connects through the umask's mode.
+fn bind_with_mode(path: &Path, mode: u32) -> Result<UnixListener> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    // A temporary name left by a killed daemon of this pid (pids are reused).
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp)
+        .map_err(|e| Error::io(format!("listen on unix socket {}", path.display()), e))?;
+    let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io(format!("chmod socket {}", tmp.display()), e))
+        .and_then(|()| {
+            std::fs::rename(&tmp, path)
+                .map_err(|e| Error::io(format!("place socket {}", path.display()), e))
+        });
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(listener)
+}
+
+/// Serves one connection: one request, one answer.
 fn serve_conn(mut stream: UnixStream, ctx: &Ctx) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let resp = match http::read_request(&mut stream) {
@@ -148,33 +176,35 @@ fn ok(body: String) -> Response {
     }
 }
 
-/// The request's JSON body, with its `path` (required) made absolute.
-fn body_with_path(req: &Request) -> std::result::Result<(Value, PathBuf), Response> {
+/// The request's JSON body, with its `path` (required) expanded.
+fn body_with_path(req: &Request, ctx: &Ctx) -> std::result::Result<(Value, PathBuf), Response> {
     let v = json::parse(&req.body)
         .map_err(|e| error(400, "invalid request body", Some(&e.to_string())))?;
     let path = match v.get("path").and_then(Value::as_str) {
-        Some(p) if !p.is_empty() => expand(p),
+        Some(p) if !p.is_empty() => expand(p, ctx)?,
         _ => return Err(error(400, "path required", None)),
     };
     Ok((v, path))
 }
 
-/// `~` expansion and an absolute path, as the official daemon's path expander.
-fn expand(p: &str) -> PathBuf {
-    let p = match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => Path::new(&home).join(rest),
-        _ => PathBuf::from(p),
-    };
-    std::path::absolute(&p).unwrap_or(p)
+/// A request's database path as the config's are ([`paths::expand_with`]), so both name a
+/// database alike.
+fn expand(p: &str, ctx: &Ctx) -> std::result::Result<PathBuf, Response> {
+    paths::expand_with(p, ctx.home.as_deref())
+        .map_err(|e| error(400, "invalid path", Some(&e.to_string())))
 }
 
-/// A request's `timeout` in seconds, or `default`.
+/// Longest wait a request may ask for: a day.
+const MAX_TIMEOUT: u64 = 24 * 3600;
+
+/// A request's `timeout` in seconds (at most [`MAX_TIMEOUT`]), or `default`.
 fn timeout(v: &Value, default: u64) -> Duration {
     Duration::from_secs(
         v.get("timeout")
             .and_then(Value::as_u64)
             .filter(|t| *t > 0)
-            .unwrap_or(default),
+            .unwrap_or(default)
+            .min(MAX_TIMEOUT),
     )
 }
 
@@ -223,14 +253,17 @@ fn route(req: &Request, ctx: &Ctx) -> Response {
             let Some(p) = req.query("path") else {
                 return error(400, "path required", None);
             };
-            let p = expand(&p);
+            let p = match expand(&p, ctx) {
+                Ok(p) => p,
+                Err(r) => return r,
+            };
             if !store.contains(&p) {
                 return error(404, "database not found", None);
             }
             ok(format!("{{\"txid\":{}}}", txid_of(&p)))
         }
         ("POST", "/register") => {
-            let (v, path) = match body_with_path(req) {
+            let (v, path) = match body_with_path(req, ctx) {
                 Ok(x) => x,
                 Err(r) => return r,
             };
@@ -253,7 +286,7 @@ fn route(req: &Request, ctx: &Ctx) -> Response {
             ok(format!("{{\"status\":{},\"path\":{}}}", quote(status), path_json(&path)))
         }
         ("POST", "/unregister") => {
-            let (v, path) = match body_with_path(req) {
+            let (v, path) = match body_with_path(req, ctx) {
                 Ok(x) => x,
                 Err(r) => return r,
             };
@@ -271,7 +304,7 @@ fn route(req: &Request, ctx: &Ctx) -> Response {
             }
         }
         ("POST", "/start") | ("POST", "/stop") => {
-            let (v, path) = match body_with_path(req) {
+            let (v, path) = match body_with_path(req, ctx) {
                 Ok(x) => x,
                 Err(r) => return r,
             };
@@ -299,7 +332,7 @@ fn route(req: &Request, ctx: &Ctx) -> Response {
             ))
         }
         ("POST", "/sync") => {
-            let (v, path) = match body_with_path(req) {
+            let (v, path) = match body_with_path(req, ctx) {
                 Ok(x) => x,
                 Err(r) => return r,
             };
@@ -327,3 +360,6 @@ fn route(req: &Request, ctx: &Ctx) -> Response {
         _ => error(404, "not found", None),
     }
 }
+
+#[cfg(test)]
+mod tests;
