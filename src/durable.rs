@@ -16,6 +16,15 @@ pub(crate) fn sibling(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// `.<name><suffix>` beside `path`: a hidden work file that no directory scan (a `dir:`
+/// entry's pattern, a glob) mistakes for a database even when it holds one.
+pub(crate) fn hidden_sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
 /// fsyncs a directory so a rename in it is durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)

@@ -269,7 +269,11 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Error::NotFound { backend, target } => write!(f, "{backend}: not found: {target}"),
-            Error::InvalidUrl { url, reason } => write!(f, "invalid replica url {url:?}: {reason}"),
+            Error::InvalidUrl { url, reason } => write!(
+                f,
+                "invalid replica url {:?}: {reason}",
+                crate::url::redact_credentials(url)
+            ),
             Error::Invalid(m) => write!(f, "{m}"),
             Error::State(m) => write!(f, "{m}"),
             Error::Shutdown(m) => write!(f, "{m}"),

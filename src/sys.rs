@@ -145,6 +145,8 @@ impl Inotify {
     pub(crate) const DELETE: u32 = 0x200;
     /// The watched directory itself was deleted.
     pub(crate) const DELETE_SELF: u32 = 0x400;
+    /// The watched directory itself was moved (renamed away).
+    pub(crate) const MOVE_SELF: u32 = 0x800;
     /// The watch is gone (its directory deleted, or unwatched); always reported.
     pub(crate) const IGNORED: u32 = 0x8000;
 

@@ -203,9 +203,41 @@ pub(crate) fn redact(url: &str) -> String {
     format!("{scheme}://{host}{tail}")
 }
 
+/// `url` with what can be a credential replaced by `…` — the user name and password and
+/// the query (an Azure SAS signature, a NATS token) — and the scheme, host and path kept,
+/// for messages about a replica URL.
+pub(crate) fn redact_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url
+            .split_once('?')
+            .map_or(url.to_string(), |(p, _)| format!("{p}?…"));
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = match authority.rsplit_once('@') {
+        Some((_, h)) => format!("…@{h}"),
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, _)) => format!("{path}?…"),
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{host}{tail}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redacts_credentials_keeping_the_path() {
+        assert_eq!(
+            redact_credentials("sftp://deploy:hunter2@host:22/db/app?key=SECRET"),
+            "sftp://…@host:22/db/app?…"
+        );
+        assert_eq!(redact_credentials("s3://bucket/path"), "s3://bucket/path");
+        assert_eq!(redact_credentials("/local/path"), "/local/path");
+    }
 
     #[test]
     fn redacts() {

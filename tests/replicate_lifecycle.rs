@@ -580,3 +580,30 @@ fn a_database_that_never_appeared_does_not_hold_up_shutdown() {
         started.elapsed()
     );
 }
+
+/// A database that exists but cannot be opened (its state directory's path is taken by a
+/// file) holds changes nobody replicated: the close report says so.
+#[test]
+fn a_database_that_cannot_open_is_reported_not_replicated() {
+    let dir = TempDir::new("cannot-open");
+    let db = dir.join("app.db");
+    let _c = make_db(&db, 1, 5);
+    let blocked = dir.join("state-is-a-file");
+    std::fs::write(&blocked, b"not a directory").unwrap();
+    let d = Db::new(&db)
+        .monitor_interval(Duration::from_millis(50))
+        .meta_path(&blocked)
+        .replica(Replica::new(Arc::new(FileClient::new(dir.join("replica")))));
+    let mut store = Store::new(vec![d], CompactionLevels::default())
+        .unwrap()
+        .shutdown_timeout(Duration::from_secs(2));
+    store.open().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || store.status()[0]
+            .error
+            .is_some()),
+        "the open never failed"
+    );
+    let report = store.close().unwrap();
+    assert!(!report.is_complete(), "{:?}", report.dbs);
+}

@@ -473,5 +473,5 @@ fn a_big_bridging_file_is_applied_in_bounded_memory() {
     eprintln!("FIGURE follow: a 64 MiB bridging file raised peak memory by {grew} KiB");
     assert!(grew < 32 * 1024, "peak memory grew by {grew} KiB");
     assert!(copy_equals(&out, &want));
-    assert!(!dir.join("copy.db.follow-pages.tmp").exists());
+    assert!(!dir.join(".copy.db.follow-pages.tmp").exists());
 }

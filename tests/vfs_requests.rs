@@ -280,3 +280,72 @@ fn lookups_read_pages_alone_and_scans_read_ahead() {
     assert!(gets <= 40, "a scan of ~1000 pages took {gets} reads");
     assert_eq!(dump_conn(&rc), dump_conn(&src));
 }
+
+/// Every page of the database file `db` as an LTX file `min-max` (a temp file in `dir`).
+fn ltx_of(dir: &TempDir, db: &std::path::Path, min: u64, max: u64) -> std::fs::File {
+    use litestream::ltx::{Encoder, Header, PageEncoding, HEADER_FLAG_NO_CHECKSUM};
+    let bytes = std::fs::read(db).unwrap();
+    let h = Header {
+        flags: HEADER_FLAG_NO_CHECKSUM,
+        page_size: 4096,
+        commit: (bytes.len() / 4096) as u32,
+        min_txid: Txid(min),
+        max_txid: Txid(max),
+        timestamp: 1_700_000_000_000 + max as i64,
+        ..Header::default()
+    };
+    let p = dir.join(unique("ltx"));
+    let mut e = Encoder::new(std::fs::File::create(&p).unwrap(), &h, PageEncoding::Frame).unwrap();
+    for (i, page) in bytes.chunks(4096).enumerate() {
+        e.write_page(i as u32 + 1, page).unwrap();
+    }
+    e.finish().unwrap();
+    std::fs::File::open(&p).unwrap()
+}
+
+/// The newest level-0 file, compacted into level 1 and then deleted while the writer
+/// idles, is planned again once: the rebuilt state becomes the newest, instead of every
+/// later transaction pinning the old map, missing and listing the whole replica again.
+#[test]
+fn a_newest_level_0_file_compacted_away_is_planned_again_once() {
+    let dir = TempDir::new("vfs-l0-gone");
+    let db = dir.join("src.db");
+    let src = Connection::open(&db).unwrap();
+    src.execute_batch(
+        "PRAGMA journal_mode=DELETE; CREATE TABLE t(x);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200)
+         INSERT INTO t SELECT randomblob(100) FROM n;",
+    )
+    .unwrap();
+    let client = Arc::new(FileClient::new(dir.join("replica")));
+    client
+        .write_ltx_file(SNAPSHOT_LEVEL, Txid(1), Txid(1), &ltx_of(&dir, &db, 1, 1))
+        .unwrap();
+    src.execute_batch("INSERT INTO t VALUES (1)").unwrap();
+    let l0 = ltx_of(&dir, &db, 2, 2);
+    client.write_ltx_file(0, Txid(2), Txid(2), &l0).unwrap();
+    let reader = ReplicaReader::open(
+        client.clone(),
+        ReaderOptions {
+            cache_size: 0,
+            ..quiet()
+        },
+    )
+    .unwrap();
+    let count = |c: &Connection| -> i64 {
+        c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(count(&open("vfs-l0-gone", reader.clone())), 201);
+    // Compaction moves it to level 1; L0 retention deletes it.
+    client.write_ltx_file(1, Txid(2), Txid(2), &l0).unwrap();
+    client
+        .delete_ltx_files(&client.ltx_files(0, Txid::ZERO, false).unwrap())
+        .unwrap();
+    let before = reader.stats().lists;
+    for _ in 0..5 {
+        assert_eq!(count(&open("vfs-l0-gone", reader.clone())), 201);
+    }
+    let lists = reader.stats().lists - before;
+    assert!(lists <= 2, "{lists} listings for 5 connections");
+}

@@ -131,3 +131,34 @@ fn nothing_that_could_add_a_database_is_refused() {
         .arg(&cfg));
     assert!(!ok && err.contains("no databases configured"), "{err}");
 }
+
+/// The watcher's rescans (one at start, one after each write in the directory) never open
+/// a database it replicates to read its header: closing that descriptor dropped every
+/// POSIX lock the daemon held on the file, so the application's last close took the
+/// database for itself and deleted the WAL under the daemon's connections.
+#[test]
+fn rescans_keep_the_daemons_locks_on_watched_databases() {
+    let dir = TempDir::new("watch-locks");
+    let (data, replica) = (dir.join("data"), dir.join("replica"));
+    std::fs::create_dir_all(&data).unwrap();
+    let db = data.join("a.db");
+    let mut w = Writer::spawn(&db, 5000);
+    w.cmd("mixed 1 20");
+    let sock = dir.join("ls.sock");
+    let cfg = config(&dir, &sock, &watched(&data, &replica));
+    let log = dir.join("daemon.log");
+    let mut daemon = start(&cfg, &sock, &log);
+    assert_replicated(&dir, &sock, &db, &replica.join("a.db"));
+    // Writes in the directory wake the watcher, which rescans it.
+    for seed in 2..6 {
+        w.cmd(&format!("mixed {seed} 5"));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    drop(w);
+    assert!(
+        data.join("a.db-wal").exists(),
+        "the application's last close deleted the WAL: the daemon's locks were dropped"
+    );
+    assert_replicated(&dir, &sock, &db, &replica.join("a.db"));
+    assert!(terminate(&mut daemon, Duration::from_secs(60)));
+}

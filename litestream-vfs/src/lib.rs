@@ -32,7 +32,16 @@ impl log::Log for StderrLog {
     }
     fn log(&self, r: &log::Record<'_>) {
         if self.enabled(r.metadata()) && r.target().starts_with("litestream") {
-            eprintln!("litestream-vfs {} {}", r.level(), r.args());
+            // Never `eprintln!`: it panics when stderr fails (a closed pipe, which a host
+            // ignoring SIGPIPE sees as EPIPE), and a panic in SQLite's callbacks aborts
+            // the host process.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "litestream-vfs {} {}",
+                r.level(),
+                r.args()
+            );
         }
     }
     fn flush(&self) {}

@@ -10,20 +10,22 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::cli::config::databases::{build_db, resolve_entry};
+use crate::cli::config::databases::{build_db, resolve_entry_known};
 use crate::cli::config::DbConfig;
 use crate::error::{Error, Result};
 use crate::sys::Inotify;
 use crate::StoreHandle;
 
 /// What a watched directory reports: entries coming and going, writes (a database being
-/// created), and the directory itself going away.
+/// created), and the directory itself going away (deleted, or renamed: a directory made
+/// again under its name is then watched anew).
 const MASK: u32 = Inotify::CREATE
     | Inotify::DELETE
     | Inotify::MOVED_FROM
     | Inotify::MOVED_TO
     | Inotify::MODIFY
-    | Inotify::DELETE_SELF;
+    | Inotify::DELETE_SELF
+    | Inotify::MOVE_SELF;
 
 /// A running directory watcher; dropping it stops the thread.
 pub(crate) struct Watcher {
@@ -92,7 +94,7 @@ impl Watches {
     fn wait(&mut self, timeout: Duration) -> bool {
         let mut dropped = Vec::new();
         let any = self.ino.wait(timeout, |wd, mask, _| {
-            if mask & (Inotify::IGNORED | Inotify::DELETE_SELF) != 0 {
+            if mask & (Inotify::IGNORED | Inotify::DELETE_SELF | Inotify::MOVE_SELF) != 0 {
                 dropped.push(wd);
             }
         });
@@ -149,16 +151,23 @@ pub(crate) fn watch(entry: DbConfig, initial: Vec<PathBuf>, store: StoreHandle) 
 /// Adds the databases that appeared, removes the ones that are gone (all of them when the
 /// directory itself is).
 fn rescan(entry: &DbConfig, dir: &Path, known: &mut HashSet<PathBuf>, store: &StoreHandle) {
-    let found = if dir.is_dir() {
-        match resolve_entry(entry) {
+    // Only a directory that is not there is gone: a stat that fails otherwise (EACCES,
+    // EIO, a stale NFS handle) keeps its databases.
+    let gone = matches!(std::fs::metadata(dir), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+    let found = if gone {
+        Vec::new()
+    } else {
+        // The databases replicated already are never opened to check their header: closing
+        // a descriptor of ours on a live database drops every POSIX lock this process holds
+        // on it, our SQLite connections' included.
+        let replicated = |p: &Path| known.contains(p) || store.contains(p);
+        match resolve_entry_known(entry, &replicated) {
             Ok(f) => f,
             Err(e) => {
                 log::warn!("watch: {e}");
                 return;
             }
         }
-    } else {
-        Vec::new()
     };
     let now: HashSet<PathBuf> = found.iter().map(|r| r.path.clone()).collect();
     for r in &found {

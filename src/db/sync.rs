@@ -34,8 +34,8 @@ impl Syncer {
             );
             self.begin_read()?;
         }
-        if allow_snapshot {
-            self.ensure_wal()?;
+        if allow_snapshot && !self.ensure_wal()? {
+            return Ok(SyncOutcome::Done);
         }
         // Enough chunks to cover the WAL as it is now (its file size bounds its frames).
         let chunk = self.shared.opts.max_sync_wal_bytes;
@@ -50,26 +50,39 @@ impl Syncer {
     }
 
     /// Makes a WAL when there is none with a header (the application truncated a fully
-    /// backfilled one while R read the database file alone, which SQLite allows): one
-    /// write of `_litestream_seq`, as Litestream does before each sync, and R taken again
-    /// so that it reads that WAL and keeps it. Without it every tick would find no WAL
-    /// header, prove nothing, and copy the whole database again.
-    fn ensure_wal(&mut self) -> Result<()> {
+    /// backfilled one), as Litestream does before each sync: one write of
+    /// `_litestream_seq`. Without it a read transaction taken on the database file alone
+    /// (read mark 0, which SQLite lets a TRUNCATE checkpoint pass) proved nothing at
+    /// every tick, and each copied the whole database again. Returns false when the
+    /// application holds the write lock: nothing can be committed meanwhile, so there is
+    /// nothing to copy yet.
+    fn ensure_wal(&mut self) -> Result<bool> {
         let has_header = fs::metadata(&self.wal_path)
             .map(|m| m.len() >= WAL_HEADER_SIZE)
             .unwrap_or(false);
         if has_header {
-            return Ok(());
+            return Ok(true);
         }
         log::debug!(
             "{}: no WAL header; writing one transaction to make one",
             self.shared.path.display()
         );
-        self.w.exec(super::open::BUMP_SEQ)?;
-        // R taken again outside the barrier vouches for no restart: the application may
-        // have written through the WAL it emptied, so the next copy is a snapshot.
-        self.end_read()?;
-        self.begin_read()
+        match self.w.exec(super::open::BUMP_SEQ) {
+            Ok(()) => {}
+            Err(Error::Sqlite { code, .. }) if matches!(code & 0xff, 5 | 6) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        if !self.restart_ok {
+            // R read the database file alone outside the barrier: take it again on the
+            // new WAL, which it then keeps (a TRUNCATE cannot pass a reader of frames).
+            // The next copy is a snapshot: nothing vouches for what happened meanwhile.
+            self.end_read()?;
+            self.begin_read()?;
+        }
+        // With `restart_ok`, R was taken under the barrier after everything was copied and
+        // backfilled: SQLite backfills nothing past a reader on mark 0, so the database
+        // file is as R saw it and the new WAL continues it.
+        Ok(true)
     }
 
     /// Runs `copy`, and once more if a WAL restart raced it (possible only while R reads
@@ -173,9 +186,15 @@ impl Syncer {
         match (&pos, &hdr) {
             (None, _) => why_snapshot = Some("first sync"),
             _ if self.renumber_after.is_some() => why_snapshot = Some("new lineage"),
-            // Our checkpoints never empty the WAL file; the application did (a TRUNCATE
-            // checkpoint), and may have written through it first, restart or not.
-            (Some(_), None) => why_snapshot = Some("WAL was emptied by another process"),
+            // Emptied by the application (a TRUNCATE checkpoint). Only under the barrier
+            // (`ensure_wal` makes a WAL otherwise): with `restart_ok` the database file is
+            // as R saw it (see `ensure_wal`).
+            (Some(_), None) => {
+                if self.restart_ok {
+                    return Ok((SyncOutcome::Done, false));
+                }
+                why_snapshot = Some("WAL was emptied while continuity could not be proven");
+            }
             (Some(p), Some(h)) if h.salts() == p.salts && p.end >= WAL_HEADER_SIZE => {
                 if p.end > wal_size {
                     why_snapshot = Some("WAL truncated by another process");

@@ -219,18 +219,14 @@ fn a_dropped_syncer_stops_pacing() {
     );
 }
 
-/// An application that truncates a fully backfilled WAL while the syncer's read
-/// transaction reads the database file alone (read mark 0, which SQLite lets a TRUNCATE
-/// checkpoint pass) costs one snapshot, not one per tick: the syncer makes a WAL again,
-/// as Litestream does, and its read transaction then keeps it.
-#[test]
-fn a_wal_truncated_by_the_application_costs_one_snapshot() {
-    let dir = Scratch::new("app-truncates");
+/// A syncer opened on a database whose tables it needs exist and whose WAL is all
+/// backfilled (so it writes nothing and its read transaction reads the database file
+/// alone), then the WAL emptied by the application's TRUNCATE checkpoint.
+fn truncated_behind_the_syncer(name: &str) -> (Scratch, Conn, Syncer) {
+    let dir = Scratch::new(name);
     let path = dir.0.join("app.db");
     let app = app(&path);
     app.exec(INSERT_ROWS).unwrap();
-    // The syncer's tables exist and everything is backfilled before it opens, so it
-    // writes nothing and its read transaction reads the database file alone.
     app.exec(
         "CREATE TABLE _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER);
          CREATE TABLE _litestream_lock (id INTEGER);",
@@ -247,6 +243,17 @@ fn a_wal_truncated_by_the_application_costs_one_snapshot() {
         0,
         "the WAL was not truncated"
     );
+    (dir, app, s)
+}
+
+/// An application that truncates a fully backfilled WAL while the syncer's read
+/// transaction reads the database file alone (read mark 0, which SQLite lets a TRUNCATE
+/// checkpoint pass) costs one snapshot, not one per tick: the syncer makes a WAL again,
+/// as Litestream does, and its read transaction then keeps it.
+#[test]
+fn a_wal_truncated_by_the_application_costs_one_snapshot() {
+    let (_dir, app, mut s) = truncated_behind_the_syncer("app-truncates");
+    let wal = crate::durable::sibling(&s.shared.path, "-wal");
     let before = s.txid();
     for _ in 0..3 {
         s.tick(false).unwrap();
@@ -317,4 +324,58 @@ fn leftover_work_files_are_removed_at_open() {
         assert!(!p.exists(), "{} was left", p.display());
     }
     assert!(keep.exists());
+}
+
+/// Pages in the local L0 file of `txid`.
+fn l0_pages(s: &Syncer, txid: Txid) -> usize {
+    let f = File::open(s.shared.l0_path(txid)).unwrap();
+    let mut d = ltx::Decoder::new(io::BufReader::new(f)).unwrap();
+    let mut buf = vec![0u8; d.header().page_size as usize];
+    let mut n = 0;
+    while d.next_page(&mut buf).unwrap().is_some() {
+        n += 1;
+    }
+    n
+}
+
+/// After our own full checkpoint (R taken under the barrier on the database file
+/// alone), an application's TRUNCATE checkpoint cannot have changed the database: SQLite
+/// backfills nothing past a reader on read mark 0. The next copy continues into the new
+/// WAL with our one small write instead of copying the whole database again.
+#[test]
+fn a_truncate_after_our_checkpoint_costs_no_snapshot() {
+    let (_dir, app, mut s) = synced("truncate-after-ours");
+    app.exec(INSERT_ROWS).unwrap();
+    s.tick(true).unwrap();
+    s.checkpoint(false).unwrap();
+    app.exec("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    let wal = crate::durable::sibling(&s.shared.path, "-wal");
+    assert_eq!(
+        fs::metadata(&wal).unwrap().len(),
+        0,
+        "the WAL was not truncated"
+    );
+    let before = s.txid();
+    s.tick(false).unwrap();
+    assert_eq!(s.txid(), before.next());
+    let pages = l0_pages(&s, s.txid());
+    assert!(
+        pages <= 3,
+        "a copy of {pages} pages, not our one small write"
+    );
+}
+
+/// With the WAL emptied and the application holding the write lock, a tick copies
+/// nothing and fails nothing: no transaction can commit meanwhile.
+#[test]
+fn an_emptied_wal_under_the_applications_write_lock_is_not_an_error() {
+    let (_dir, app, mut s) = truncated_behind_the_syncer("truncate-locked");
+    app.exec("BEGIN IMMEDIATE").unwrap();
+    let before = s.txid();
+    s.tick(true).unwrap();
+    assert_eq!(s.txid(), before);
+    app.exec("INSERT INTO t (v) VALUES (x'01'); COMMIT")
+        .unwrap();
+    s.tick(true).unwrap();
+    assert!(s.txid() > before, "the application's commit was not copied");
 }

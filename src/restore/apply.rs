@@ -171,6 +171,7 @@ struct PageBits {
 }
 
 impl PageBits {
+    /// Adds page `pgno` (1-based).
     fn insert(&mut self, pgno: u32) {
         let idx = (pgno - 1) as usize;
         let c = idx / CHUNK_PAGES;
@@ -182,6 +183,7 @@ impl PageBits {
         chunk[bit / 64] |= 1 << (bit % 64);
     }
 
+    /// Whether page `pgno` was added.
     fn contains(&self, pgno: u32) -> bool {
         let idx = (pgno - 1) as usize;
         let bit = idx % CHUNK_PAGES;
@@ -196,7 +198,8 @@ impl PageBits {
         let keep = commit as usize;
         self.chunks.truncate(keep.div_ceil(CHUNK_PAGES));
         let in_last = keep % CHUNK_PAGES;
-        if in_last == 0 {
+        // Only the chunk that holds page `commit` has bits to clear, if it was made.
+        if in_last == 0 || self.chunks.len() < keep.div_ceil(CHUNK_PAGES) {
             return;
         }
         if let Some(Some(c)) = self.chunks.last_mut() {
@@ -252,5 +255,11 @@ mod tests {
         assert!(b.contains(65));
         b.forget_above(63);
         assert!(b.contains(63) && !b.contains(64) && !b.contains(65));
+        // A cut inside a chunk never made leaves the chunks below it alone.
+        let mut c = PageBits::default();
+        c.insert(1);
+        c.insert(10_000);
+        c.forget_above(40_000);
+        assert!(c.contains(1) && c.contains(10_000));
     }
 }

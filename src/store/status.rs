@@ -122,10 +122,12 @@ pub struct CloseReport {
     pub dbs: Vec<DbStatus>,
 }
 
-/// Whether replica `r` holds everything its database `d` has: a database that holds
-/// nothing (it never appeared) is wholly replicated.
+/// Whether replica `r` holds everything its database `d` has: a database that never
+/// appeared holds nothing and is wholly replicated; one that exists but could not be
+/// opened or synced (its error says why) is not.
 fn holds_all(d: &DbStatus, r: &ReplicaStatus) -> bool {
-    d.local_txid == Txid::ZERO || r.remote_txid.is_some_and(|t| t >= d.local_txid)
+    (d.local_txid == Txid::ZERO && d.error.is_none())
+        || r.remote_txid.is_some_and(|t| t >= d.local_txid)
 }
 
 impl CloseReport {

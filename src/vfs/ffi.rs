@@ -191,7 +191,7 @@ unsafe extern "C" fn x_open(
         Err(e) => {
             // SAFETY: NULL or NUL-terminated.
             let n = unsafe { text(name) }.unwrap_or("?");
-            log::error!("litestream vfs: open {n}: {e}");
+            guard((), || log::error!("litestream vfs: open {n}: {e}"));
             ffi::SQLITE_CANTOPEN
         }
     }
@@ -302,8 +302,10 @@ unsafe extern "C" fn x_close(f: *mut ffi::sqlite3_file) -> c_int {
     unsafe {
         let file = f as *mut File;
         if !(*file).conn.is_null() {
-            drop(Box::from_raw((*file).conn));
+            let c = Box::from_raw((*file).conn);
             (*file).conn = ptr::null_mut();
+            // The last connection of a replica stops its poller and drops its client.
+            guard((), || drop(c));
         }
     }
     ffi::SQLITE_OK
@@ -357,8 +359,14 @@ unsafe extern "C" fn x_sync(_: *mut ffi::sqlite3_file, _: c_int) -> c_int {
 
 unsafe extern "C" fn x_file_size(f: *mut ffi::sqlite3_file, out: *mut i64) -> c_int {
     // SAFETY: callback contract; `out` is SQLite's result slot.
-    unsafe { *out = guard(0, || conn(f).size() as i64) };
-    ffi::SQLITE_OK
+    match guard(None, || Some(unsafe { conn(f) }.size() as i64)) {
+        Some(n) => {
+            unsafe { *out = n };
+            ffi::SQLITE_OK
+        }
+        // Never a size of 0 for a database that failed to say its size: it would look empty.
+        None => ffi::SQLITE_IOERR_FSTAT,
+    }
 }
 
 unsafe extern "C" fn x_lock(f: *mut ffi::sqlite3_file, level: c_int) -> c_int {
@@ -379,7 +387,11 @@ unsafe extern "C" fn x_lock(f: *mut ffi::sqlite3_file, level: c_int) -> c_int {
 unsafe extern "C" fn x_unlock(f: *mut ffi::sqlite3_file, level: c_int) -> c_int {
     if level == ffi::SQLITE_LOCK_NONE {
         // SAFETY: callback contract.
-        unsafe { conn(f) }.end_read();
+        let c = unsafe { conn(f) };
+        return guard(ffi::SQLITE_IOERR_UNLOCK, || {
+            c.end_read();
+            ffi::SQLITE_OK
+        });
     }
     ffi::SQLITE_OK
 }

@@ -31,10 +31,12 @@ impl Slot {
     };
 }
 
-/// Page number → [`Slot`], dense over `1..=len`.
+/// Page number → [`Slot`] over `1..=len`. A chunk no file has written a page of is not
+/// made (`None`: every slot empty), so a header claiming billions of pages costs only
+/// the chunks its pages touch.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct PageMap {
-    chunks: Vec<Arc<Vec<Slot>>>,
+    chunks: Vec<Option<Arc<Vec<Slot>>>>,
     len: u32,
 }
 
@@ -45,7 +47,7 @@ impl PageMap {
             return None;
         }
         let i = (pgno - 1) as usize;
-        let s = self.chunks[i / CHUNK][i % CHUNK];
+        let s = self.chunks[i / CHUNK].as_ref()?[i % CHUNK];
         (s.file != u32::MAX).then_some(s)
     }
 
@@ -54,26 +56,29 @@ impl PageMap {
         self.len
     }
 
+    /// Entries chunk `ci` holds when the map is `n` pages long.
+    fn chunk_len(ci: usize, n: u32) -> usize {
+        (n as usize).saturating_sub(ci * CHUNK).min(CHUNK)
+    }
+
     /// Grows (with empty slots) or shrinks to `n` pages.
     pub fn resize(&mut self, n: u32) {
         let chunks = (n as usize).div_ceil(CHUNK);
+        // Only the old last chunk and the new last chunk can be short of their length;
+        // a chunk made holds exactly its entries.
+        let old_last = (self.len as usize).div_ceil(CHUNK).checked_sub(1);
         self.chunks.truncate(chunks);
-        if n < self.len {
-            if let Some(last) = self.chunks.last_mut() {
-                let keep = (n as usize - 1) % CHUNK + 1;
-                Arc::make_mut(last).truncate(keep);
-            }
-        }
-        while self.chunks.len() < chunks {
-            self.chunks.push(Arc::new(Vec::new()));
-        }
-        for (ci, c) in self.chunks.iter_mut().enumerate() {
-            let want = (n as usize - ci * CHUNK).min(CHUNK);
-            if c.len() < want {
-                // Exactly the entries wanted: the last chunk holds no spare slots.
-                let v = Arc::make_mut(c);
-                v.reserve_exact(want - v.len());
-                v.resize(want, Slot::EMPTY);
+        self.chunks.resize(chunks, None);
+        for ci in [old_last, chunks.checked_sub(1)].into_iter().flatten() {
+            let want = Self::chunk_len(ci, n);
+            if let Some(Some(c)) = self.chunks.get_mut(ci) {
+                if c.len() != want {
+                    let v = Arc::make_mut(c);
+                    v.truncate(want);
+                    v.shrink_to_fit();
+                    v.reserve_exact(want - v.len());
+                    v.resize(want, Slot::EMPTY);
+                }
             }
         }
         self.len = n;
@@ -86,7 +91,10 @@ impl PageMap {
                 continue;
             }
             let i = (e.pgno - 1) as usize;
-            Arc::make_mut(&mut self.chunks[i / CHUNK])[i % CHUNK] = Slot {
+            let want = Self::chunk_len(i / CHUNK, self.len);
+            let chunk =
+                self.chunks[i / CHUNK].get_or_insert_with(|| Arc::new(vec![Slot::EMPTY; want]));
+            Arc::make_mut(chunk)[i % CHUNK] = Slot {
                 offset: e.offset,
                 file,
                 size: e.size,
@@ -96,7 +104,12 @@ impl PageMap {
 
     /// Bytes of entries held (shared chunks counted once per map).
     pub fn bytes(&self) -> usize {
-        self.chunks.iter().map(|c| c.capacity()).sum::<usize>() * std::mem::size_of::<Slot>()
+        self.chunks
+            .iter()
+            .flatten()
+            .map(|c| c.capacity())
+            .sum::<usize>()
+            * std::mem::size_of::<Slot>()
     }
 }
 
@@ -142,8 +155,9 @@ mod tests {
         b.apply(2, &[e(5000, 1)]);
         assert_eq!(a.get(5000).unwrap().file, 1);
         assert_eq!(b.get(5000).unwrap().file, 2);
-        assert!(Arc::ptr_eq(&a.chunks[0], &b.chunks[0]));
-        assert!(!Arc::ptr_eq(&a.chunks[1], &b.chunks[1]));
+        let chunk = |m: &PageMap, i: usize| m.chunks[i].clone().unwrap();
+        assert!(Arc::ptr_eq(&chunk(&a, 0), &chunk(&b, 0)));
+        assert!(!Arc::ptr_eq(&chunk(&a, 1), &chunk(&b, 1)));
         b.resize(4097);
         assert_eq!(b.len(), 4097);
         assert!(b.get(4098).is_none());
@@ -155,9 +169,25 @@ mod tests {
             9000,
             "the older state is untouched"
         );
-        assert_eq!(b.bytes(), 9000 * 16, "no spare slots");
+        // No spare slots, and the third chunk, never written, is not made.
+        assert_eq!(b.bytes(), 2 * CHUNK * 16);
         b.resize(0);
         assert_eq!(b.len(), 0);
         assert!(b.get(1).is_none());
+    }
+
+    /// A header claiming 2^31 pages with one page near the end costs one chunk.
+    #[test]
+    fn a_huge_size_costs_only_the_chunks_written() {
+        let mut m = PageMap::default();
+        let far = (1u32 << 31) + 7;
+        m.resize(far);
+        m.apply(1, &[e(1, 100), e(far, 200)]);
+        assert_eq!(m.get(far).unwrap().offset, 200);
+        assert!(m.get(far - 1).is_none() && m.get(2).is_none());
+        assert!(m.bytes() <= 2 * CHUNK * 16, "{} bytes", m.bytes());
+        m.resize(5);
+        assert_eq!(m.get(1).unwrap().offset, 100);
+        assert_eq!(m.bytes(), 5 * 16);
     }
 }

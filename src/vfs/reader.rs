@@ -294,9 +294,15 @@ impl ReplicaReader {
         self.build_planned(None, Some(t)).map(Arc::new)
     }
 
-    /// The state at `txid` rebuilt from a new plan (its files were compacted away).
+    /// The state at `txid` rebuilt from a new plan (its files were compacted away). The
+    /// newest state rebuilt (its L0 files deleted while the writer idles) is published:
+    /// else every later transaction would pin the old map, miss, and plan again.
     pub(crate) fn rebuild_at(&self, txid: Txid) -> Result<Arc<Snapshot>> {
-        self.build_planned(Some(txid), None).map(Arc::new)
+        let snap = Arc::new(self.build_planned(Some(txid), None)?);
+        if txid == self.latest().txid {
+            self.publish((*snap).clone());
+        }
+        Ok(snap)
     }
 
     fn build_planned(&self, txid: Option<Txid>, t: Option<SystemTime>) -> Result<Snapshot> {

@@ -158,8 +158,14 @@ pub(crate) fn is_sqlite_db(path: &Path) -> bool {
         .is_ok_and(|()| &header == b"SQLite format 3\0")
 }
 
-/// The databases a `dir` entry matches, relative to the dir.
-fn discover(dir: &Path, pattern: &str, recursive: bool) -> Result<Vec<PathBuf>> {
+/// The databases a `dir` entry matches, relative to the dir. A file `known` names is taken
+/// without reading its header (see [`resolve_entry_known`]).
+fn discover(
+    dir: &Path,
+    pattern: &str,
+    recursive: bool,
+    known: &dyn Fn(&Path) -> bool,
+) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -179,7 +185,7 @@ fn discover(dir: &Path, pattern: &str, recursive: bool) -> Result<Vec<PathBuf>> 
                 if recursive {
                     stack.push(p);
                 }
-            } else if candidate(pattern, &name) && is_sqlite_db(&p) {
+            } else if candidate(pattern, &name) && (known(&p) || is_sqlite_db(&p)) {
                 if let Ok(rel) = p.strip_prefix(dir) {
                     out.push(rel.to_path_buf());
                 }
@@ -221,6 +227,16 @@ pub(crate) fn resolve_dbs(cfg: &Config) -> Result<Vec<Resolved>> {
 
 /// The databases of one `dbs:` entry (a directory's, as found now).
 pub(crate) fn resolve_entry(d: &DbConfig) -> Result<Vec<Resolved>> {
+    resolve_entry_known(d, &|_| false)
+}
+
+/// [`resolve_entry`], taking the files `known` names (those this process replicates
+/// already) without opening them to read their header: closing a descriptor on a live
+/// database drops every POSIX lock the process holds on it.
+pub(crate) fn resolve_entry_known(
+    d: &DbConfig,
+    known: &dyn Fn(&Path) -> bool,
+) -> Result<Vec<Resolved>> {
     let mut out = Vec::new();
     if let Some(p) = &d.path {
         out.push(Resolved {
@@ -240,7 +256,7 @@ pub(crate) fn resolve_entry(d: &DbConfig) -> Result<Vec<Resolved>> {
             dir.display()
         )));
     }
-    for rel in discover(dir, pattern, d.recursive)? {
+    for rel in discover(dir, pattern, d.recursive, known)? {
         let rel_s = rel.to_string_lossy().into_owned();
         let meta_path = match (&d.meta_dir, &d.meta_path) {
             (Some(m), _) => Some(m.join(format!("{rel_s}-litestream"))),

@@ -125,14 +125,12 @@ pub(crate) fn serve(cfg: &SocketConfig, store: StoreHandle) -> Result<Server> {
 }
 
 /// Binds a listening socket at `path` that appears there with `mode` already set: it is
-/// bound under a temporary name in the same directory, given its mode, then renamed into
-/// place, so no client ever connects through the umask's mode.
+/// bound under a short temporary name in the same directory, given its mode, then linked
+/// into place — never over a socket that appeared meanwhile (a second daemon started at
+/// the same moment gets "address in use", as a plain bind would give it).
 fn bind_with_mode(path: &Path, mode: u32) -> Result<UnixListener> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    // Short: a socket path has at most 107 bytes, and the real name may be near it.
+    let tmp = path.with_file_name(format!(".{}.s", std::process::id()));
     // A temporary name left by a killed daemon of this pid (pids are reused).
     let _ = std::fs::remove_file(&tmp);
     let listener = UnixListener::bind(&tmp)
@@ -140,13 +138,17 @@ fn bind_with_mode(path: &Path, mode: u32) -> Result<UnixListener> {
     let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
         .map_err(|e| Error::io(format!("chmod socket {}", tmp.display()), e))
         .and_then(|()| {
-            std::fs::rename(&tmp, path)
-                .map_err(|e| Error::io(format!("place socket {}", path.display()), e))
+            std::fs::hard_link(&tmp, path).map_err(|e| {
+                let what = if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    "address in use (is litestream already running?)"
+                } else {
+                    "place socket"
+                };
+                Error::io(format!("{what}: {}", path.display()), e)
+            })
         });
-    if let Err(e) = placed {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
+    let _ = std::fs::remove_file(&tmp);
+    placed?;
     Ok(listener)
 }
 

@@ -166,14 +166,15 @@ fn the_socket_appears_with_its_mode() {
         .filter(|(_, n)| n == "ls.sock")
         .map(|(m, _)| *m)
         .collect();
+    // Linked into place with its mode set: the name appears once and is never chmodded.
+    assert!(
+        on_final.iter().all(|m| m & Inotify::ATTRIB == 0),
+        "the socket's mode was changed at its path: {events:?}"
+    );
     assert!(
         on_final
             .iter()
-            .all(|m| m & (Inotify::CREATE | Inotify::ATTRIB) == 0),
-        "the socket's path was created or changed in place: {events:?}"
-    );
-    assert!(
-        on_final.iter().any(|m| m & Inotify::MOVED_TO != 0),
+            .any(|m| m & (Inotify::CREATE | Inotify::MOVED_TO) != 0),
         "{events:?}"
     );
     assert!(UnixStream::connect(&path).is_ok());
@@ -183,4 +184,23 @@ fn the_socket_appears_with_its_mode() {
     assert!(!path.exists());
     let left: Vec<_> = std::fs::read_dir(&s.0).unwrap().flatten().collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// Two daemons starting at once both find the path free: the second to place its socket
+/// gets "address in use" instead of silently taking the path from the first.
+#[test]
+fn a_socket_placed_meanwhile_is_never_replaced() {
+    let s = Scratch::new("sock-race");
+    let path = s.0.join("ls.sock");
+    let first = UnixListener::bind(&path).unwrap();
+    let e = bind_with_mode(&path, 0o600).unwrap_err();
+    assert!(e.to_string().contains("in use"), "{e}");
+    let _c = UnixStream::connect(&path).unwrap();
+    assert!(first.accept().is_ok(), "the first daemon lost its socket");
+    let left: Vec<_> = std::fs::read_dir(&s.0)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("ls.sock")]);
 }

@@ -182,7 +182,7 @@ pub fn follow(
 fn first_restore(client: &dyn ReplicaClient, opts: &FollowOptions) -> Result<Txid> {
     let out = &opts.output;
     super::refuse_stale_sidecars(out)?;
-    let tmp = sibling(out, ".follow-tmp");
+    let tmp = crate::durable::hidden_sibling(out, ".follow-tmp");
     for p in [
         tmp.clone(),
         sibling(&tmp, "-wal"),

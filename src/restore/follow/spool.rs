@@ -95,9 +95,10 @@ impl Spool {
     }
 }
 
-/// Where the spool of the follower of `output` spills: beside it, so on the same disk.
+/// Where the spool of the follower of `output` spills: beside it (on the same disk), under
+/// a hidden name (it starts with SQLite's header, and a `dir:` scan must not take it).
 pub(crate) fn spill_path(output: &Path) -> PathBuf {
-    crate::durable::sibling(output, ".follow-pages.tmp")
+    crate::durable::hidden_sibling(output, ".follow-pages.tmp")
 }
 
 #[cfg(test)]
@@ -108,7 +109,7 @@ mod tests {
     fn pages_read_back_the_same_in_memory_and_spilled() {
         let dir = std::env::temp_dir().join(format!("lsrs-spool-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let spill = dir.join("out.db.follow-pages.tmp");
+        let spill = dir.join(".out.db.follow-pages.tmp");
         let ps = 4096usize;
         let page = |n: u32| vec![(n % 251) as u8; ps];
         let mut s = Spool::new(ps as u32, spill.clone());
