@@ -114,3 +114,29 @@ impl Read for ReadAt<'_> {
         Ok(n)
     }
 }
+
+/// A scratch directory for the crate's unit tests, removed on drop.
+#[cfg(test)]
+pub(crate) struct Scratch(pub(crate) PathBuf);
+
+#[cfg(test)]
+impl Scratch {
+    /// A new empty directory under the system's temp directory, named after `tag`.
+    pub(crate) fn new(tag: &str) -> Scratch {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let p =
+            std::env::temp_dir().join(format!("lsrs-unit-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+}
+
+#[cfg(test)]
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

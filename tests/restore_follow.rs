@@ -317,6 +317,25 @@ fn put_named(client: &FileClient, db: &Path, level: u8, (min, max): (u64, u64), 
         .unwrap();
 }
 
+/// Follows `dir/replica` into `out` on a thread, looking every 10 ms, until the flag
+/// returned is set.
+fn follow_in_thread(
+    dir: &TempDir,
+    out: &Path,
+) -> (
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<litestream::Result<litestream::restore::FollowReport>>,
+) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (flag, out, root) = (stop.clone(), out.to_path_buf(), dir.join("replica"));
+    let th = std::thread::spawn(move || {
+        let mut o = FollowOptions::new(out);
+        o.interval = Duration::from_millis(10);
+        follow(&FileClient::new(root), &o, &flag)
+    });
+    (stop, th)
+}
+
 #[test]
 fn an_idle_follower_finds_files_compacted_past_level_0() {
     let dir = TempDir::new("follow-bridge");
@@ -327,15 +346,7 @@ fn an_idle_follower_finds_files_compacted_past_level_0() {
     let client = FileClient::new(dir.join("replica"));
     put_state(&client, &src, 1, 1, 5);
     let out = dir.join("copy.db");
-    let stop = Arc::new(AtomicBool::new(false));
-    let th = {
-        let (stop, out, root) = (stop.clone(), out.clone(), dir.join("replica"));
-        std::thread::spawn(move || {
-            let mut o = FollowOptions::new(out);
-            o.interval = Duration::from_millis(10);
-            follow(&FileClient::new(root), &o, &stop)
-        })
-    };
+    let (stop, th) = follow_in_thread(&dir, &out);
     assert!(wait_until(Duration::from_secs(20), || read_txid(&out)
         .ok()
         .flatten()
@@ -401,15 +412,7 @@ fn a_follower_refuses_a_file_whose_header_disagrees_with_its_name() {
     put_state(&client, &src, 1, 1, 5);
     let want = dump(&src);
     let out = dir.join("copy.db");
-    let stop = Arc::new(AtomicBool::new(false));
-    let th = {
-        let (stop, out, root) = (stop.clone(), out.clone(), dir.join("replica"));
-        std::thread::spawn(move || {
-            let mut o = FollowOptions::new(out);
-            o.interval = Duration::from_millis(10);
-            follow(&FileClient::new(root), &o, &stop)
-        })
-    };
+    let (stop, th) = follow_in_thread(&dir, &out);
     assert!(wait_until(Duration::from_secs(20), || read_txid(&out)
         .ok()
         .flatten()
@@ -439,15 +442,7 @@ fn a_big_bridging_file_is_applied_in_bounded_memory() {
     put_state(&client, &src, 1, 1, 5);
     let out = dir.join("copy.db");
     let run = |stop_at: u64| {
-        let stop = Arc::new(AtomicBool::new(false));
-        let th = {
-            let (stop, out, root) = (stop.clone(), out.clone(), dir.join("replica"));
-            std::thread::spawn(move || {
-                let mut o = FollowOptions::new(out);
-                o.interval = Duration::from_millis(10);
-                follow(&FileClient::new(root), &o, &stop)
-            })
-        };
+        let (stop, th) = follow_in_thread(&dir, &out);
         let reached = wait_until(Duration::from_secs(60), || {
             read_txid(&out)
                 .ok()

@@ -200,42 +200,30 @@ fn rescan(entry: &DbConfig, dir: &Path, known: &mut HashSet<PathBuf>, store: &St
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Instant, SystemTime};
+    use std::time::Instant;
 
     use super::*;
     use crate::{CompactionLevels, Store};
 
-    /// A scratch directory (removed on drop) holding `data/`, the watched directory.
-    struct Scratch(PathBuf);
+    use crate::durable::Scratch;
 
-    impl Scratch {
-        fn new(name: &str) -> Scratch {
-            let nanos = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default();
-            let p = std::env::temp_dir()
-                .join(format!("lsrs-watch-{name}-{}-{nanos}", std::process::id()));
-            std::fs::create_dir_all(p.join("data")).unwrap();
-            Scratch(p)
-        }
-
-        fn data(&self) -> PathBuf {
-            self.0.join("data")
-        }
+    /// A scratch directory holding `data/`, the watched directory.
+    fn scratch(name: &str) -> Scratch {
+        let s = Scratch::new(name);
+        std::fs::create_dir_all(s.0.join("data")).unwrap();
+        s
     }
 
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    /// The watched directory of `s`.
+    fn data(s: &Scratch) -> PathBuf {
+        s.0.join("data")
     }
 
     /// A running, empty store and the watched entry of `s`'s `data/`.
     fn setup(s: &Scratch) -> (Store, DbConfig) {
         let cfg = crate::cli::config::parse(&format!(
             "dbs:\n  - dir: {}\n    pattern: \"*.db\"\n    watch: true\n    replica:\n      path: {}\n",
-            s.data().display(),
+            data(s).display(),
             s.0.join("rep").display()
         ))
         .unwrap();
@@ -267,9 +255,9 @@ mod tests {
     /// started, with no event after) was never added.
     #[test]
     fn a_database_made_before_the_watcher_started_is_taken() {
-        let s = Scratch::new("start");
+        let s = scratch("start");
         let (mut store, entry) = setup(&s);
-        let db = s.data().join("a.db");
+        let db = data(&s).join("a.db");
         make_db(&db);
         let w = watch(entry, Vec::new(), store.handle()).unwrap();
         assert!(appears(&store.handle(), &db));
@@ -281,15 +269,15 @@ mod tests {
     /// again it was never watched and its new database never taken.
     #[test]
     fn a_directory_deleted_and_made_again_is_watched_again() {
-        let s = Scratch::new("recreate");
+        let s = scratch("recreate");
         let (mut store, entry) = setup(&s);
         let w = watch(entry, Vec::new(), store.handle()).unwrap();
-        std::fs::remove_dir(s.data()).unwrap();
+        std::fs::remove_dir(data(&s)).unwrap();
         // Long enough for the watcher to see the deletion.
         std::thread::sleep(Duration::from_millis(1200));
-        std::fs::create_dir(s.data()).unwrap();
+        std::fs::create_dir(data(&s)).unwrap();
         std::thread::sleep(Duration::from_millis(1200));
-        let db = s.data().join("b.db");
+        let db = data(&s).join("b.db");
         make_db(&db);
         assert!(appears(&store.handle(), &db));
         drop(w);
@@ -300,18 +288,18 @@ mod tests {
     /// Now it is taken when its first write makes it one.
     #[test]
     fn an_empty_file_is_taken_once_it_is_a_database() {
-        let s = Scratch::new("empty");
+        let s = scratch("empty");
         let (mut store, entry) = setup(&s);
         let w = watch(entry, Vec::new(), store.handle()).unwrap();
-        let (empty, real) = (s.data().join("e.db"), s.data().join("r.db"));
+        let (empty, real) = (data(&s).join("e.db"), data(&s).join("r.db"));
         std::fs::write(&empty, b"").unwrap();
-        std::fs::write(s.data().join("r.db-journal"), b"SQLite format 3\0").unwrap();
+        std::fs::write(data(&s).join("r.db-journal"), b"SQLite format 3\0").unwrap();
         make_db(&real);
         assert!(appears(&store.handle(), &real));
         std::thread::sleep(Duration::from_millis(700));
         let h = store.handle();
         assert!(!h.contains(&empty), "{:?}", h.paths());
-        assert!(!h.contains(&s.data().join("r.db-journal")));
+        assert!(!h.contains(&data(&s).join("r.db-journal")));
         make_db(&empty);
         assert!(appears(&h, &empty));
         drop(w);

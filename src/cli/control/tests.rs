@@ -8,27 +8,7 @@ use crate::client::FileClient;
 use crate::sys::Inotify;
 use crate::{CompactionLevels, Store};
 
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let p =
-            std::env::temp_dir().join(format!("lsrs-ctl-{name}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&p).unwrap();
-        Scratch(p)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::durable::Scratch;
 
 /// A running store replicating `dir/a.db` to `dir/rep`, and the handlers' context with
 /// `home` as `~`.
