@@ -186,41 +186,39 @@ pub(crate) fn normalize_endpoint(e: &str) -> String {
 /// name and password, path and query replaced by `…` (a heartbeat's path or a query can
 /// be the secret itself, e.g. a ping token or an Azure SAS signature).
 pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "…".into();
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let host = match authority.rsplit_once('@') {
-        Some((_, h)) => format!("…@{h}"),
-        None => authority.to_string(),
-    };
-    let tail = if tail.is_empty() || tail == "/" {
-        tail
-    } else {
-        "/…"
-    };
-    format!("{scheme}://{host}{tail}")
+    match url.split_once("://") {
+        Some(_) => redact_parts(url, false),
+        None => "…".into(),
+    }
 }
 
 /// `url` with what can be a credential replaced by `…` — the user name and password and
 /// the query (an Azure SAS signature, a NATS token) — and the scheme, host and path kept,
 /// for messages about a replica URL.
 pub(crate) fn redact_credentials(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url
+    match url.split_once("://") {
+        Some(_) => redact_parts(url, true),
+        None => url
             .split_once('?')
-            .map_or(url.to_string(), |(p, _)| format!("{p}?…"));
-    };
+            .map_or(url.to_string(), |(p, _)| format!("{p}?…")),
+    }
+}
+
+/// `scheme://…@host` of `url` (which has a scheme), then its path with the query replaced
+/// by `…` if `keep_path`, else `/…` for any path or query.
+fn redact_parts(url: &str, keep_path: bool) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
     let host = match authority.rsplit_once('@') {
         Some((_, h)) => format!("…@{h}"),
         None => authority.to_string(),
     };
-    let tail = match tail.split_once('?') {
-        Some((path, _)) => format!("{path}?…"),
-        None => tail.to_string(),
+    let tail = match (keep_path, tail.split_once('?')) {
+        (true, Some((path, _))) => format!("{path}?…"),
+        (true, None) => tail.to_string(),
+        (false, _) if tail.is_empty() || tail == "/" => tail.to_string(),
+        (false, _) => "/…".to_string(),
     };
     format!("{scheme}://{host}{tail}")
 }

@@ -86,32 +86,27 @@ pub(super) fn stat_key(path: &Path) -> Option<StatKey> {
 
 /// Removes leftover `*.tmp` files of an interrupted write.
 pub(super) fn remove_temp_files(dir: &Path) {
-    if let Ok(rd) = fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_name().to_string_lossy().ends_with(".tmp") {
-                let _ = fs::remove_file(e.path());
-            }
-        }
-    }
+    remove_where(dir, |name| name.ends_with(".tmp"));
 }
 
 /// Removes the snapshot and compaction temp files a killed process left in the meta
 /// directory (`snapshot-*.ltx.tmp`, `compact-*.ltx.tmp`: each as large as the database).
 /// Only before this process makes any of its own for the database.
 pub(super) fn remove_leftover_work_files(meta: &Path) {
-    let Ok(rd) = fs::read_dir(meta) else {
+    remove_where(meta, |name| {
+        (name.starts_with("snapshot-") || name.starts_with("compact-"))
+            && name.ends_with(".ltx.tmp")
+    });
+}
+
+/// Removes the files of `dir` whose names `doomed` picks (best effort).
+fn remove_where(dir: &Path, doomed: impl Fn(&str) -> bool) {
+    let Ok(rd) = fs::read_dir(dir) else {
         return;
     };
     for e in rd.flatten() {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        if (name.starts_with("snapshot-") || name.starts_with("compact-"))
-            && name.ends_with(".ltx.tmp")
-        {
-            log::debug!(
-                "removing {}, left by an earlier process",
-                e.path().display()
-            );
+        if doomed(&e.file_name().to_string_lossy()) {
+            log::debug!("removing leftover {}", e.path().display());
             let _ = fs::remove_file(e.path());
         }
     }

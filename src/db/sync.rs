@@ -34,22 +34,20 @@ impl Syncer {
             );
             self.begin_read()?;
         }
-        if allow_snapshot && !self.ensure_wal()? {
+        let wal_size = fs::metadata(&self.wal_path).map(|m| m.len()).unwrap_or(0);
+        if allow_snapshot && wal_size < WAL_HEADER_SIZE && !self.ensure_wal()? {
             return Ok(SyncOutcome::Done);
         }
         // Enough chunks to cover the WAL as it is now (its file size bounds its frames).
         let chunk = self.shared.opts.max_sync_wal_bytes;
         let budget = match (allow_snapshot, chunk) {
-            (true, c) if c > 0 => {
-                let size = fs::metadata(&self.wal_path).map(|m| m.len()).unwrap_or(0);
-                Some(size / c + 2)
-            }
+            (true, c) if c > 0 => Some(wal_size / c + 2),
             _ => None,
         };
         self.redo_if_raced(|s| s.sync_chunks(allow_snapshot, budget))
     }
 
-    /// Makes a WAL when there is none with a header (the application truncated a fully
+    /// Makes a WAL, there being none with a header (the application truncated a fully
     /// backfilled one), as Litestream does before each sync: one write of
     /// `_litestream_seq`. Without it a read transaction taken on the database file alone
     /// (read mark 0, which SQLite lets a TRUNCATE checkpoint pass) proved nothing at
@@ -57,12 +55,6 @@ impl Syncer {
     /// application holds the write lock: nothing can be committed meanwhile, so there is
     /// nothing to copy yet.
     fn ensure_wal(&mut self) -> Result<bool> {
-        let has_header = fs::metadata(&self.wal_path)
-            .map(|m| m.len() >= WAL_HEADER_SIZE)
-            .unwrap_or(false);
-        if has_header {
-            return Ok(true);
-        }
         log::debug!(
             "{}: no WAL header; writing one transaction to make one",
             self.shared.path.display()

@@ -72,10 +72,12 @@ impl PageMap {
         for ci in [old_last, chunks.checked_sub(1)].into_iter().flatten() {
             let want = Self::chunk_len(ci, n);
             if let Some(Some(c)) = self.chunks.get_mut(ci) {
-                if c.len() != want {
+                if c.len() > want {
                     let v = Arc::make_mut(c);
                     v.truncate(want);
                     v.shrink_to_fit();
+                } else if c.len() < want {
+                    let v = Arc::make_mut(c);
                     v.reserve_exact(want - v.len());
                     v.resize(want, Slot::EMPTY);
                 }

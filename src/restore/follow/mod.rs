@@ -210,11 +210,10 @@ fn first_restore(client: &dyn ReplicaClient, opts: &FollowOptions) -> Result<Txi
     // The sidecar only once the database is ours: written first, it would overwrite the
     // TXID of a database that appeared meanwhile. A crash between the two leaves a
     // database without one, which resuming reports.
-    let placed = super::link_into_place(&tmp, out);
-    if placed.is_err() {
+    if let Err(e) = super::link_into_place(&tmp, out) {
         let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
-    placed?;
     write_txid(out, report.txid, mode)?;
     Ok(report.txid)
 }
